@@ -1,0 +1,17 @@
+"""The one clock. Everything that needs "now" calls :func:`now`, so freezegun controls it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+
+def now() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """Databases may hand back naive datetimes; dynaflow stores UTC, so attach it."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=timezone.utc)

@@ -1,0 +1,99 @@
+"""Every error dynaflow raises derives from :class:`DynaflowError`; each message says what to do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DynaflowError(Exception):
+    """Root of dynaflow's exceptions."""
+
+
+class ConfigurationError(DynaflowError):
+    """A World, middleware or action class is set up wrongly."""
+
+
+class PlanningError(DynaflowError):
+    """Raised inside the plan phase for a mistake in how an action plans (bad arguments, input)."""
+
+
+class PlanningFailed(DynaflowError):
+    """Planning raised; the plan is stopped with result error and nothing ran.
+
+    ``plan_id`` names the persisted failed plan, ``cause`` is the original exception.
+    """
+
+    def __init__(self, plan_id: str, cause: BaseException) -> None:
+        self.plan_id = plan_id
+        self.cause = cause
+        super().__init__(
+            f"planning of plan {plan_id} failed: {type(cause).__name__}: {cause} "
+            "(the plan is stopped with result 'error'; world.get_plan(plan_id) shows the step)"
+        )
+
+
+class UnknownPlan(DynaflowError, LookupError):
+    def __init__(self, plan_id: Any) -> None:
+        self.plan_id = plan_id
+        super().__init__(
+            f"no execution plan with id {plan_id!r}; world.find_plans() lists the existing ones"
+        )
+
+
+class UnknownStep(DynaflowError, LookupError):
+    def __init__(self, plan_id: Any, step_id: Any) -> None:
+        self.plan_id, self.step_id = plan_id, step_id
+        super().__init__(
+            f"plan {plan_id} has no step {step_id!r}; world.get_plan(plan_id).steps lists them"
+        )
+
+
+class UnknownActionClass(DynaflowError, LookupError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"unknown action class {name!r}: import the module that defines it before running "
+            "the plan, or install the package that registers it in the 'dynaflow.actions' "
+            "entry-point group"
+        )
+
+
+class IllegalTransition(DynaflowError):
+    """A state change not allowed by the transition table in :mod:`dynaflow.states`."""
+
+
+class InvalidState(DynaflowError):
+    """An operation asked of a plan or step in a state that does not allow it."""
+
+
+class ConcurrentModification(DynaflowError):
+    """Another executor or operator changed the same row first (a lost compare-and-set)."""
+
+
+class NotJSON(DynaflowError, TypeError):
+    """A value that must be JSON (input, output, event) is not."""
+
+
+class MissingOutputKey(DynaflowError, KeyError):
+    """An output reference points at a key its producer never set."""
+
+
+class StorageError(DynaflowError):
+    """The database could not be opened, or holds something this code cannot use."""
+
+
+class DatabaseUnavailable(StorageError):
+    """The database URL could not be reached."""
+
+
+class SchemaMismatch(StorageError):
+    """The database schema is newer than this code, or older and not migrated."""
+
+
+class CorruptRecord(StorageError):
+    """A row could not be decoded (bad JSON, unknown state)."""
+
+
+class WorldClosed(DynaflowError):
+    def __init__(self) -> None:
+        super().__init__("this World is closed; open a new World(...) to plan or run")

@@ -1,0 +1,150 @@
+"""Read-only snapshots of persisted execution plans, as returned by ``World.get_plan``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from dynaflow.exceptions import UnknownStep
+from dynaflow.states import PlanResult, PlanState, StepKind, StepState
+
+
+@dataclass(frozen=True, slots=True)
+class StepError:
+    class_name: str
+    message: str
+    traceback: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"class_name": self.class_name, "message": self.message, "traceback": self.traceback}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> StepError | None:
+        if data is None:
+            return None
+        return cls(data["class_name"], data["message"], data.get("traceback"))
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, traceback: str | None = None) -> StepError:
+        return cls(type(exc).__qualname__, str(exc), traceback)
+
+    def __str__(self) -> str:
+        return f"{self.class_name}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRecord:
+    id: int
+    action_class: str
+    input: dict[str, Any]
+    output: dict[str, Any]
+    parent_id: int | None = None
+    #: the action whose planning triggered this one through a subscription
+    trigger_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    id: int
+    kind: StepKind
+    action_id: int
+    action_class: str
+    state: StepState
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration: float | None = None
+    error: StepError | None = None
+    queue: str = "default"
+    world_id: str | None = None
+    #: planning order; finalize steps run in this order
+    position: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRecord:
+    at: datetime
+    event: str
+    world_id: str | None = None
+    step_id: int | None = None
+    detail: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRecord:
+    """The plan row alone, as ``find_plans`` returns it."""
+
+    id: str
+    label: str
+    state: PlanState
+    result: PlanResult
+    root_action_class: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    world_id: str | None = None
+    key: str | None = None
+    #: the run flow as nested ``{"sequence": [...]}`` / ``{"concurrence": [...]}`` of step ids
+    run_flow: Any = None
+    error: StepError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionPlan:
+    """A plan with its actions, steps, run graph and history."""
+
+    record: PlanRecord
+    actions: tuple[ActionRecord, ...] = ()
+    steps: tuple[StepRecord, ...] = ()
+    run_edges: tuple[tuple[int, int], ...] = ()
+    history: tuple[HistoryRecord, ...] = ()
+    _steps_by_id: dict[int, StepRecord] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._steps_by_id.update({step.id: step for step in self.steps})
+
+    # plan-level attributes, flattened for convenience
+    id = property(lambda self: self.record.id)
+    label = property(lambda self: self.record.label)
+    state = property(lambda self: self.record.state)
+    result = property(lambda self: self.record.result)
+    started_at = property(lambda self: self.record.started_at)
+    ended_at = property(lambda self: self.record.ended_at)
+    created_at = property(lambda self: self.record.created_at)
+    key = property(lambda self: self.record.key)
+    error = property(lambda self: self.record.error)
+    run_flow = property(lambda self: self.record.run_flow)
+    root_action_class = property(lambda self: self.record.root_action_class)
+
+    def step(self, step_id: int) -> StepRecord:
+        try:
+            return self._steps_by_id[step_id]
+        except KeyError:
+            raise UnknownStep(self.id, step_id) from None
+
+    def action(self, action_id: int) -> ActionRecord:
+        for action in self.actions:
+            if action.id == action_id:
+                return action
+        raise LookupError(f"plan {self.id} has no action {action_id}")
+
+    def steps_of(self, action_class: str | type, kind: StepKind | str | None = None) -> list[StepRecord]:
+        """Steps whose action class is ``action_class`` (a class or its qualified name)."""
+        name = action_class if isinstance(action_class, str) else _class_name(action_class)
+        return [
+            s
+            for s in self.steps
+            if (s.action_class == name or s.action_class.endswith("." + name))
+            and (kind is None or s.kind == kind)
+        ]
+
+    def run_steps(self) -> Iterator[StepRecord]:
+        return (s for s in self.steps if s.kind == StepKind.RUN)
+
+    def finalize_steps(self) -> list[StepRecord]:
+        return sorted((s for s in self.steps if s.kind == StepKind.FINALIZE), key=lambda s: s.position)
+
+
+def _class_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"

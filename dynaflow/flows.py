@@ -1,0 +1,115 @@
+"""The shapes a planner builds: sequences and concurrences of run steps, nested.
+
+Flows are small values. :func:`edges` turns a flow into the DAG the executor runs: every exit of
+one sequence member precedes every entry of the next; members of a concurrence are unordered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+
+@dataclass(slots=True)
+class Atom:
+    """One run step."""
+
+    step_id: int
+
+
+@dataclass(slots=True)
+class Sequence:
+    children: list[Flow] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Concurrence:
+    children: list[Flow] = field(default_factory=list)
+
+
+Flow = Union[Atom, Sequence, Concurrence]
+
+
+def is_empty(flow: Flow) -> bool:
+    if isinstance(flow, Atom):
+        return False
+    return all(is_empty(child) for child in flow.children)
+
+
+def entries(flow: Flow) -> list[int]:
+    """The steps that start ``flow``: nothing inside it precedes them."""
+    if isinstance(flow, Atom):
+        return [flow.step_id]
+    if isinstance(flow, Sequence):
+        for child in flow.children:
+            if not is_empty(child):
+                return entries(child)
+        return []
+    return [step for child in flow.children for step in entries(child)]
+
+
+def exits(flow: Flow) -> list[int]:
+    """The steps that end ``flow``: nothing inside it follows them."""
+    if isinstance(flow, Atom):
+        return [flow.step_id]
+    if isinstance(flow, Sequence):
+        for child in reversed(flow.children):
+            if not is_empty(child):
+                return exits(child)
+        return []
+    return [step for child in flow.children for step in exits(child)]
+
+
+def edges(flow: Flow) -> Iterator[tuple[int, int]]:
+    """The ordering edges ``flow`` implies, producer first."""
+    if isinstance(flow, Atom):
+        return
+    for child in flow.children:
+        yield from edges(child)
+    if isinstance(flow, Sequence):
+        previous: list[int] = []
+        for child in flow.children:
+            if is_empty(child):
+                continue
+            heads = entries(child)
+            for before in previous:
+                for after in heads:
+                    yield before, after
+            previous = exits(child)
+
+
+def simplify(flow: Flow) -> Flow:
+    """Drop empty scopes and unwrap scopes of one member (for display and storage)."""
+    if isinstance(flow, Atom):
+        return flow
+    children = [simplify(child) for child in flow.children if not is_empty(child)]
+    merged: list[Flow] = []
+    for child in children:
+        # a sequence directly inside a sequence (or concurrence in concurrence) is the same shape
+        if type(child) is type(flow) and not isinstance(child, Atom):
+            merged.extend(child.children)
+        else:
+            merged.append(child)
+    if len(merged) == 1:
+        return merged[0]
+    return type(flow)(merged)
+
+
+def to_json(flow: Flow) -> Any:
+    """``3`` for a step, ``{"sequence": [...]}`` or ``{"concurrence": [...]}`` for scopes."""
+    if isinstance(flow, Atom):
+        return flow.step_id
+    key = "sequence" if isinstance(flow, Sequence) else "concurrence"
+    return {key: [to_json(child) for child in flow.children]}
+
+
+def from_json(data: Any) -> Flow:
+    if isinstance(data, int):
+        return Atom(data)
+    if isinstance(data, dict) and len(data) == 1:
+        ((key, children),) = data.items()
+        cls = {"sequence": Sequence, "concurrence": Concurrence}.get(key)
+        if cls is not None and isinstance(children, list):
+            return cls([from_json(child) for child in children])
+    raise ValueError(f"not a flow: {data!r}")

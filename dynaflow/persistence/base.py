@@ -1,0 +1,228 @@
+"""The storage interface. Memory and SQL implementations both satisfy it; one contract suite
+(``tests/contract``) checks both.
+
+Conventions shared by every method:
+
+* Every write joins the *ambient* transaction opened by :meth:`Storage.transaction` in the same
+  thread, or runs in a transaction of its own when there is none.
+* A missing plan id raises :class:`~dynaflow.exceptions.UnknownPlan`.
+* State changes are compare-and-set: an update names the state it expects, and a row in another
+  state is left alone and reported back, never overwritten.
+* Datetimes go in and come out timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from dynaflow.execution_plan import (
+    ActionRecord,
+    ExecutionPlan,
+    HistoryRecord,
+    PlanRecord,
+    StepRecord,
+)
+from dynaflow.states import PlanResult, PlanState, StepState
+
+
+@dataclass(slots=True)
+class StepUpdate:
+    """Move step ``(plan_id, step_id)`` from ``expect`` to ``state`` and set ``fields``.
+
+    ``fields`` may hold ``started_at``, ``ended_at``, ``duration``, ``error`` (a JSON dict or
+    None) and ``world_id``.
+    """
+
+    plan_id: str
+    step_id: int
+    expect: StepState
+    state: StepState
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class HistoryRow:
+    plan_id: str
+    at: datetime
+    event: str
+    step_id: int | None = None
+    world_id: str | None = None
+    detail: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class NewPlan:
+    """Everything planning produced, written by :meth:`Storage.insert_plan` in one go."""
+
+    plan: PlanRecord
+    actions: list[ActionRecord]
+    steps: list[StepRecord]
+    edges: list[tuple[int, int]]
+    history: list[HistoryRow]
+
+
+@dataclass(slots=True)
+class Claim:
+    """Move steps ``step_ids`` of ``plan_id`` that are in one of ``expect`` to ``running``."""
+
+    plan_id: str
+    step_ids: list[int]
+    expect: frozenset[StepState]
+    world_id: str
+    at: datetime
+
+
+@dataclass(slots=True)
+class PlanUpdate:
+    plan_id: str
+    expect: frozenset[PlanState] | None
+    fields: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Batch:
+    """The writes of one executor iteration, committed together (group commit)."""
+
+    plans: list[PlanUpdate] = field(default_factory=list)
+    steps: list[StepUpdate] = field(default_factory=list)
+    outputs: list[tuple[str, int, dict[str, Any]]] = field(default_factory=list)
+    history: list[HistoryRow] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.plans or self.steps or self.outputs or self.history or self.claims)
+
+
+@dataclass(slots=True)
+class BatchResult:
+    #: (plan_id, step_id) pairs the claims moved to running
+    claimed: set[tuple[str, int]] = field(default_factory=set)
+    #: step updates whose compare-and-set failed (the row was in another state)
+    step_conflicts: list[StepUpdate] = field(default_factory=list)
+    #: plan updates whose compare-and-set failed
+    plan_conflicts: list[PlanUpdate] = field(default_factory=list)
+
+
+class Storage(ABC):
+    """Where execution plans live. Thread-safe."""
+
+    #: the URL it was opened with, password hidden
+    display_url: str = ""
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections. Further calls may fail."""
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[Any]:
+        """An ambient transaction for this thread: writes made inside it commit together when
+        the outermost block exits normally and roll back when it raises. Nested blocks join the
+        outer one. Yields the connection application code may use (``None`` for memory)."""
+
+    @abstractmethod
+    def current_connection(self) -> Any:
+        """The connection of this thread's ambient transaction, or ``None`` outside one."""
+
+    # -- writes ----------------------------------------------------------------------------
+
+    @abstractmethod
+    def insert_plan(self, new: NewPlan) -> None:
+        """Insert a plan with its actions, steps, edges and history rows.
+
+        Raises :class:`~dynaflow.exceptions.ConcurrentModification` if the plan id or its
+        ``key`` already exists."""
+
+    @abstractmethod
+    def update_plan(
+        self, plan_id: str, fields: dict[str, Any], expect: frozenset[PlanState] | None = None
+    ) -> bool:
+        """Set ``fields`` (state, result, started_at, ended_at, world_id, error) on the plan if its
+        state is in ``expect`` (any state when ``None``). Returns whether the row changed."""
+
+    @abstractmethod
+    def update_steps(self, updates: Sequence[StepUpdate]) -> list[StepUpdate]:
+        """Apply each update whose step is in its ``expect`` state; return those that were not."""
+
+    @abstractmethod
+    def claim_steps(self, claim: Claim) -> list[int]:
+        """Compare-and-set ``claim.step_ids`` to running (setting ``started_at``, ``world_id``,
+        clearing ``error``); return the ids that moved. A step in any other state is left."""
+
+    @abstractmethod
+    def save_outputs(self, outputs: Sequence[tuple[str, int, dict[str, Any]]]) -> None:
+        """Set ``(plan_id, action_id, output)`` outputs."""
+
+    @abstractmethod
+    def add_history(self, rows: Sequence[HistoryRow]) -> None:
+        """Append history rows."""
+
+    def write(self, batch: Batch) -> BatchResult:
+        """Apply a :class:`Batch` in one transaction (the executor's group commit)."""
+        result = BatchResult()
+        with self.transaction():
+            for update in batch.plans:
+                if not self.update_plan(update.plan_id, update.fields, update.expect):
+                    result.plan_conflicts.append(update)
+            if batch.steps:
+                result.step_conflicts = self.update_steps(batch.steps)
+            if batch.outputs:
+                self.save_outputs(batch.outputs)
+            for claim in batch.claims:
+                for step_id in self.claim_steps(claim):
+                    result.claimed.add((claim.plan_id, step_id))
+            if batch.history:
+                self.add_history(batch.history)
+        return result
+
+    # -- reads -----------------------------------------------------------------------------
+
+    @abstractmethod
+    def load_plan(self, plan_id: str) -> ExecutionPlan:
+        """The whole plan: record, actions, steps (by id), run edges, history (oldest first)."""
+
+    @abstractmethod
+    def get_plan_record(self, plan_id: str) -> PlanRecord:
+        """Only the plan row."""
+
+    @abstractmethod
+    def find_plan_by_key(self, key: str) -> PlanRecord | None:
+        """The plan with idempotency ``key``, or ``None``."""
+
+    @abstractmethod
+    def find_plans(
+        self,
+        *,
+        state: Sequence[PlanState] | None = None,
+        result: Sequence[PlanResult] | None = None,
+        label: str | None = None,
+        action: str | None = None,
+        offset: int = 0,
+        limit: int | None = None,
+        order_by: str = "-created_at",
+    ) -> list[PlanRecord]:
+        """Plan rows matching every given filter. ``label`` and ``action`` (root action class
+        name) match exactly; ``order_by`` is a column of the plan row, ``-`` for descending."""
+
+    @abstractmethod
+    def count_plans(
+        self,
+        *,
+        state: Sequence[PlanState] | None = None,
+        result: Sequence[PlanResult] | None = None,
+        label: str | None = None,
+        action: str | None = None,
+    ) -> int:
+        """How many plans :meth:`find_plans` would return without paging."""
+
+    def iter_plans(self, **filters: Any) -> Iterator[PlanRecord]:
+        yield from self.find_plans(**filters)
+
+
+ORDERABLE = ("created_at", "started_at", "ended_at", "label", "state", "result", "id")

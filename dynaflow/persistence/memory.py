@@ -1,0 +1,235 @@
+"""In-memory storage: the same contract as the SQL storage, for unit tests and throwaway worlds."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+from dynaflow.exceptions import ConcurrentModification, UnknownPlan
+from dynaflow.execution_plan import ExecutionPlan, HistoryRecord, PlanRecord, StepError
+from dynaflow.persistence.base import ORDERABLE, Claim, HistoryRow, NewPlan, Storage, StepUpdate
+from dynaflow.states import PlanResult, PlanState, StepState
+
+
+class _Plan:
+    __slots__ = ("actions", "edges", "history", "record", "steps")
+
+    def __init__(self, new: NewPlan) -> None:
+        self.record = new.plan
+        self.actions = {a.id: a for a in new.actions}
+        self.steps = {s.id: s for s in new.steps}
+        self.edges = list(new.edges)
+        self.history: list[HistoryRecord] = []
+
+
+class MemoryStorage(Storage):
+    """Plans in dicts, guarded by one re-entrant lock. A transaction holds the lock and keeps an
+    undo log, so a block that raises leaves nothing behind."""
+
+    display_url = "memory://"
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._plans: dict[str, _Plan] = {}
+        self._keys: dict[str, str] = {}
+        self._local = threading.local()
+
+    def close(self) -> None:
+        pass
+
+    # -- transactions ----------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        undo: list[Callable[[], None]] | None = getattr(self._local, "undo", None)
+        if undo is not None:  # nested: join
+            yield None
+            return
+        with self._lock:
+            self._local.undo = undo = []
+            try:
+                yield None
+            except BaseException:
+                for step in reversed(undo):
+                    step()
+                raise
+            finally:
+                self._local.undo = None
+
+    def current_connection(self) -> Any:
+        return None
+
+    @contextmanager
+    def _write(self) -> Iterator[list[Callable[[], None]]]:
+        with self.transaction():
+            yield self._local.undo
+
+    def _plan(self, plan_id: str) -> _Plan:
+        try:
+            return self._plans[plan_id]
+        except KeyError:
+            raise UnknownPlan(plan_id) from None
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def insert_plan(self, new: NewPlan) -> None:
+        new = copy.deepcopy(new)
+        with self._write() as undo:
+            plan_id, key = new.plan.id, new.plan.key
+            if plan_id in self._plans or (key is not None and key in self._keys):
+                raise ConcurrentModification(f"plan {plan_id} (key {key!r}) already exists")
+            self._plans[plan_id] = _Plan(new)
+            undo.append(lambda: self._plans.pop(plan_id, None))
+            if key is not None:
+                self._keys[key] = plan_id
+                undo.append(lambda: self._keys.pop(key, None))
+            self.add_history(new.history)
+
+    def update_plan(
+        self, plan_id: str, fields: dict[str, Any], expect: frozenset[PlanState] | None = None
+    ) -> bool:
+        with self._write() as undo:
+            plan = self._plan(plan_id)
+            if expect is not None and plan.record.state not in expect:
+                return False
+            old = plan.record
+            values = dict(fields)
+            if "error" in values:
+                values["error"] = StepError.from_json(values["error"])
+            plan.record = replace(old, **values)
+            undo.append(lambda: setattr(plan, "record", old))
+            return True
+
+    def update_steps(self, updates: Sequence[StepUpdate]) -> list[StepUpdate]:
+        conflicts = []
+        with self._write() as undo:
+            for update in updates:
+                plan = self._plan(update.plan_id)
+                step = plan.steps.get(update.step_id)
+                if step is None or step.state != update.expect:
+                    conflicts.append(update)
+                    continue
+                values = dict(update.fields)
+                if "error" in values:
+                    values["error"] = StepError.from_json(values["error"])
+                plan.steps[step.id] = replace(step, state=update.state, **values)
+                undo.append(lambda plan=plan, step=step: plan.steps.__setitem__(step.id, step))
+        return conflicts
+
+    def claim_steps(self, claim: Claim) -> list[int]:
+        claimed = []
+        with self._write() as undo:
+            plan = self._plan(claim.plan_id)
+            for step_id in claim.step_ids:
+                step = plan.steps.get(step_id)
+                if step is None or step.state not in claim.expect:
+                    continue
+                plan.steps[step_id] = replace(
+                    step,
+                    state=StepState.RUNNING,
+                    started_at=claim.at,
+                    ended_at=None,
+                    duration=None,
+                    error=None,
+                    world_id=claim.world_id,
+                )
+                undo.append(lambda plan=plan, step=step: plan.steps.__setitem__(step.id, step))
+                claimed.append(step_id)
+        return claimed
+
+    def save_outputs(self, outputs: Sequence[tuple[str, int, dict[str, Any]]]) -> None:
+        with self._write() as undo:
+            for plan_id, action_id, output in outputs:
+                plan = self._plan(plan_id)
+                old = plan.actions[action_id]
+                plan.actions[action_id] = replace(old, output=copy.deepcopy(output))
+                undo.append(lambda plan=plan, old=old: plan.actions.__setitem__(old.id, old))
+
+    def add_history(self, rows: Sequence[HistoryRow]) -> None:
+        with self._write() as undo:
+            for row in rows:
+                plan = self._plan(row.plan_id)
+                plan.history.append(
+                    HistoryRecord(row.at, row.event, row.world_id, row.step_id, row.detail)
+                )
+                undo.append(plan.history.pop)
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def load_plan(self, plan_id: str) -> ExecutionPlan:
+        with self._lock:
+            plan = self._plan(plan_id)
+            return copy.deepcopy(
+                ExecutionPlan(
+                    record=plan.record,
+                    actions=tuple(plan.actions[i] for i in sorted(plan.actions)),
+                    steps=tuple(plan.steps[i] for i in sorted(plan.steps)),
+                    run_edges=tuple(plan.edges),
+                    history=tuple(plan.history),
+                )
+            )
+
+    def get_plan_record(self, plan_id: str) -> PlanRecord:
+        with self._lock:
+            return self._plan(plan_id).record
+
+    def find_plan_by_key(self, key: str) -> PlanRecord | None:
+        with self._lock:
+            plan_id = self._keys.get(key)
+            return None if plan_id is None else self._plans[plan_id].record
+
+    def _matching(
+        self,
+        state: Sequence[PlanState] | None,
+        result: Sequence[PlanResult] | None,
+        label: str | None,
+        action: str | None,
+    ) -> list[PlanRecord]:
+        with self._lock:
+            records = [p.record for p in self._plans.values()]
+        return [
+            r
+            for r in records
+            if (state is None or r.state in state)
+            and (result is None or r.result in result)
+            and (label is None or r.label == label)
+            and (action is None or r.root_action_class == action)
+        ]
+
+    def find_plans(
+        self,
+        *,
+        state: Sequence[PlanState] | None = None,
+        result: Sequence[PlanResult] | None = None,
+        label: str | None = None,
+        action: str | None = None,
+        offset: int = 0,
+        limit: int | None = None,
+        order_by: str = "-created_at",
+    ) -> list[PlanRecord]:
+        column = order_by.lstrip("-")
+        if column not in ORDERABLE:
+            raise ValueError(f"cannot order plans by {order_by!r}; use one of {ORDERABLE}")
+        records = self._matching(state, result, label, action)
+        # NULLs last in either direction, ties broken by id: the SQL storage orders the same way
+        records.sort(key=lambda r: r.id)
+        present = [r for r in records if getattr(r, column) is not None]
+        present.sort(key=lambda r: getattr(r, column), reverse=order_by.startswith("-"))
+        records = present + [r for r in records if getattr(r, column) is None]
+        end = None if limit is None else offset + limit
+        return records[offset:end]
+
+    def count_plans(
+        self,
+        *,
+        state: Sequence[PlanState] | None = None,
+        result: Sequence[PlanResult] | None = None,
+        label: str | None = None,
+        action: str | None = None,
+    ) -> int:
+        return len(self._matching(state, result, label, action))
+

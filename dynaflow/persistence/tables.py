@@ -1,0 +1,120 @@
+"""dynaflow's tables, on one MetaData. Migrations in ``migrations/`` must produce exactly these."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Float,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+UTC = DateTime(timezone=True)
+
+plans = Table(
+    "dynaflow_plans",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("label", String(255), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("result", String(16), nullable=False),
+    Column("root_action_class", String(255)),
+    Column("key", String(255), unique=True),
+    Column("created_at", UTC, nullable=False),
+    Column("started_at", UTC),
+    Column("ended_at", UTC),
+    Column("world_id", String(64)),
+    Column("run_flow", JSON),
+    Column("error", JSON),
+    Index(None, "state"),
+    Index(None, "created_at"),
+    Index(None, "label"),
+)
+
+actions = Table(
+    "dynaflow_actions",
+    metadata,
+    Column("plan_id", String(36), nullable=False),
+    Column("id", Integer, nullable=False),
+    Column("action_class", String(255), nullable=False),
+    Column("input", JSON, nullable=False),
+    Column("output", JSON, nullable=False),
+    Column("parent_id", Integer),
+    Column("trigger_id", Integer),
+    PrimaryKeyConstraint("plan_id", "id"),
+    ForeignKeyConstraint(["plan_id"], ["dynaflow_plans.id"], ondelete="CASCADE"),
+)
+
+steps = Table(
+    "dynaflow_steps",
+    metadata,
+    Column("plan_id", String(36), nullable=False),
+    Column("id", Integer, nullable=False),
+    Column("action_id", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("action_class", String(255), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("queue", String(64), nullable=False, default="default"),
+    Column("position", Integer, nullable=False),
+    Column("started_at", UTC),
+    Column("ended_at", UTC),
+    Column("duration", Float),
+    Column("error", JSON),
+    Column("world_id", String(64)),
+    PrimaryKeyConstraint("plan_id", "id"),
+    ForeignKeyConstraint(["plan_id"], ["dynaflow_plans.id"], ondelete="CASCADE"),
+    Index(None, "state", "queue"),
+)
+
+edges = Table(
+    "dynaflow_edges",
+    metadata,
+    Column("plan_id", String(36), nullable=False),
+    Column("from_step", Integer, nullable=False),
+    Column("to_step", Integer, nullable=False),
+    PrimaryKeyConstraint("plan_id", "from_step", "to_step"),
+    ForeignKeyConstraint(["plan_id"], ["dynaflow_plans.id"], ondelete="CASCADE"),
+)
+
+history = Table(
+    "dynaflow_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("plan_id", String(36), nullable=False),
+    Column("at", UTC, nullable=False),
+    Column("event", String(64), nullable=False),
+    Column("step_id", Integer),
+    Column("world_id", String(64)),
+    Column("detail", JSON),
+    ForeignKeyConstraint(["plan_id"], ["dynaflow_plans.id"], ondelete="CASCADE"),
+    Index(None, "plan_id"),
+)
+
+worlds = Table(
+    "dynaflow_worlds",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("started_at", UTC, nullable=False),
+    Column("heartbeat_at", UTC, nullable=False),
+    Column("hostname", String(255)),
+    Column("pid", Integer),
+    Column("executor", String(32)),
+    Column("queues", JSON),
+)

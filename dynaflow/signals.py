@@ -1,0 +1,31 @@
+"""All of dynaflow's blinker signals, one per line. Sender is always the :class:`~dynaflow.World`.
+
+Receivers run in the executor's scheduler thread after the change is committed; a receiver that
+raises is logged and never breaks execution (see :func:`emit`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from blinker import Namespace, Signal
+
+log = logging.getLogger("dynaflow.signals")
+_signals = Namespace()
+
+#: plan_id: str, state: PlanState, result: PlanResult
+plan_state_changed = _signals.signal("plan-state-changed")
+#: plan_id: str, step_id: int, kind: StepKind, action_class: str, state: StepState
+step_state_changed = _signals.signal("step-state-changed")
+
+
+def emit(signal: Signal, sender: Any, **kwargs: Any) -> None:
+    """Send ``signal``; log and swallow any receiver's exception."""
+    if not signal.receivers:
+        return
+    for receiver in signal.receivers_for(sender):
+        try:
+            receiver(sender, **kwargs)
+        except Exception:
+            log.exception("receiver %r of signal %r failed; execution goes on", receiver, signal.name)

@@ -1,0 +1,102 @@
+"""Plan and step states, and the one table of allowed transitions.
+
+Every state change goes through :func:`check_step` / :func:`check_plan`; the storage layer then
+makes the change a compare-and-set, so two processes can never both move a step out of a state.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from dynaflow.exceptions import IllegalTransition
+
+
+class PlanState(StrEnum):
+    PENDING = "pending"
+    SCHEDULED = "scheduled"
+    PLANNING = "planning"
+    PLANNED = "planned"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+
+
+class PlanResult(StrEnum):
+    PENDING = "pending"
+    SUCCESS = "success"
+    WARNING = "warning"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+
+
+class StepState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUSPENDED = "suspended"
+    SUCCESS = "success"
+    ERROR = "error"
+    SKIPPING = "skipping"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+class StepKind(StrEnum):
+    PLAN = "plan"
+    RUN = "run"
+    FINALIZE = "finalize"
+
+
+P, S = PlanState, StepState
+
+PLAN_TRANSITIONS: dict[PlanState, frozenset[PlanState]] = {
+    P.PENDING: frozenset({P.SCHEDULED, P.PLANNING, P.STOPPED}),
+    P.SCHEDULED: frozenset({P.PLANNING, P.STOPPED}),
+    P.PLANNING: frozenset({P.PLANNED, P.STOPPED}),
+    P.PLANNED: frozenset({P.RUNNING, P.STOPPED}),
+    P.RUNNING: frozenset({P.PAUSED, P.STOPPED}),
+    P.PAUSED: frozenset({P.RUNNING, P.STOPPED}),
+    P.STOPPED: frozenset(),
+}
+
+STEP_TRANSITIONS: dict[StepState, frozenset[StepState]] = {
+    S.PENDING: frozenset({S.RUNNING, S.SKIPPING, S.SKIPPED, S.CANCELLED}),
+    # running -> pending: a step taken over after a crash is handed out again (idempotent actions)
+    S.RUNNING: frozenset({S.SUCCESS, S.ERROR, S.SUSPENDED, S.CANCELLED, S.PENDING}),
+    S.SUSPENDED: frozenset({S.RUNNING, S.SUCCESS, S.ERROR, S.CANCELLED}),
+    S.ERROR: frozenset({S.RUNNING, S.PENDING, S.SKIPPING, S.SKIPPED, S.CANCELLED}),
+    S.SKIPPING: frozenset({S.SKIPPED, S.ERROR}),
+    S.SUCCESS: frozenset(),
+    S.SKIPPED: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+
+#: Step states after which the step never runs again on its own.
+FINISHED_STEP_STATES = frozenset({S.SUCCESS, S.SKIPPED, S.CANCELLED})
+#: Step states that let the steps ordered after it go on.
+DONE_STEP_STATES = frozenset({S.SUCCESS, S.SKIPPED})
+#: Plan states in which a plan is being executed or waits for an operator.
+ACTIVE_PLAN_STATES = frozenset({P.RUNNING, P.PAUSED})
+
+
+def check_step(old: StepState | str, new: StepState | str, *, what: str = "step") -> None:
+    """Raise :class:`IllegalTransition` unless a step may go from ``old`` to ``new``."""
+    if StepState(new) not in STEP_TRANSITIONS[StepState(old)]:
+        raise IllegalTransition(f"{what} cannot go from {old!s} to {new!s}")
+
+
+def check_plan(old: PlanState | str, new: PlanState | str, *, what: str = "plan") -> None:
+    """Raise :class:`IllegalTransition` unless a plan may go from ``old`` to ``new``."""
+    if PlanState(new) not in PLAN_TRANSITIONS[PlanState(old)]:
+        raise IllegalTransition(f"{what} cannot go from {old!s} to {new!s}")
+
+
+def plan_result(step_states: list[StepState]) -> PlanResult:
+    """The result a plan has given its steps' states (DESIGN §4)."""
+    seen = set(step_states)
+    if S.CANCELLED in seen:
+        return PlanResult.CANCELLED
+    if S.ERROR in seen:
+        return PlanResult.ERROR
+    if S.SKIPPED in seen or S.SKIPPING in seen:
+        return PlanResult.WARNING
+    return PlanResult.SUCCESS
