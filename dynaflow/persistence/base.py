@@ -75,6 +75,8 @@ class Claim:
     expect: frozenset[StepState]
     world_id: str
     at: datetime
+    #: the history event recorded for each step claimed (by :meth:`Storage.write`)
+    event: str = "step running"
 
 
 @dataclass(slots=True)
@@ -164,7 +166,8 @@ class Storage(ABC):
         """Append history rows."""
 
     def write(self, batch: Batch) -> BatchResult:
-        """Apply a :class:`Batch` in one transaction (the executor's group commit)."""
+        """Apply a :class:`Batch` in one transaction (the executor's group commit). Each step a
+        claim moves to running gets a history row with the claim's ``event``."""
         result = BatchResult()
         with self.transaction():
             for update in batch.plans:
@@ -174,11 +177,15 @@ class Storage(ABC):
                 result.step_conflicts = self.update_steps(batch.steps)
             if batch.outputs:
                 self.save_outputs(batch.outputs)
+            history = list(batch.history)
             for claim in batch.claims:
                 for step_id in self.claim_steps(claim):
                     result.claimed.add((claim.plan_id, step_id))
-            if batch.history:
-                self.add_history(batch.history)
+                    history.append(
+                        HistoryRow(claim.plan_id, claim.at, claim.event, step_id, claim.world_id)
+                    )
+            if history:
+                self.add_history(history)
         return result
 
     # -- reads -----------------------------------------------------------------------------

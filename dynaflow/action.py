@@ -1,0 +1,168 @@
+"""The Action base class: what users subclass.
+
+An action instance lives for one phase only. Between phases only ``input``, ``output`` and the
+ids survive, rebuilt from the database, so an action keeps nothing else on ``self``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel
+
+from dynaflow import registry
+from dynaflow.exceptions import ConfigurationError, PlanningError
+from dynaflow.flows import Concurrence, Sequence
+from dynaflow.middleware.stack import MiddlewareSpec, MiddlewareStack
+
+if TYPE_CHECKING:
+    from dynaflow.middleware.base import Middleware
+    from dynaflow.planner import Planner
+    from dynaflow.world import World
+
+#: key of the action input that holds captured request context (see ContextMiddleware)
+CONTEXT_KEY = "__context__"
+
+
+class Action:
+    """Subclass and define any of ``plan``, ``run`` and ``finalize``.
+
+    Class attributes:
+
+    * ``Input`` / ``Output``: optional pydantic models; without them input and output are dicts.
+    * ``subscribe``: an Action class (or tuple): plan this action whenever that one is planned.
+    * ``queue``: the executor queue run steps go to.
+    * ``idempotent``: a run step interrupted by a crash may simply run again.
+    * ``middleware``: middleware for this class and its subclasses (a list of classes or
+      instances in the class body, or ``Cls.use(...)`` later).
+    """
+
+    Input: ClassVar[type[BaseModel] | None] = None
+    Output: ClassVar[type[BaseModel] | None] = None
+    subscribe: ClassVar[Any] = None
+    queue: ClassVar[str] = "default"
+    idempotent: ClassVar[bool] = False
+    middleware: ClassVar[MiddlewareStack] = MiddlewareStack()
+
+    #: set per class by __init_subclass__
+    action_class_name: ClassVar[str] = "dynaflow.action.Action"
+    has_run: ClassVar[bool] = False
+    has_finalize: ClassVar[bool] = False
+
+    # instance state, set by the planner or the executor
+    id: int
+    plan_id: str
+    step_id: int | None
+    world: World
+    input: Any
+    output: Any
+    raw_input: dict[str, Any]
+    triggering_action: Action | None
+    has_planned_self: bool
+    _planner: Planner | None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        parent = next(
+            base.__dict__["middleware"]
+            for base in cls.__mro__[1:]
+            if isinstance(base.__dict__.get("middleware"), MiddlewareStack)
+        )
+        declared = cls.__dict__.get("middleware")
+        stack = MiddlewareStack(parent=parent)
+        if declared is not None:
+            if isinstance(declared, MiddlewareStack):
+                raise ConfigurationError(
+                    f"{cls.__qualname__}.middleware: list middleware classes or instances "
+                    "(e.g. middleware = [AuditMiddleware]), or call the class's use()"
+                )
+            for spec in declared:
+                stack.use(spec)
+        cls.middleware = stack
+        cls.action_class_name = registry.class_name(cls)
+        cls.has_run = callable(getattr(cls, "run", None))
+        cls.has_finalize = callable(getattr(cls, "finalize", None))
+        for name in ("Input", "Output"):
+            model = getattr(cls, name)
+            if model is not None and not (isinstance(model, type) and issubclass(model, BaseModel)):
+                raise ConfigurationError(f"{cls.__qualname__}.{name} must be a pydantic BaseModel")
+        registry.register(cls)
+
+    @classmethod
+    def use(
+        cls,
+        middleware: MiddlewareSpec,
+        *,
+        before: MiddlewareSpec | None = None,
+        after: MiddlewareSpec | None = None,
+        replace: MiddlewareSpec | None = None,
+    ) -> Middleware:
+        """Register middleware on this class (and its subclasses)."""
+        return cls.middleware.use(middleware, before=before, after=after, replace=replace)
+
+    # -- plan phase ------------------------------------------------------------------------
+
+    def plan(self, *args: Any, **kwargs: Any) -> None:
+        """Default planning: ``plan_self(**kwargs)``."""
+        if args:
+            raise PlanningError(
+                f"{self.action_class_name} got positional arguments {args!r} but defines no "
+                "plan() taking them; pass keyword arguments or define plan()"
+            )
+        self.plan_self(**kwargs)
+
+    def plan_self(self, **input: Any) -> None:
+        """Add this action's own run step (if it defines ``run``) and finalize step (if it
+        defines ``finalize``), with ``input``. Values may be output references."""
+        self._planning("plan_self").plan_self(self, input)
+
+    def plan_action(self, action_class: type[Action], *args: Any, **kwargs: Any) -> Action:
+        """Plan a child action now (depth first) and return it, so that its ``output`` can be
+        referenced in later inputs."""
+        return self._planning("plan_action").plan_action(action_class, args, kwargs, parent=self)
+
+    def sequence(self) -> AbstractContextManager[None]:
+        """Inside this block, planned steps run one after another."""
+        return self._planning("sequence").scope(Sequence())
+
+    def concurrence(self) -> AbstractContextManager[None]:
+        """Inside this block, planned steps may run at the same time (the default)."""
+        return self._planning("concurrence").scope(Concurrence())
+
+    def _planning(self, what: str) -> Planner:
+        planner = getattr(self, "_planner", None)
+        if planner is None:
+            raise PlanningError(
+                f"{what}() can only be called while {self.action_class_name} plans (in plan())"
+            )
+        return planner
+
+    # -- run and finalize phases -----------------------------------------------------------
+
+    @property
+    def context(self) -> dict[str, Any]:
+        """Request context captured at plan time (see ContextMiddleware)."""
+        raw = getattr(self, "raw_input", None) or {}
+        context = raw.get(CONTEXT_KEY)
+        return context if isinstance(context, dict) else {}
+
+    @property
+    def connection(self) -> Any:
+        """The SQLAlchemy connection of the current phase transaction (finalize and plan phases
+        with the TransactionMiddleware), or ``None``. Write your own tables through it."""
+        return self.world.storage.current_connection()
+
+    def __repr__(self) -> str:
+        ident = getattr(self, "id", "?")
+        return f"<{type(self).__qualname__}#{ident}>"
+
+
+def plan_signature(cls: type[Action]) -> inspect.Signature:
+    """The signature of ``cls.plan``, cached on the class."""
+    cached = cls.__dict__.get("_plan_signature")
+    if cached is None:
+        cached = inspect.signature(cls.plan)
+        cls._plan_signature = cached  # type: ignore[attr-defined]
+    return cached

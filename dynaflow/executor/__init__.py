@@ -1,0 +1,7 @@
+"""Executors: the scheduler core (engine), a thread-pool executor and an inline one."""
+
+from dynaflow.executor.futures import PlanFuture
+from dynaflow.executor.inline import InlineExecutor
+from dynaflow.executor.threaded import ThreadedExecutor
+
+__all__ = ["InlineExecutor", "PlanFuture", "ThreadedExecutor"]

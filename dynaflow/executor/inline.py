@@ -1,0 +1,51 @@
+"""The inline executor: everything runs in the calling thread, in a fixed order.
+
+``run_pending()`` runs steps and scheduler iterations until nothing more is ready, so tests are
+deterministic: a triggered plan has finished (or paused) when ``trigger`` returns.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from dynaflow.executor.engine import Engine, Task
+
+if TYPE_CHECKING:
+    from dynaflow.world import World
+
+
+class InlineExecutor:
+    def __init__(self, world: World) -> None:
+        self.tasks: deque[Task] = deque()
+        self.engine = Engine(world, self.tasks.append)
+        self._lock = threading.RLock()
+        self._running = False
+
+    def run_pending(self) -> None:
+        """Run until nothing is ready. A call from inside a running step returns at once: the
+        outer call carries on with whatever the step started."""
+        with self._lock:
+            if self._running:
+                return
+            self._running = True
+            try:
+                engine = self.engine
+                while True:
+                    messages = engine.drain()
+                    if messages:
+                        engine.process(messages)
+                    elif self.tasks:
+                        engine.inbox.put(self.tasks.popleft()())
+                    else:
+                        return
+            finally:
+                self._running = False
+
+    def call(self, fn: Any) -> None:
+        self.engine.inbox.put(("call", fn))
+
+    def shutdown(self, timeout: float) -> None:
+        with self._lock:
+            self.engine.pause_idle_plans()

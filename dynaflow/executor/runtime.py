@@ -1,0 +1,80 @@
+"""The executor's in-memory cache of one executing plan. The database stays the source of
+truth: a runtime is built from :meth:`Storage.load_plan` and every change to it is also written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from dynaflow.execution_plan import ExecutionPlan
+from dynaflow.states import DONE_STEP_STATES, StepKind, StepState
+
+if TYPE_CHECKING:
+    from dynaflow.executor.futures import PlanFuture
+
+
+@dataclass(slots=True)
+class StepRuntime:
+    id: int
+    kind: StepKind
+    action_id: int
+    action_class: str
+    state: StepState
+    started_at: Any = None
+    #: run steps that wait for this one
+    successors: list[int] = field(default_factory=list)
+    #: predecessors not yet done
+    waiting_on: int = 0
+    #: handed to a worker (claimed, result not back yet)
+    busy: bool = False
+
+
+@dataclass(slots=True)
+class ActionRuntime:
+    id: int
+    action_class: str
+    input: dict[str, Any]
+    output: dict[str, Any]
+
+
+class PlanRuntime:
+    """Step states, the run graph and the actions of one plan an executor is running."""
+
+    def __init__(self, plan: ExecutionPlan) -> None:
+        self.plan_id = plan.id
+        self.futures: list[PlanFuture] = []
+        self.actions = {
+            a.id: ActionRuntime(a.id, a.action_class, a.input, a.output) for a in plan.actions
+        }
+        self.steps: dict[int, StepRuntime] = {}
+        self.finalize_order: list[int] = []
+        for s in plan.steps:
+            if s.kind == StepKind.PLAN:
+                continue
+            self.steps[s.id] = StepRuntime(
+                s.id, s.kind, s.action_id, s.action_class, s.state, s.started_at
+            )
+            if s.kind == StepKind.FINALIZE:
+                self.finalize_order.append(s.id)
+        self.finalize_order.sort(key=lambda sid: plan.step(sid).position)
+        for before, after in plan.run_edges:
+            self.steps[before].successors.append(after)
+            if self.steps[before].state not in DONE_STEP_STATES:
+                self.steps[after].waiting_on += 1
+        self.ready: set[int] = {
+            s.id
+            for s in self.steps.values()
+            if s.kind == StepKind.RUN
+            and s.waiting_on == 0
+            and s.state in (StepState.PENDING, StepState.ERROR)
+        }
+        self.busy = 0
+        self.finalizing = False
+        #: set when the plan must stop taking new steps (shutdown, halt)
+        self.draining = False
+
+    def run_steps(self) -> list[StepRuntime]:
+        return [s for s in self.steps.values() if s.kind == StepKind.RUN]
+
+    def output_of(self, action_id: int) -> dict[str, Any]:
+        return self.actions[action_id].output

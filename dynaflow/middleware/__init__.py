@@ -1,0 +1,24 @@
+"""Middleware: around-hooks for every phase, composed into chains once per action class."""
+
+from dynaflow.middleware.base import HOOKS, Middleware
+from dynaflow.middleware.stack import MiddlewareStack, compose
+from dynaflow.middleware.transaction import TransactionMiddleware
+
+
+def __getattr__(name: str) -> object:
+    # ContextMiddleware imports dynaflow.action, which imports this package: load it lazily
+    if name == "ContextMiddleware":
+        from dynaflow.middleware.context import ContextMiddleware
+
+        return ContextMiddleware
+    raise AttributeError(name)
+
+
+__all__ = [
+    "HOOKS",
+    "ContextMiddleware",
+    "Middleware",
+    "MiddlewareStack",
+    "TransactionMiddleware",
+    "compose",
+]

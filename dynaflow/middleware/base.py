@@ -1,0 +1,58 @@
+"""The middleware base class: one documented no-op around-hook per phase.
+
+Each hook receives what it wraps and ``call_next``; it must call ``call_next`` (possibly with
+changed arguments) to go on, and return what it returned. Hooks a subclass does not override are
+left out of the chain entirely, so an unused hook costs nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from dynaflow.types import CallNext
+
+if TYPE_CHECKING:
+    from dynaflow.action import Action
+    from dynaflow.phases import PhaseContext
+
+
+class Middleware:
+    """Subclass and override the hooks you need."""
+
+    def plan(self, action: Action, call_next: CallNext, *args: Any, **kwargs: Any) -> Any:
+        """Around one action's ``plan(*args, **kwargs)``, in the caller's thread."""
+        return call_next(*args, **kwargs)
+
+    def run(self, action: Action, call_next: CallNext, *args: Any) -> Any:
+        """Around one call of ``run()`` (``args`` is ``(event,)`` when woken by an event)."""
+        return call_next(*args)
+
+    def finalize(self, action: Action, call_next: CallNext) -> Any:
+        """Around one action's ``finalize()``, inside the finalize transaction."""
+        return call_next()
+
+    def plan_phase(self, plan: PhaseContext, call_next: CallNext) -> Any:
+        """Around the whole planning of a plan, including persisting it."""
+        return call_next()
+
+    def finalize_phase(self, plan: PhaseContext, call_next: CallNext) -> Any:
+        """Around the whole finalize phase of a plan."""
+        return call_next()
+
+    def delay(self, action: Action, call_next: CallNext, *args: Any, **kwargs: Any) -> Any:
+        """Around scheduling a delayed plan (see ``World.delay``)."""
+        return call_next(*args, **kwargs)
+
+    def hook(self, action: Action, call_next: CallNext, *args: Any) -> Any:
+        """Around an execution-plan hook method."""
+        return call_next(*args)
+
+    def present(self, action: Action, call_next: CallNext) -> Any:
+        """Around presenting an action to an operator surface."""
+        return call_next()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__qualname__}()"
+
+
+HOOKS = ("plan", "run", "finalize", "plan_phase", "finalize_phase", "delay", "hook", "present")

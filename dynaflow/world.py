@@ -1,0 +1,325 @@
+"""The World: configuration, persistence, executor and middleware in one object."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from dynaflow import registry, signals
+from dynaflow.action import Action
+from dynaflow.exceptions import (
+    ConfigurationError,
+    ConcurrentModification,
+    PlanningFailed,
+    StorageError,
+    UnknownPlan,
+    WorldClosed,
+)
+from dynaflow.execution_plan import ExecutionPlan, PlanRecord
+from dynaflow.executor import InlineExecutor, PlanFuture, ThreadedExecutor
+from dynaflow.executor.steps import call_finalize, call_run
+from dynaflow.middleware.stack import MiddlewareSpec, MiddlewareStack, compose
+from dynaflow.middleware import stack as middleware_stack
+from dynaflow.middleware.transaction import TransactionMiddleware
+from dynaflow.persistence import Storage, open_storage
+from dynaflow.phases import PhaseContext
+from dynaflow.planner import Planner, plan_core
+from dynaflow.states import PlanResult, PlanState
+
+log = logging.getLogger("dynaflow.world")
+
+_CORES: dict[str, Callable[..., Any]] = {
+    "plan": plan_core,
+    "run": call_run,
+    "finalize": call_finalize,
+}
+
+
+class Triggered:
+    """What ``World.trigger`` returns: the plan id and a future for the end of its execution."""
+
+    def __init__(self, plan_id: str, future: PlanFuture) -> None:
+        self.plan_id = plan_id
+        self.future = future
+
+    def wait(self, timeout: float | None = None) -> ExecutionPlan:
+        """The plan once its execution ends (stopped, or paused awaiting an operator); raises
+        ``TimeoutError`` if that takes longer than ``timeout`` seconds."""
+        return self.future.result(timeout)
+
+    def __repr__(self) -> str:
+        return f"<Triggered plan {self.plan_id}>"
+
+
+class World:
+    """Opens persistence and starts an executor; a context manager; thread-safe.
+
+    ``executor``: ``"threads"`` (a scheduler thread and ``workers`` worker threads),
+    ``"inline"`` (everything in the calling thread: deterministic tests) or ``None`` (a client
+    that only plans).
+    """
+
+    def __init__(
+        self,
+        url: str = "sqlite:///dynaflow.db",
+        *,
+        workers: int = 4,
+        executor: str | None = "threads",
+        middleware: Sequence[MiddlewareSpec] = (),
+        auto_rescue: bool = True,
+        migrate: bool | None = None,
+        shutdown_timeout: float = 30.0,
+        world_id: str | None = None,
+    ) -> None:
+        if not isinstance(url, str) or not url:
+            raise ConfigurationError(f"World(url=...) needs a database URL string, got {url!r}")
+        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+            raise ConfigurationError(f"World(workers=...) must be an int >= 1, got {workers!r}")
+        if executor not in ("threads", "inline", None):
+            raise ConfigurationError(
+                f"World(executor=...) must be 'threads', 'inline' or None, got {executor!r}"
+            )
+        self.id = world_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.auto_rescue = auto_rescue
+        self.shutdown_timeout = shutdown_timeout
+        self.middleware = MiddlewareStack([TransactionMiddleware(), *middleware])
+        self._chains: dict[tuple[Any, str], tuple[int, Callable[..., Any]]] = {}
+        self._closed = False
+        self._close_lock = threading.Lock()
+        registry.load_entry_points()
+        self.storage: Storage = open_storage(url, migrate=migrate)
+        self.executor: InlineExecutor | ThreadedExecutor | None
+        if executor == "threads":
+            self.executor = ThreadedExecutor(self, workers)
+        elif executor == "inline":
+            self.executor = InlineExecutor(self)
+        else:
+            self.executor = None
+
+    # -- middleware chains -------------------------------------------------------------------
+
+    def chain(self, cls: type[Action], hook: str) -> Callable[..., Any]:
+        """The ``hook`` chain for ``cls``: world middleware outermost, then the class's, around
+        the phase's core. Built once per class and rebuilt only if a stack changes."""
+        key = (cls, hook)
+        cached = self._chains.get(key)
+        if cached is not None and cached[0] == middleware_stack.version:
+            return cached[1]
+        chain = compose([*self.middleware.entries(), *cls.middleware.entries()], hook, _CORES[hook])
+        self._chains[key] = (middleware_stack.version, chain)
+        return chain
+
+    def phase_chain(self, hook: str, core: Callable[..., Any]) -> Callable[..., Any]:
+        """The ``plan_phase`` / ``finalize_phase`` chain of world middleware around ``core``."""
+        return compose(self.middleware.entries(), hook, core)
+
+    # -- planning and execution --------------------------------------------------------------
+
+    def plan(self, action_class: type[Action], *args: Any, key: str | None = None, **kwargs: Any) -> ExecutionPlan:
+        """Plan only. Returns the plan ``planned`` — or ``stopped``/``error`` with the planning
+        error recorded, if planning raised."""
+        plan_id, _ = self._plan(action_class, args, kwargs, key)
+        return self.get_plan(plan_id)
+
+    def _plan(
+        self, action_class: type[Action], args: tuple[Any, ...], kwargs: dict[str, Any], key: str | None
+    ) -> tuple[str, BaseException | None]:
+        self._check_open()
+        if not (isinstance(action_class, type) and issubclass(action_class, Action)):
+            raise ConfigurationError(
+                f"{action_class!r} is not an Action class; pass a subclass of dynaflow.Action"
+            )
+        if key is not None:
+            existing = self.storage.find_plan_by_key(key)
+            if existing is not None:
+                return existing.id, None
+        plan_id = str(uuid.uuid4())
+        planner = Planner(self, plan_id, key)
+        context = PhaseContext(self, plan_id, "plan")
+        persisted = False
+
+        def core(context: PhaseContext) -> None:
+            nonlocal persisted
+            planner.plan_action(action_class, args, kwargs, parent=None)
+            new = planner.finish()
+            self.storage.insert_plan(new)
+            persisted = True
+
+        try:
+            self.phase_chain("plan_phase", core)(context)
+        except Exception as exc:
+            if persisted or isinstance(exc, StorageError) and planner.root is None:
+                raise
+            if isinstance(exc, ConcurrentModification) and key is not None:
+                existing = self.storage.find_plan_by_key(key)
+                if existing is not None:  # another caller planned the same key first
+                    return existing.id, None
+            self.storage.insert_plan(planner.finish(failure=exc))
+            self._signal_plan(plan_id, PlanState.STOPPED, PlanResult.ERROR)
+            return plan_id, exc
+        self._signal_plan(plan_id, PlanState.PLANNED, PlanResult.PENDING)
+        return plan_id, None
+
+    def execute(self, plan_id: str) -> PlanFuture:
+        """Run a planned or paused plan. The future resolves when its execution ends."""
+        self._check_open()
+        executor = self._require_executor()
+        future = PlanFuture(self, plan_id)
+        executor.engine.execute(plan_id, future)
+        executor.run_pending()
+        return future
+
+    def trigger(
+        self, action_class: type[Action], *args: Any, key: str | None = None, **kwargs: Any
+    ) -> Triggered:
+        """Plan and execute. A planning failure raises :class:`PlanningFailed`. With ``key``, an
+        existing plan with that key is returned instead of planning a second one."""
+        executor = self._require_executor()
+        plan_id, failure = self._plan(action_class, args, kwargs, key)
+        if failure is not None:
+            raise PlanningFailed(plan_id, failure) from failure
+        future = PlanFuture(self, plan_id)
+        record = self.storage.get_plan_record(plan_id)
+        if record.state == PlanState.PLANNED:
+            executor.engine.execute(plan_id, future)
+            executor.run_pending()
+        elif record.state == PlanState.STOPPED:
+            future.set_result(plan_id)
+        else:  # an existing keyed plan still executing here: follow it
+            executor.call(lambda: _follow(executor.engine, plan_id, future))
+            executor.run_pending()
+        return Triggered(plan_id, future)
+
+    def run_pending(self) -> None:
+        """Inline executor: run everything that is ready now, until nothing more is."""
+        self._check_open()
+        if self.executor is not None:
+            self.executor.run_pending()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get_plan(self, plan_id: str) -> ExecutionPlan:
+        """A read-only snapshot of the plan; :class:`UnknownPlan` if there is none."""
+        self._check_open()
+        if not isinstance(plan_id, str):
+            raise UnknownPlan(plan_id)
+        return self.storage.load_plan(plan_id)
+
+    def find_plans(
+        self,
+        *,
+        state: PlanState | str | Sequence[PlanState | str] | None = None,
+        result: PlanResult | str | Sequence[PlanResult | str] | None = None,
+        label: str | None = None,
+        action: type[Action] | str | None = None,
+        page: int = 1,
+        per_page: int = 50,
+        order_by: str = "-created_at",
+    ) -> list[PlanRecord]:
+        """Plan rows matching every given filter, newest first by default. ``page`` counts from
+        1; ``action`` is the root action class (or its qualified name)."""
+        self._check_open()
+        if not isinstance(page, int) or page < 1:
+            raise ConfigurationError(f"page must be an int >= 1, got {page!r}")
+        if not isinstance(per_page, int) or per_page < 1:
+            raise ConfigurationError(f"per_page must be an int >= 1, got {per_page!r}")
+        filters = _filters(state, result, label, action)
+        try:
+            return self.storage.find_plans(
+                **filters, offset=(page - 1) * per_page, limit=per_page, order_by=order_by
+            )
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+
+    def count_plans(
+        self,
+        *,
+        state: PlanState | str | Sequence[PlanState | str] | None = None,
+        result: PlanResult | str | Sequence[PlanResult | str] | None = None,
+        label: str | None = None,
+        action: type[Action] | str | None = None,
+    ) -> int:
+        self._check_open()
+        return self.storage.count_plans(**_filters(state, result, label, action))
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the executor (waiting up to ``timeout`` for running steps) and close storage.
+        Plans with nothing running are left ``paused``; ``world.execute`` resumes them."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            if self.executor is not None:
+                self.executor.shutdown(self.shutdown_timeout if timeout is None else timeout)
+        finally:
+            self.storage.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> World:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<World {self.id} {self.storage.display_url}>"
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise WorldClosed()
+
+    def _require_executor(self) -> InlineExecutor | ThreadedExecutor:
+        self._check_open()
+        if self.executor is None:
+            raise ConfigurationError(
+                "this World has no executor (executor=None): it can plan but not run; open a "
+                "World with executor='threads' or 'inline' to execute plans"
+            )
+        return self.executor
+
+    def _signal_plan(self, plan_id: str, state: PlanState, result: PlanResult) -> None:
+        signals.emit(signals.plan_state_changed, self, plan_id=plan_id, state=state, result=result)
+
+
+def _follow(engine: Any, plan_id: str, future: PlanFuture) -> None:
+    runtime = engine.plans.get(plan_id)
+    if runtime is not None:
+        runtime.futures.append(future)
+    else:
+        future.set_result(plan_id)
+
+
+def _filters(
+    state: Any, result: Any, label: str | None, action: type[Action] | str | None
+) -> dict[str, Any]:
+    def states(value: Any, enum: Any, what: str) -> list[Any] | None:
+        if value is None:
+            return None
+        values = [value] if isinstance(value, str) else list(value)
+        try:
+            return [enum(v) for v in values]
+        except ValueError:
+            allowed = ", ".join(e.value for e in enum)
+            raise ConfigurationError(f"unknown plan {what} in {value!r}; use one of {allowed}") from None
+
+    if isinstance(action, type):
+        action = registry.class_name(action)
+    return {
+        "state": states(state, PlanState, "state"),
+        "result": states(result, PlanResult, "result"),
+        "label": label,
+        "action": action,
+    }
