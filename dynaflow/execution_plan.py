@@ -129,7 +129,9 @@ class ExecutionPlan:
                 return action
         raise LookupError(f"plan {self.id} has no action {action_id}")
 
-    def steps_of(self, action_class: str | type, kind: StepKind | str | None = None) -> list[StepRecord]:
+    def steps_of(
+        self, action_class: str | type, kind: StepKind | str | None = None
+    ) -> list[StepRecord]:
         """Steps whose action class is ``action_class`` (a class or its qualified name)."""
         name = action_class if isinstance(action_class, str) else _class_name(action_class)
         return [
@@ -143,7 +145,9 @@ class ExecutionPlan:
         return (s for s in self.steps if s.kind == StepKind.RUN)
 
     def finalize_steps(self) -> list[StepRecord]:
-        return sorted((s for s in self.steps if s.kind == StepKind.FINALIZE), key=lambda s: s.position)
+        return sorted(
+            (s for s in self.steps if s.kind == StepKind.FINALIZE), key=lambda s: s.position
+        )
 
 
 def _class_name(cls: type) -> str:

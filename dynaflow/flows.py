@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -28,7 +28,7 @@ class Concurrence:
     children: list[Flow] = field(default_factory=list)
 
 
-Flow = Union[Atom, Sequence, Concurrence]
+Flow = Atom | Sequence | Concurrence
 
 
 def is_empty(flow: Flow) -> bool:
@@ -109,7 +109,10 @@ def from_json(data: Any) -> Flow:
         return Atom(data)
     if isinstance(data, dict) and len(data) == 1:
         ((key, children),) = data.items()
-        cls = {"sequence": Sequence, "concurrence": Concurrence}.get(key)
-        if cls is not None and isinstance(children, list):
-            return cls([from_json(child) for child in children])
+        if isinstance(children, list):
+            members = [from_json(child) for child in children]
+            if key == "sequence":
+                return Sequence(members)
+            if key == "concurrence":
+                return Concurrence(members)
     raise ValueError(f"not a flow: {data!r}")

@@ -66,7 +66,9 @@ class Planner:
         trigger: Action | None = None,
     ) -> Action:
         if not (isinstance(cls, type) and issubclass(cls, Action)):
-            raise PlanningError(f"{cls!r} is not an Action class; plan_action() takes Action subclasses")
+            raise PlanningError(
+                f"{cls!r} is not an Action class; plan_action() takes Action subclasses"
+            )
         action: Action = cls.__new__(cls)
         action.id = len(self.actions) + 1
         action.plan_id = self.plan_id
@@ -162,7 +164,12 @@ class Planner:
         root_class = type(root).action_class_name if root is not None else None
         label = getattr(type(root), "label", None) if root is not None else None
         if failure is None:
-            state, result, error, event = PlanState.PLANNED, PlanResult.PENDING, None, "plan planned"
+            state, result, error, event = (
+                PlanState.PLANNED,
+                PlanResult.PENDING,
+                None,
+                "plan planned",
+            )
         else:
             state, result, event = PlanState.STOPPED, PlanResult.ERROR, "plan planning failed"
             error = StepError.from_exception(failure, _format_tb(failure))
@@ -260,11 +267,7 @@ def _validate_input(cls: type[Action], action_id: int, encoded: dict[str, Any]) 
     try:
         model = cls.Input.model_validate(data)
     except ValidationError as exc:
-        problems = [
-            err
-            for err in exc.errors()
-            if not (err["loc"] and err["loc"][0] in ref_fields)
-        ]
+        problems = [err for err in exc.errors() if not (err["loc"] and err["loc"][0] in ref_fields)]
         if problems:
             raise PlanningError(
                 f"input of {cls.action_class_name}#{action_id} is invalid: "

@@ -82,7 +82,9 @@ def load_entry_points() -> None:
         try:
             entry_point.load()
         except Exception:
-            log.exception("could not load dynaflow plugin %r (%s)", entry_point.name, entry_point.value)
+            log.exception(
+                "could not load dynaflow plugin %r (%s)", entry_point.name, entry_point.value
+            )
 
 
 def known() -> dict[str, type[Action]]:

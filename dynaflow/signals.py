@@ -28,4 +28,6 @@ def emit(signal: Signal, sender: Any, **kwargs: Any) -> None:
         try:
             receiver(sender, **kwargs)
         except Exception:
-            log.exception("receiver %r of signal %r failed; execution goes on", receiver, signal.name)
+            log.exception(
+                "receiver %r of signal %r failed; execution goes on", receiver, getattr(signal, "name", signal)
+            )

@@ -68,9 +68,9 @@ class OutputRef:
         return f"<OutputRef {self.describe()}>"
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, OutputRef)
-            and (self.action_id, self.path) == (other.action_id, other.path)
+        return isinstance(other, OutputRef) and (self.action_id, self.path) == (
+            other.action_id,
+            other.path,
         )
 
     def __hash__(self) -> int:

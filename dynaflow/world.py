@@ -13,8 +13,8 @@ from typing import Any
 from dynaflow import registry, signals
 from dynaflow.action import Action
 from dynaflow.exceptions import (
-    ConfigurationError,
     ConcurrentModification,
+    ConfigurationError,
     PlanningFailed,
     StorageError,
     UnknownPlan,
@@ -23,8 +23,8 @@ from dynaflow.exceptions import (
 from dynaflow.execution_plan import ExecutionPlan, PlanRecord
 from dynaflow.executor import InlineExecutor, PlanFuture, ThreadedExecutor
 from dynaflow.executor.steps import call_finalize, call_run
-from dynaflow.middleware.stack import MiddlewareSpec, MiddlewareStack, compose
 from dynaflow.middleware import stack as middleware_stack
+from dynaflow.middleware.stack import MiddlewareSpec, MiddlewareStack, compose
 from dynaflow.middleware.transaction import TransactionMiddleware
 from dynaflow.persistence import Storage, open_storage
 from dynaflow.phases import PhaseContext
@@ -120,14 +120,20 @@ class World:
 
     # -- planning and execution --------------------------------------------------------------
 
-    def plan(self, action_class: type[Action], *args: Any, key: str | None = None, **kwargs: Any) -> ExecutionPlan:
+    def plan(
+        self, action_class: type[Action], *args: Any, key: str | None = None, **kwargs: Any
+    ) -> ExecutionPlan:
         """Plan only. Returns the plan ``planned`` — or ``stopped``/``error`` with the planning
         error recorded, if planning raised."""
         plan_id, _ = self._plan(action_class, args, kwargs, key)
         return self.get_plan(plan_id)
 
     def _plan(
-        self, action_class: type[Action], args: tuple[Any, ...], kwargs: dict[str, Any], key: str | None
+        self,
+        action_class: type[Action],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        key: str | None,
     ) -> tuple[str, BaseException | None]:
         self._check_open()
         if not (isinstance(action_class, type) and issubclass(action_class, Action)):
@@ -141,24 +147,24 @@ class World:
         plan_id = str(uuid.uuid4())
         planner = Planner(self, plan_id, key)
         context = PhaseContext(self, plan_id, "plan")
-        persisted = False
+        planned = False
 
         def core(context: PhaseContext) -> None:
-            nonlocal persisted
+            nonlocal planned
             planner.plan_action(action_class, args, kwargs, parent=None)
             new = planner.finish()
+            planned = True
             self.storage.insert_plan(new)
-            persisted = True
 
         try:
             self.phase_chain("plan_phase", core)(context)
         except Exception as exc:
-            if persisted or isinstance(exc, StorageError) and planner.root is None:
-                raise
             if isinstance(exc, ConcurrentModification) and key is not None:
                 existing = self.storage.find_plan_by_key(key)
                 if existing is not None:  # another caller planned the same key first
                     return existing.id, None
+            if planned or isinstance(exc, StorageError):
+                raise  # planning succeeded; storing it failed: not a planning failure
             self.storage.insert_plan(planner.finish(failure=exc))
             self._signal_plan(plan_id, PlanState.STOPPED, PlanResult.ERROR)
             return plan_id, exc
@@ -313,7 +319,9 @@ def _filters(
             return [enum(v) for v in values]
         except ValueError:
             allowed = ", ".join(e.value for e in enum)
-            raise ConfigurationError(f"unknown plan {what} in {value!r}; use one of {allowed}") from None
+            raise ConfigurationError(
+                f"unknown plan {what} in {value!r}; use one of {allowed}"
+            ) from None
 
     if isinstance(action, type):
         action = registry.class_name(action)

@@ -20,9 +20,9 @@ from dynaflow.clock import now
 from dynaflow.exceptions import ConcurrentModification, InvalidState, UnknownPlan
 from dynaflow.execution_plan import StepError
 from dynaflow.executor.runtime import PlanRuntime, StepRuntime
-from dynaflow.executor.steps import StepOutcome, build_action, call_finalize, error_of, run_step
-from dynaflow.phases import PhaseContext
+from dynaflow.executor.steps import StepOutcome, build_action, error_of, run_step
 from dynaflow.persistence.base import Batch, Claim, HistoryRow, PlanUpdate, StepUpdate
+from dynaflow.phases import PhaseContext
 from dynaflow.states import DONE_STEP_STATES, PlanState, StepState, plan_result
 
 if TYPE_CHECKING:
@@ -193,9 +193,7 @@ class Engine:
         if runtime.ready and not runtime.draining and not self.stopping:
             ids = sorted(runtime.ready)
             runtime.ready.clear()
-            batch.claims.append(
-                Claim(runtime.plan_id, ids, CLAIMABLE, self.world.id, now())
-            )
+            batch.claims.append(Claim(runtime.plan_id, ids, CLAIMABLE, self.world.id, now()))
             for step_id in ids:
                 runtime.steps[step_id].busy = True
             runtime.busy += len(ids)
@@ -215,7 +213,9 @@ class Engine:
             step = runtime.steps[step_id]
             if (runtime.plan_id, step_id) not in claimed:
                 log.warning(
-                    "step %s of plan %s was not claimable (changed elsewhere)", step_id, runtime.plan_id
+                    "step %s of plan %s was not claimable (changed elsewhere)",
+                    step_id,
+                    runtime.plan_id,
                 )
                 step.busy = False
                 runtime.busy -= 1
@@ -234,7 +234,9 @@ class Engine:
         run_steps = runtime.run_steps()
         if all(step.state in DONE_STEP_STATES for step in run_steps):
             pending = [
-                sid for sid in runtime.finalize_order if runtime.steps[sid].state != StepState.SUCCESS
+                sid
+                for sid in runtime.finalize_order
+                if runtime.steps[sid].state != StepState.SUCCESS
             ]
             if pending and not runtime.draining and not self.stopping:
                 runtime.finalizing = True
@@ -259,7 +261,9 @@ class Engine:
         self._end(runtime, state, result, after)
 
     def _finalized(
-        self, plan_id: str, outcome: tuple[PlanState, Any, list[tuple[int, StepState]]],
+        self,
+        plan_id: str,
+        outcome: tuple[PlanState, Any, list[tuple[int, StepState]]],
         after: list[Callable[[], None]],
     ) -> None:
         self.busy -= 1
@@ -330,7 +334,10 @@ class Engine:
             )
             batch.history.append(
                 HistoryRow(
-                    runtime.plan_id, at, "plan paused", world_id=self.world.id,
+                    runtime.plan_id,
+                    at,
+                    "plan paused",
+                    world_id=self.world.id,
                     detail={"reason": "world shut down"},
                 )
             )
@@ -363,7 +370,9 @@ def _finalize_task(world: World, runtime: PlanRuntime) -> tuple[Any, ...]:
     the finalize_phase middleware chain); on error record it in a new transaction and pause."""
     storage = world.storage
     plan_id = runtime.plan_id
-    pending = [sid for sid in runtime.finalize_order if runtime.steps[sid].state != StepState.SUCCESS]
+    pending = [
+        sid for sid in runtime.finalize_order if runtime.steps[sid].state != StepState.SUCCESS
+    ]
     current: list[int] = []
 
     def core(context: PhaseContext) -> None:
@@ -406,7 +415,11 @@ def _finalize_task(world: World, runtime: PlanRuntime) -> tuple[Any, ...]:
                     PlanUpdate(
                         plan_id,
                         frozenset({PlanState.RUNNING}),
-                        {"state": PlanState.STOPPED, "result": plan_result(states), "ended_at": ended},
+                        {
+                            "state": PlanState.STOPPED,
+                            "result": plan_result(states),
+                            "ended_at": ended,
+                        },
                     )
                 ],
                 history=[HistoryRow(plan_id, ended, "plan stopped", world_id=world.id)],
@@ -425,7 +438,11 @@ def _finalize_task(world: World, runtime: PlanRuntime) -> tuple[Any, ...]:
             log.exception("could not record the finalize failure of plan %s", plan_id)
         changes = [(failed, StepState.ERROR)] if failed is not None else []
         run_states = [s.state for s in runtime.run_steps()]
-        return ("finalized", plan_id, (PlanState.PAUSED, plan_result([*run_states, StepState.ERROR]), changes))
+        return (
+            "finalized",
+            plan_id,
+            (PlanState.PAUSED, plan_result([*run_states, StepState.ERROR]), changes),
+        )
     states = [StepState.SUCCESS if sid in pending else s.state for sid, s in runtime.steps.items()]
     return (
         "finalized",
@@ -465,6 +482,8 @@ def _record_finalize_failure(
             )
             batch.history.insert(
                 0,
-                HistoryRow(plan_id, at, "step error", step_id, world.id, {"error": error.to_json()}),
+                HistoryRow(
+                    plan_id, at, "step error", step_id, world.id, {"error": error.to_json()}
+                ),
             )
         storage.write(batch)

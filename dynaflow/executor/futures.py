@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from dynaflow.world import World
 
 
-class PlanFuture(Future):  # type: ignore[type-arg]
+class PlanFuture(Future[str]):
     """Resolves when the plan's execution ends (``stopped``, or ``paused`` awaiting an
     operator). ``result()`` returns a fresh snapshot of the plan, loaded when asked for."""
 
@@ -20,6 +20,6 @@ class PlanFuture(Future):  # type: ignore[type-arg]
         self.world = world
         self.plan_id = plan_id
 
-    def result(self, timeout: float | None = None) -> ExecutionPlan:
+    def result(self, timeout: float | None = None) -> ExecutionPlan:  # type: ignore[override]
         super().result(timeout)
         return self.world.get_plan(self.plan_id)

@@ -37,9 +37,7 @@ class StepOutcome:
     error: StepError | None = None
 
 
-def build_action(
-    world: World, runtime: PlanRuntime, action_id: int, step_id: int
-) -> Action:
+def build_action(world: World, runtime: PlanRuntime, action_id: int, step_id: int) -> Action:
     """An instance of the action with resolved, validated input and its saved output."""
     data = runtime.actions[action_id]
     cls = registry.resolve(data.action_class)

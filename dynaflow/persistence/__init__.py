@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from dynaflow.persistence.base import Batch, BatchResult, Claim, HistoryRow, NewPlan, PlanUpdate
-from dynaflow.persistence.base import Storage, StepUpdate
+from dynaflow.persistence.base import (
+    Batch,
+    BatchResult,
+    Claim,
+    HistoryRow,
+    NewPlan,
+    PlanUpdate,
+    StepUpdate,
+    Storage,
+)
 from dynaflow.persistence.memory import MemoryStorage
 
 

@@ -23,7 +23,6 @@ from typing import Any
 from dynaflow.execution_plan import (
     ActionRecord,
     ExecutionPlan,
-    HistoryRecord,
     PlanRecord,
     StepRecord,
 )

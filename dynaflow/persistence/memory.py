@@ -10,9 +10,23 @@ from dataclasses import replace
 from typing import Any
 
 from dynaflow.exceptions import ConcurrentModification, UnknownPlan
-from dynaflow.execution_plan import ExecutionPlan, HistoryRecord, PlanRecord, StepError
-from dynaflow.persistence.base import ORDERABLE, Claim, HistoryRow, NewPlan, Storage, StepUpdate
+from dynaflow.execution_plan import (
+    ActionRecord,
+    ExecutionPlan,
+    HistoryRecord,
+    PlanRecord,
+    StepError,
+)
+from dynaflow.persistence.base import ORDERABLE, Claim, HistoryRow, NewPlan, StepUpdate, Storage
 from dynaflow.states import PlanResult, PlanState, StepState
+
+
+def _restore(table: dict[int, Any], key: int, value: Any) -> Callable[[], object]:
+    return lambda: table.__setitem__(key, value)
+
+
+def _copy_action(action: ActionRecord) -> ActionRecord:
+    return replace(action, input=copy.deepcopy(action.input), output=copy.deepcopy(action.output))
 
 
 class _Plan:
@@ -45,7 +59,7 @@ class MemoryStorage(Storage):
 
     @contextmanager
     def transaction(self) -> Iterator[Any]:
-        undo: list[Callable[[], None]] | None = getattr(self._local, "undo", None)
+        undo: list[Callable[[], object]] | None = getattr(self._local, "undo", None)
         if undo is not None:  # nested: join
             yield None
             return
@@ -64,7 +78,7 @@ class MemoryStorage(Storage):
         return None
 
     @contextmanager
-    def _write(self) -> Iterator[list[Callable[[], None]]]:
+    def _write(self) -> Iterator[list[Callable[[], object]]]:
         with self.transaction():
             yield self._local.undo
 
@@ -77,7 +91,13 @@ class MemoryStorage(Storage):
     # -- writes ----------------------------------------------------------------------------
 
     def insert_plan(self, new: NewPlan) -> None:
-        new = copy.deepcopy(new)
+        new = NewPlan(
+            new.plan,
+            [_copy_action(a) for a in new.actions],
+            list(new.steps),
+            list(new.edges),
+            list(new.history),
+        )
         with self._write() as undo:
             plan_id, key = new.plan.id, new.plan.key
             if plan_id in self._plans or (key is not None and key in self._keys):
@@ -117,7 +137,7 @@ class MemoryStorage(Storage):
                 if "error" in values:
                     values["error"] = StepError.from_json(values["error"])
                 plan.steps[step.id] = replace(step, state=update.state, **values)
-                undo.append(lambda plan=plan, step=step: plan.steps.__setitem__(step.id, step))
+                undo.append(_restore(plan.steps, step.id, step))
         return conflicts
 
     def claim_steps(self, claim: Claim) -> list[int]:
@@ -137,7 +157,7 @@ class MemoryStorage(Storage):
                     error=None,
                     world_id=claim.world_id,
                 )
-                undo.append(lambda plan=plan, step=step: plan.steps.__setitem__(step.id, step))
+                undo.append(_restore(plan.steps, step.id, step))
                 claimed.append(step_id)
         return claimed
 
@@ -147,7 +167,7 @@ class MemoryStorage(Storage):
                 plan = self._plan(plan_id)
                 old = plan.actions[action_id]
                 plan.actions[action_id] = replace(old, output=copy.deepcopy(output))
-                undo.append(lambda plan=plan, old=old: plan.actions.__setitem__(old.id, old))
+                undo.append(_restore(plan.actions, old.id, old))
 
     def add_history(self, rows: Sequence[HistoryRow]) -> None:
         with self._write() as undo:
@@ -163,14 +183,13 @@ class MemoryStorage(Storage):
     def load_plan(self, plan_id: str) -> ExecutionPlan:
         with self._lock:
             plan = self._plan(plan_id)
-            return copy.deepcopy(
-                ExecutionPlan(
-                    record=plan.record,
-                    actions=tuple(plan.actions[i] for i in sorted(plan.actions)),
-                    steps=tuple(plan.steps[i] for i in sorted(plan.steps)),
-                    run_edges=tuple(plan.edges),
-                    history=tuple(plan.history),
-                )
+            # records are frozen; only the JSON dicts inside them need copying
+            return ExecutionPlan(
+                record=plan.record,
+                actions=tuple(_copy_action(plan.actions[i]) for i in sorted(plan.actions)),
+                steps=tuple(plan.steps[i] for i in sorted(plan.steps)),
+                run_edges=tuple(plan.edges),
+                history=tuple(plan.history),
             )
 
     def get_plan_record(self, plan_id: str) -> PlanRecord:
@@ -232,4 +251,3 @@ class MemoryStorage(Storage):
         action: str | None = None,
     ) -> int:
         return len(self._matching(state, result, label, action))
-

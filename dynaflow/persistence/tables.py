@@ -14,7 +14,6 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
-    Text,
 )
 
 metadata = MetaData(

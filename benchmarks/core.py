@@ -1,0 +1,251 @@
+"""Core engine benchmark: planning time, no-op step throughput, and the raw storage limit.
+
+    python benchmarks/core.py                 # SQLite and PostgreSQL
+    python benchmarks/core.py --backends sqlite --steps 500
+
+Prints one table. Figures from one run are comparable with each other (the raw SQLAlchemy
+limit is measured in the same run); absolute numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+
+from dynaflow import Action, World
+
+PG_URL = os.environ.get(
+    "DYNAFLOW_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+PG_SCHEMA = "dynaflow_bench"
+
+
+class Noop(Action):
+    def run(self) -> None:
+        pass
+
+
+class Wide(Action):
+    """``n`` no-op actions, all concurrent."""
+
+    def plan(self, n: int) -> None:
+        for _ in range(n):
+            self.plan_action(Noop)
+
+
+class Chain(Action):
+    """``n`` no-op actions in one sequence."""
+
+    def plan(self, n: int) -> None:
+        with self.sequence():
+            for _ in range(n):
+                self.plan_action(Noop)
+
+
+class Tree(Action):
+    """``n`` actions: a sequence of concurrences with inputs, and a reference per group."""
+
+    def plan(self, n: int) -> None:
+        with self.sequence():
+            previous = None
+            for group in range(n // 10):
+                with self.concurrence():
+                    for i in range(10):
+                        child = self.plan_action(Item, group=group, i=i, after=previous)
+                previous = child.output.value
+
+
+class Item(Action):
+    def plan(self, group: int, i: int, after: Any = None) -> None:
+        self.plan_self(group=group, i=i, after=after)
+
+    def run(self) -> None:
+        self.output["value"] = self.input["i"]
+
+
+# -- backends ---------------------------------------------------------------------------------
+
+
+def sqlite_url(tmp: str, name: str) -> str:
+    return f"sqlite:///{os.path.join(tmp, name)}.db"
+
+
+def pg_url(_tmp: str, _name: str) -> str:
+    engine = sa.create_engine(PG_URL)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE"))
+        conn.execute(sa.text(f"CREATE SCHEMA {PG_SCHEMA}"))
+    engine.dispose()
+    sep = "&" if "?" in PG_URL else "?"
+    return f"{PG_URL}{sep}options=-csearch_path%3D{PG_SCHEMA}"
+
+
+BACKENDS: dict[str, Callable[[str, str], str]] = {"sqlite": sqlite_url, "postgres": pg_url}
+
+
+# -- measurements -----------------------------------------------------------------------------
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+def bench_planning(url: str, actions: int) -> float:
+    with World(url, executor=None, migrate=True) as world:
+        world.plan(Tree, 100)  # warm up
+        seconds, plan = timed(lambda: world.plan(Tree, actions))
+        assert plan.state == "planned", plan.error
+        return seconds
+
+
+def bench_one_plan(url: str, cls: type[Action], n: int, workers: int) -> float:
+    with World(url, workers=workers, migrate=True) as world:
+        world.trigger(cls, 20).wait(120)  # warm up
+        plan = world.plan(cls, n)
+        seconds, done = timed(lambda: world.execute(plan.id).result(600))
+        assert (done.state, done.result) == ("stopped", "success"), (done.state, done.result)
+        return n / seconds
+
+
+def bench_many_plans(url: str, plans: int, size: int, workers: int) -> float:
+    with World(url, workers=workers, migrate=True) as world:
+        world.trigger(Wide, size).wait(60)
+        ids = [world.plan(Wide, size).id for _ in range(plans)]
+
+        def run() -> None:
+            futures = [world.execute(plan_id) for plan_id in ids]
+            for future in futures:
+                assert future.result(600).result == "success"
+
+        seconds, _ = timed(run)
+        return plans * size / seconds
+
+
+def bench_raw(url: str, n: int, batch: int = 100) -> float:
+    """The storage limit: n steps each written running then success, in transactions of
+    ``batch`` steps, with plain SQLAlchemy Core executemany (no engine, no history)."""
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    if engine.dialect.name == "sqlite":
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi: Any, _record: Any) -> None:
+            dbapi.execute("PRAGMA journal_mode=WAL")
+            dbapi.execute("PRAGMA synchronous=NORMAL")
+
+    meta = sa.MetaData()
+    table = sa.Table(
+        "raw_steps",
+        meta,
+        sa.Column("plan_id", sa.String(36), primary_key=True),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("state", sa.String(16)),
+        sa.Column("started_at", sa.DateTime(timezone=True)),
+        sa.Column("ended_at", sa.DateTime(timezone=True)),
+    )
+    meta.drop_all(engine)
+    meta.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            table.insert(), [{"plan_id": "p", "id": i, "state": "pending"} for i in range(n)]
+        )
+    update = (
+        table.update()
+        .where(table.c.plan_id == sa.bindparam("p"), table.c.id == sa.bindparam("i"))
+        .values(state=sa.bindparam("s"), started_at=sa.func.now())
+    )
+    start = time.perf_counter()
+    for first in range(0, n, batch):
+        ids = range(first, min(first + batch, n))
+        with engine.begin() as conn:
+            conn.execute(update, [{"p": "p", "i": i, "s": "running"} for i in ids])
+        with engine.begin() as conn:
+            conn.execute(update, [{"p": "p", "i": i, "s": "success"} for i in ids])
+    seconds = time.perf_counter() - start
+    meta.drop_all(engine)
+    engine.dispose()
+    return n / seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--steps", type=int, default=1000, help="steps per single-plan run")
+    parser.add_argument("--plan-actions", type=int, default=10_000)
+    parser.add_argument("--plans", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=1, help="runs per figure (median kept)")
+    args = parser.parse_args(argv)
+
+    rows: list[tuple[str, str, str, str]] = []
+    tmp = tempfile.mkdtemp(prefix="dynaflow-bench-")
+    try:
+        for backend in args.backends.split(","):
+            make = BACKENDS[backend]
+
+            def median(fn: Callable[[Callable[[str, str], str]], float]) -> float:
+                return statistics.median(fn(make) for _ in range(args.repeat))  # noqa: B023
+
+            raw = median(lambda make: bench_raw(make(tmp, "raw"), args.steps * 5))
+            planning = median(lambda make: bench_planning(make(tmp, "plan"), args.plan_actions))
+            wide = median(
+                lambda make: bench_one_plan(make(tmp, "wide"), Wide, args.steps, args.workers)
+            )
+            chain = median(
+                lambda make: bench_one_plan(make(tmp, "chain"), Chain, args.steps, args.workers)
+            )
+            many = median(
+                lambda make: bench_many_plans(make(tmp, "many"), args.plans, 5, args.workers)
+            )
+            rows += [
+                (backend, f"planning {args.plan_actions:,} actions", f"{planning:.2f} s", ""),
+                (
+                    backend,
+                    f"1 plan, {args.steps:,} concurrent steps",
+                    f"{wide:,.0f} steps/s",
+                    f"{wide / raw:.2f}",
+                ),
+                (
+                    backend,
+                    f"1 plan, sequence of {args.steps:,}",
+                    f"{chain:,.0f} steps/s",
+                    f"{chain / raw:.2f}",
+                ),
+                (
+                    backend,
+                    f"{args.plans} plans x 5 steps",
+                    f"{many:,.0f} steps/s",
+                    f"{many / raw:.2f}",
+                ),
+                (
+                    backend,
+                    "raw SQLAlchemy Core (2 batched updates/step)",
+                    f"{raw:,.0f} steps/s",
+                    "1.00",
+                ),
+            ]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    header = ("backend", "measure", "figure", "x raw")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(4)]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    print(line.format(*header))
+    print(line.format(*("-" * w for w in widths)))
+    for row in rows:
+        print(line.format(*row))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

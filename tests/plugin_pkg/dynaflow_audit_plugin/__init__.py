@@ -1,0 +1,1 @@
+"""A dynaflow plugin: audits every machine the core demo workflow creates."""
