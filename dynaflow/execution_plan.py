@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from dynaflow.exceptions import UnknownStep
+from dynaflow.flows import expand
 from dynaflow.states import PlanResult, PlanState, StepKind, StepState
 
 
@@ -97,7 +98,9 @@ class ExecutionPlan:
     record: PlanRecord
     actions: tuple[ActionRecord, ...] = ()
     steps: tuple[StepRecord, ...] = ()
-    run_edges: tuple[tuple[int, int], ...] = ()
+    #: the run graph as stored: step ids, plus negative ids of barrier nodes that join the
+    #: members of wide sequences (see :func:`dynaflow.flows.edges`)
+    edges: tuple[tuple[int, int], ...] = ()
     history: tuple[HistoryRecord, ...] = ()
     _steps_by_id: dict[int, StepRecord] = field(default_factory=dict, compare=False, repr=False)
 
@@ -116,6 +119,11 @@ class ExecutionPlan:
     error = property(lambda self: self.record.error)
     run_flow = property(lambda self: self.record.run_flow)
     root_action_class = property(lambda self: self.record.root_action_class)
+
+    @property
+    def run_edges(self) -> list[tuple[int, int]]:
+        """``(from_step_id, to_step_id)`` pairs of the run graph: B waits for A to finish."""
+        return expand(self.edges)
 
     def step(self, step_id: int) -> StepRecord:
         try:

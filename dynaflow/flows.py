@@ -6,7 +6,7 @@ one sequence member precedes every entry of the next; members of a concurrence a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,22 +61,51 @@ def exits(flow: Flow) -> list[int]:
     return [step for child in flow.children for step in exits(child)]
 
 
-def edges(flow: Flow) -> Iterator[tuple[int, int]]:
-    """The ordering edges ``flow`` implies, producer first."""
+def edges(flow: Flow, barriers: Iterator[int] | None = None) -> Iterator[tuple[int, int]]:
+    """The ordering edges ``flow`` implies, producer first.
+
+    Joining ``m`` exits of one sequence member to ``n`` entries of the next takes ``m * n``
+    edges. With ``barriers`` (an iterator of fresh negative ids), a wide join goes through one
+    barrier node instead: ``m + n`` edges, same ordering. :func:`expand` turns them back.
+    """
     if isinstance(flow, Atom):
         return
     for child in flow.children:
-        yield from edges(child)
+        yield from edges(child, barriers)
     if isinstance(flow, Sequence):
         previous: list[int] = []
         for child in flow.children:
             if is_empty(child):
                 continue
             heads = entries(child)
-            for before in previous:
-                for after in heads:
-                    yield before, after
+            if barriers is not None and len(previous) * len(heads) > len(previous) + len(heads):
+                barrier = next(barriers)
+                yield from ((before, barrier) for before in previous)
+                yield from ((barrier, after) for after in heads)
+            else:
+                yield from ((before, after) for before in previous for after in heads)
             previous = exits(child)
+
+
+def expand(graph: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Step-to-step edges of a graph that may hold barrier nodes (negative ids)."""
+    direct: list[tuple[int, int]] = []
+    into: dict[int, list[int]] = {}
+    out_of: dict[int, list[int]] = {}
+    for before, after in graph:
+        if after < 0:
+            into.setdefault(after, []).append(before)
+        elif before < 0:
+            out_of.setdefault(before, []).append(after)
+        else:
+            direct.append((before, after))
+    joined = {
+        (before, after)
+        for barrier, befores in into.items()
+        for before in befores
+        for after in out_of.get(barrier, ())
+    }
+    return sorted(joined.union(direct))
 
 
 def simplify(flow: Flow) -> Flow:

@@ -7,6 +7,7 @@ Nothing is written while planning runs; :meth:`Planner.finish` returns a
 
 from __future__ import annotations
 
+import itertools
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -107,7 +108,12 @@ class Planner:
             self._scopes[-1].children.append(scope)
             action._planner = None
         ended = now()
-        step.update(state=StepState.SUCCESS, ended_at=ended, duration=_seconds(started, ended))
+        step.update(
+            state=StepState.SUCCESS,
+            ended_at=ended,
+            duration=_seconds(started, ended),
+            world_id=self.world.id,
+        )
         self.history.append(
             HistoryRow(self.plan_id, ended, "step success", step["id"], self.world.id)
         )
@@ -148,7 +154,7 @@ class Planner:
         """What to persist: the plan ``planned``, or ``stopped``/``error`` after ``failure``."""
         at = now()
         run_flow = flows.simplify(self.flow)
-        edge_set = set(flows.edges(run_flow))
+        edge_set = set(flows.edges(run_flow, itertools.count(-1, -1)))
         for action in self.actions:
             consumer = self.run_step_of.get(action.id)
             if consumer is None:
@@ -234,7 +240,11 @@ class Planner:
             except AttributeError:
                 pass
         step.update(
-            state=StepState.ERROR, ended_at=ended, duration=_seconds(started, ended), error=error
+            state=StepState.ERROR,
+            ended_at=ended,
+            duration=_seconds(started, ended),
+            error=error,
+            world_id=self.world.id,
         )
         self.history.append(
             HistoryRow(
@@ -288,10 +298,12 @@ def _validate_input(cls: type[Action], action_id: int, encoded: dict[str, Any]) 
 def _check_acyclic(edges: list[tuple[int, int]], steps: list[dict[str, Any]]) -> None:
     successors: dict[int, list[int]] = {}
     indegree: dict[int, int] = {}
+    nodes = {s["id"] for s in steps}
     for a, b in edges:
         successors.setdefault(a, []).append(b)
         indegree[b] = indegree.get(b, 0) + 1
-    ready = [s["id"] for s in steps if s["id"] not in indegree]
+        nodes.update((a, b))
+    ready = [node for node in nodes if node not in indegree]
     seen = 0
     while ready:
         node = ready.pop()
@@ -300,8 +312,8 @@ def _check_acyclic(edges: list[tuple[int, int]], steps: list[dict[str, Any]]) ->
             indegree[nxt] -= 1
             if indegree[nxt] == 0:
                 ready.append(nxt)
-    if seen != len(steps):
-        stuck = sorted(s for s, n in indegree.items() if n > 0)
+    if seen != len(nodes):
+        stuck = sorted(s for s, n in indegree.items() if n > 0 and s > 0)
         raise PlanningError(
             f"output references and sequences form a cycle between run steps {stuck}; an action "
             "cannot (indirectly) wait for its own output"

@@ -158,11 +158,7 @@ class Engine:
             if outcome.output is not None:
                 runtime.actions[outcome.action_id].output = outcome.output
                 batch.outputs.append((outcome.plan_id, outcome.action_id, outcome.output))
-            for successor_id in step.successors:
-                successor = runtime.steps[successor_id]
-                successor.waiting_on -= 1
-                if successor.waiting_on == 0 and successor.state in CLAIMABLE:
-                    runtime.ready.add(successor_id)
+            runtime.completed(step.id)
         else:
             state = StepState.ERROR
             fields["error"] = detail = outcome.error.to_json()
@@ -246,7 +242,7 @@ class Engine:
                 return
             if not pending:
                 state = PlanState.STOPPED
-                result = plan_result([step.state for step in runtime.steps.values()])
+                result = plan_result(runtime.step_states())
             else:
                 state, result = PlanState.PAUSED, plan_result([s.state for s in run_steps])
         else:
@@ -405,9 +401,7 @@ def _finalize_task(world: World, runtime: PlanRuntime) -> tuple[Any, ...]:
                 )
             )
             current.clear()
-        states = [
-            StepState.SUCCESS if sid in pending else s.state for sid, s in runtime.steps.items()
-        ]
+        states = [StepState.SUCCESS if sid in pending else s.state for sid, s in _real(runtime)]
         ended = now()
         storage.write(
             Batch(
@@ -443,12 +437,16 @@ def _finalize_task(world: World, runtime: PlanRuntime) -> tuple[Any, ...]:
             plan_id,
             (PlanState.PAUSED, plan_result([*run_states, StepState.ERROR]), changes),
         )
-    states = [StepState.SUCCESS if sid in pending else s.state for sid, s in runtime.steps.items()]
+    states = [StepState.SUCCESS if sid in pending else s.state for sid, s in _real(runtime)]
     return (
         "finalized",
         plan_id,
         (PlanState.STOPPED, plan_result(states), [(sid, StepState.SUCCESS) for sid in pending]),
     )
+
+
+def _real(runtime: PlanRuntime) -> list[tuple[int, StepRuntime]]:
+    return [(sid, s) for sid, s in runtime.steps.items() if not s.barrier]
 
 
 def _record_finalize_failure(

@@ -27,6 +27,8 @@ class StepRuntime:
     waiting_on: int = 0
     #: handed to a worker (claimed, result not back yet)
     busy: bool = False
+    #: a barrier node joining the members of a wide sequence, not a step
+    barrier: bool = False
 
 
 @dataclass(slots=True)
@@ -57,14 +59,24 @@ class PlanRuntime:
             if s.kind == StepKind.FINALIZE:
                 self.finalize_order.append(s.id)
         self.finalize_order.sort(key=lambda sid: plan.step(sid).position)
-        for before, after in plan.run_edges:
+        # barrier nodes only ever sit between real steps: count their predecessors first
+        for before, after in plan.edges:
+            if after < 0 and after not in self.steps:
+                self.steps[after] = StepRuntime(
+                    after, StepKind.RUN, 0, "", StepState.SUCCESS, barrier=True
+                )
+        for before, after in sorted(plan.edges, key=lambda edge: edge[0] < 0):
             self.steps[before].successors.append(after)
             if self.steps[before].state not in DONE_STEP_STATES:
                 self.steps[after].waiting_on += 1
+                self.steps[after].state = (
+                    StepState.PENDING if self.steps[after].barrier else self.steps[after].state
+                )
         self.ready: set[int] = {
             s.id
             for s in self.steps.values()
             if s.kind == StepKind.RUN
+            and not s.barrier
             and s.waiting_on == 0
             and s.state in (StepState.PENDING, StepState.ERROR)
         }
@@ -74,7 +86,26 @@ class PlanRuntime:
         self.draining = False
 
     def run_steps(self) -> list[StepRuntime]:
-        return [s for s in self.steps.values() if s.kind == StepKind.RUN]
+        return [s for s in self.steps.values() if s.kind == StepKind.RUN and not s.barrier]
+
+    def step_states(self) -> list[StepState]:
+        """States of every run and finalize step (not barriers)."""
+        return [s.state for s in self.steps.values() if not s.barrier]
+
+    def completed(self, step_id: int) -> None:
+        """``step_id`` is done: count it off its successors (through barriers) and mark the
+        ones with nothing left to wait for ready."""
+        stack = list(self.steps[step_id].successors)
+        while stack:
+            node = self.steps[stack.pop()]
+            node.waiting_on -= 1
+            if node.waiting_on:
+                continue
+            if node.barrier:
+                node.state = StepState.SUCCESS
+                stack.extend(node.successors)
+            elif node.state in (StepState.PENDING, StepState.ERROR):
+                self.ready.add(node.id)
 
     def output_of(self, action_id: int) -> dict[str, Any]:
         return self.actions[action_id].output

@@ -188,7 +188,7 @@ class MemoryStorage(Storage):
                 record=plan.record,
                 actions=tuple(_copy_action(plan.actions[i]) for i in sorted(plan.actions)),
                 steps=tuple(plan.steps[i] for i in sorted(plan.steps)),
-                run_edges=tuple(plan.edges),
+                edges=tuple(plan.edges),
                 history=tuple(plan.history),
             )
 
