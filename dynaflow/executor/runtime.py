@@ -60,7 +60,7 @@ class PlanRuntime:
                 self.finalize_order.append(s.id)
         self.finalize_order.sort(key=lambda sid: plan.step(sid).position)
         # barrier nodes only ever sit between real steps: count their predecessors first
-        for before, after in plan.edges:
+        for _before, after in plan.edges:
             if after < 0 and after not in self.steps:
                 self.steps[after] = StepRuntime(
                     after, StepKind.RUN, 0, "", StepState.SUCCESS, barrier=True
