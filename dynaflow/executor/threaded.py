@@ -1,4 +1,12 @@
-"""The thread-pool executor: a scheduler thread plus ``workers`` worker threads."""
+"""The thread-pool executor: ``workers`` worker threads and a scheduler thread.
+
+Scheduler iterations (:meth:`Engine.process`) run under one lock, in whichever thread gets there
+first: a worker that has just finished a step runs the iteration that records it, and if that
+iteration makes exactly one more step ready, the same worker runs that step next. A sequence
+of steps therefore runs without a single thread hand-off, while wide plans still spread over
+the pool; outcomes that pile up while one thread writes are committed together (group commit).
+The scheduler thread wakes on requests from outside (``execute``, shutdown) and on a tick.
+"""
 
 from __future__ import annotations
 
@@ -15,67 +23,110 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dynaflow.executor")
 
+#: how often the scheduler thread looks at the inbox when nobody wakes it
+TICK = 1.0
+
 
 class ThreadedExecutor:
     def __init__(self, world: World, workers: int) -> None:
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix=f"dynaflow-worker-{world.id}")
-        self.engine = Engine(world, self._submit)
+        self.engine = Engine(world, self._dispatch)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
         self._idle = threading.Condition()
+        self._local = threading.local()
+        self._stopping = False
         self._thread = threading.Thread(
             target=self._loop, name=f"dynaflow-scheduler-{world.id}", daemon=True
         )
         self._thread.start()
 
-    def _submit(self, task: Task) -> None:
-        self.pool.submit(self._work, task)
+    # -- dispatch and iterations -------------------------------------------------------------
 
-    def _work(self, task: Task) -> None:
-        try:
-            message = task()
-        except BaseException:  # tasks report their own errors; this is a bug in dynaflow
-            log.exception("executor task crashed")
-            raise
-        self.engine.inbox.put(message)
+    def _dispatch(self, task: Task) -> None:
+        collected: list[Task] | None = getattr(self._local, "collected", None)
+        if collected is not None:
+            collected.append(task)
+        else:
+            self.pool.submit(self._work, task)
 
-    def _loop(self) -> None:
+    def _pump(self, collected: list[Task] | None = None) -> None:
+        """Run iterations until the inbox is empty, unless another thread is running them (it
+        will see what we queued: it checks the inbox again after letting go of the lock)."""
         engine = self.engine
         while True:
-            messages = [engine.inbox.get()]
-            messages.extend(engine.drain())
-            stop = any(m[0] == "stop" for m in messages)
+            if not self._lock.acquire(blocking=False):
+                return
             try:
-                engine.process([m for m in messages if m[0] != "stop"])
-            except Exception as exc:
-                log.exception("scheduler iteration failed; failing the plans it was running")
-                engine.fail_all(exc)
+                self._local.collected = collected
+                messages = engine.drain()
+                if messages:
+                    try:
+                        engine.process(messages)
+                    except Exception as exc:
+                        log.exception("scheduler iteration failed; failing the plans it was running")
+                        engine.fail_all(exc)
+            finally:
+                self._local.collected = None
+                self._lock.release()
             with self._idle:
                 self._idle.notify_all()
-            if stop:
+            if engine.inbox.empty():
                 return
 
+    def _work(self, task: Task | None) -> None:
+        while task is not None:
+            try:
+                message = task()
+            except BaseException:  # tasks report their own errors; this is a bug in dynaflow
+                log.exception("executor task crashed")
+                raise
+            self.engine.inbox.put(message)
+            collected: list[Task] = []
+            self._pump(collected)
+            task = collected.pop(0) if collected else None
+            for other in collected:
+                self.pool.submit(self._work, other)
+
+    def _loop(self) -> None:
+        while not self._stopping:
+            self._wake.wait(TICK)
+            self._wake.clear()
+            self._pump()
+
+    # -- the executor interface ----------------------------------------------------------------
+
     def run_pending(self) -> None:
-        """Nothing to do: the scheduler thread runs whatever is ready on its own."""
+        """Wake the scheduler thread to look at the inbox now."""
+        self._wake.set()
 
     def call(self, fn: Any) -> None:
-        """Run ``fn`` in the scheduler thread (between iterations)."""
+        """Run ``fn`` inside a scheduler iteration."""
         self.engine.inbox.put(("call", fn))
+        self._wake.set()
 
     def shutdown(self, timeout: float) -> None:
-        """Stop taking new steps, wait up to ``timeout`` for running ones, then stop."""
+        """Stop taking new steps, wait up to ``timeout`` for running ones, pause idle plans."""
         deadline = time.monotonic() + timeout
-        self.engine.inbox.put(("call", self._stop_claiming))
+        self.call(self._stop_claiming)
         with self._idle:
-            while self.engine.busy > 0 and time.monotonic() < deadline:
-                self._idle.wait(min(0.1, max(0.0, deadline - time.monotonic())))
+            while (self.engine.busy > 0 or not self.engine.inbox.empty()) and (
+                time.monotonic() < deadline
+            ):
+                self._wake.set()
+                self._idle.wait(min(0.05, max(0.0, deadline - time.monotonic())))
         if self.engine.busy:
             log.warning(
                 "%d steps still running after %.1fs; they stay 'running' for recovery",
                 self.engine.busy,
                 timeout,
             )
-        self.engine.inbox.put(("call", self.engine.pause_idle_plans))
-        self.engine.inbox.put(("stop",))
-        self._thread.join(timeout=max(1.0, deadline - time.monotonic()))
+        with self._lock:
+            self.engine.process(self.engine.drain())
+            self.engine.pause_idle_plans()
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(timeout=5)
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     def _stop_claiming(self) -> None:
