@@ -29,5 +29,7 @@ def emit(signal: Signal, sender: Any, **kwargs: Any) -> None:
             receiver(sender, **kwargs)
         except Exception:
             log.exception(
-                "receiver %r of signal %r failed; execution goes on", receiver, getattr(signal, "name", signal)
+                "receiver %r of signal %r failed; execution goes on",
+                receiver,
+                getattr(signal, "name", signal),
             )

@@ -64,7 +64,7 @@ class ThreadedExecutor:
                     try:
                         engine.process(messages)
                     except Exception as exc:
-                        log.exception("scheduler iteration failed; failing the plans it was running")
+                        log.exception("scheduler iteration failed; failing its plans")
                         engine.fail_all(exc)
             finally:
                 self._local.collected = None
