@@ -1,0 +1,190 @@
+"""Migrations produce exactly ``tables.py``, and opening a database checks its schema revision."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, create_engine, inspect, make_url, text
+
+from dynaflow.exceptions import DatabaseUnavailable, SchemaMismatch
+from dynaflow.persistence import migrate, open_storage, tables
+from dynaflow.persistence.sql import SQLStorage, make_engine
+
+DYNAFLOW_TABLES = set(tables.metadata.tables)
+
+
+def _engine(url: str) -> Engine:
+    return make_engine(url)
+
+
+def schema_diffs(url: str) -> list[object]:
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn, opts={"version_table": migrate.VERSION_TABLE}
+            )
+            return list(compare_metadata(context, tables.metadata))
+    finally:
+        engine.dispose()
+
+
+def table_names(url: str) -> set[str]:
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            return set(inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def set_revision(url: str, revision: str) -> None:
+    engine = _engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(f"CREATE TABLE IF NOT EXISTS {migrate.VERSION_TABLE} "
+                     "(version_num VARCHAR(32) NOT NULL)")
+            )  # fmt: skip
+            conn.execute(text(f"DELETE FROM {migrate.VERSION_TABLE}"))
+            conn.execute(
+                text(f"INSERT INTO {migrate.VERSION_TABLE} VALUES (:rev)"), {"rev": revision}
+            )
+    finally:
+        engine.dispose()
+
+
+def test_upgrading_an_empty_database_gives_exactly_the_tables_of_tables_py(empty_url: str) -> None:
+    assert migrate.current(empty_url) is None
+
+    migrate.upgrade(empty_url)
+
+    assert migrate.current(empty_url) == migrate.head()
+    assert schema_diffs(empty_url) == []
+    assert table_names(empty_url) == DYNAFLOW_TABLES | {migrate.VERSION_TABLE}
+
+
+def test_downgrade_to_base_then_upgrade_round_trips(empty_url: str) -> None:
+    migrate.upgrade(empty_url)
+
+    migrate.downgrade(empty_url, "base")
+    assert migrate.current(empty_url) is None
+    assert table_names(empty_url) == {migrate.VERSION_TABLE}
+
+    migrate.upgrade(empty_url)
+    assert migrate.current(empty_url) == migrate.head()
+    assert schema_diffs(empty_url) == []
+
+
+def test_opening_a_database_from_a_newer_dynaflow_raises_and_writes_nothing(
+    empty_url: str,
+) -> None:
+    set_revision(empty_url, "9999_from_the_future")
+
+    with pytest.raises(SchemaMismatch, match=r"9999_from_the_future.*newer.*upgrade dynaflow"):
+        SQLStorage(empty_url, migrate=True)
+    with pytest.raises(SchemaMismatch, match="newer"):
+        migrate.upgrade(empty_url)
+
+    assert table_names(empty_url) == {migrate.VERSION_TABLE}
+    assert migrate.current(empty_url) == "9999_from_the_future"
+
+
+def test_an_embedded_sqlite_is_migrated_on_open(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    storage = open_storage(url)
+    storage.close()
+    assert migrate.current(url) == migrate.head()
+
+
+def test_several_processes_opening_a_new_sqlite_file_at_once_all_succeed(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    start = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def opener() -> None:
+        try:
+            start.wait(10)
+            SQLStorage(url).close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=opener) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert schema_diffs(url) == []
+
+
+def test_in_memory_sqlite_is_one_database_for_every_thread() -> None:
+    for url in ("sqlite://", "sqlite:///:memory:"):
+        storage = SQLStorage(url)
+        found: list[int] = []
+
+        def count(storage: SQLStorage = storage, found: list[int] = found) -> None:
+            found.append(storage.count_plans())
+
+        thread = threading.Thread(target=count)
+        thread.start()
+        thread.join(10)
+        assert found == [0]  # the other thread saw the migrated schema
+        storage.close()
+
+
+@pytest.mark.postgres
+def test_a_postgres_database_behind_head_is_not_migrated_unasked(pg_fresh_url: str) -> None:
+    for migrate_option in (False, None):
+        with pytest.raises(SchemaMismatch, match="`dynaflow db upgrade`"):
+            SQLStorage(pg_fresh_url, migrate=migrate_option)
+    assert table_names(pg_fresh_url) == set()
+
+    SQLStorage(pg_fresh_url, migrate=True).close()
+    assert migrate.current(pg_fresh_url) == migrate.head()
+    SQLStorage(pg_fresh_url).close()  # at head: opens without migrate
+
+
+@pytest.mark.postgres
+def test_postgresql_urls_use_psycopg_and_hide_the_password(pg_fresh_url: str) -> None:
+    url = make_url(pg_fresh_url).set(drivername="postgresql", password="s3cret")
+    plain = url.render_as_string(hide_password=False)
+    storage = SQLStorage(plain, migrate=True)
+    try:
+        assert "s3cret" not in storage.display_url
+        assert storage.display_url.startswith("postgresql://postgres:***@")
+        assert storage.count_plans() == 0
+    finally:
+        storage.close()
+
+
+def test_tables_made_outside_migrations_need_a_stamp(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'made.db'}"
+    engine = create_engine(url)
+    tables.metadata.create_all(engine)
+    engine.dispose()
+
+    with pytest.raises(SchemaMismatch, match="stamp"):
+        SQLStorage(url)
+    migrate.stamp(url)
+    SQLStorage(url).close()
+
+
+def test_an_unreachable_database_names_the_url_without_its_password() -> None:
+    url = "postgresql+psycopg://postgres:secret@127.0.0.1:1/test"
+    for attempt in (lambda: SQLStorage(url), lambda: migrate.upgrade(url)):
+        with pytest.raises(DatabaseUnavailable) as caught:
+            attempt()
+        message = str(caught.value)
+        assert "secret" not in message
+        assert "postgres:***@127.0.0.1:1/test" in message
+        assert "check that the server is running" in message
+
+
+def test_a_sqlite_file_in_a_missing_directory_is_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(DatabaseUnavailable, match="directory exists"):
+        SQLStorage(f"sqlite:///{tmp_path / 'missing' / 'x.db'}")
