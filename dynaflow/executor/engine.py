@@ -430,7 +430,7 @@ def _finalize_task(world: World, runtime: PlanRuntime) -> tuple[Any, ...]:
             _record_finalize_failure(world, runtime, failed, error)
         except Exception:
             log.exception("could not record the finalize failure of plan %s", plan_id)
-        changes = [(failed, StepState.ERROR)] if failed is not None else []
+        changes = [(failed, StepState.RUNNING), (failed, StepState.ERROR)] if failed else []
         run_states = [s.state for s in runtime.run_steps()]
         return (
             "finalized",
@@ -441,7 +441,11 @@ def _finalize_task(world: World, runtime: PlanRuntime) -> tuple[Any, ...]:
     return (
         "finalized",
         plan_id,
-        (PlanState.STOPPED, plan_result(states), [(sid, StepState.SUCCESS) for sid in pending]),
+        (
+            PlanState.STOPPED,
+            plan_result(states),
+            [(sid, state) for sid in pending for state in (StepState.RUNNING, StepState.SUCCESS)],
+        ),
     )
 
 

@@ -67,11 +67,6 @@ def test_run_step_state_changes_are_signalled(world: World) -> None:
     assert first["action_class"] == a.action_class
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: finalize steps are never signalled 'running' (history records it, "
-    "_finalize_task emits nothing when it claims a finalize step)",
-)
 def test_every_step_state_change_in_the_history_is_signalled(world: World) -> None:
     collector = Collector()
     with receiving(signals.step_state_changed, collector):
