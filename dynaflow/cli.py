@@ -1,0 +1,228 @@
+"""The ``dynaflow`` command: run the demo, migrate the database, list and show plans.
+
+Errors dynaflow raises for things a user can get wrong (an unknown plan id, an unreachable
+database) are printed as one red line and exit with status 1, without a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from dynaflow.exceptions import DynaflowError, UnknownPlan
+from dynaflow.render import plan_tree, plans_table
+from dynaflow.states import PlanResult, PlanState
+from dynaflow.world import World
+
+DEFAULT_URL = "sqlite:///dynaflow.db"
+URL_HELP = "Database URL (default: $DYNAFLOW_URL, else sqlite:///dynaflow.db)."
+
+
+def _console(stderr: bool = False) -> Console:
+    console = Console(stderr=stderr, soft_wrap=stderr)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 120  # piped output: do not squeeze tables and trees into 80 columns
+    return console
+
+
+def _fail(message: str) -> NoReturn:
+    _console(stderr=True).print(Text.assemble(("error: ", "bold red"), (message, "red")))
+    sys.exit(1)
+
+
+class _Group(click.Group):
+    """A group that turns dynaflow's own errors into one red line and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DynaflowError as exc:
+            _fail(str(exc))
+
+
+def url_option(function: Any) -> Any:
+    return click.option(
+        "--url",
+        envvar="DYNAFLOW_URL",
+        default=DEFAULT_URL,
+        show_envvar=True,
+        metavar="URL",
+        help=URL_HELP,
+    )(function)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dynaflow")
+def main() -> None:
+    """dynaflow: durable plan-then-execute workflows."""
+
+
+# -- demo ------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--db",
+    "url",
+    default="sqlite:///dynaflow-demo.db",
+    show_default=True,
+    metavar="URL",
+    help="Database to plan and run the demo in (the demo's own table goes there too).",
+)
+@click.option("--workers", default=4, show_default=True, type=click.IntRange(min=1))
+def demo(url: str, workers: int) -> None:
+    """Plan and run CreateInfrastructure: concurrent machines, an output reference, a
+    subscribed plugin action and a finalize writing the application's own table."""
+    from dynaflow.demo import run_demo
+
+    if not run_demo(url, workers=workers, console=_console()):
+        sys.exit(1)
+
+
+# -- db --------------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database schema migrations."""
+
+
+@db.command()
+@url_option
+def upgrade(url: str) -> None:
+    """Migrate the database schema to the newest version."""
+    from dynaflow.persistence import migrate
+
+    before = migrate.current(url)
+    migrate.upgrade(url)
+    after = migrate.current(url)
+    console = _console()
+    if before == after:
+        console.print(f"{_hide_password(url)}: already at {after}")
+    else:
+        console.print(f"{_hide_password(url)}: upgraded from {before or '(empty)'} to {after}")
+
+
+@db.command()
+@url_option
+def current(url: str) -> None:
+    """Show the database's schema version and the newest one this code knows."""
+    from dynaflow.persistence import migrate
+
+    _require_existing_file(url)
+    revision = migrate.current(url)
+    head = migrate.head()
+    status = "up to date" if revision == head else "needs `dynaflow db upgrade`"
+    _console().print(
+        f"{_hide_password(url)}: {revision or '(empty)'} (head {head}, {status})", highlight=False
+    )
+
+
+def _open(url: str) -> World:
+    """A client world for reading."""
+    _require_existing_file(url)
+    return World(url, executor=None)
+
+
+def _require_existing_file(url: str) -> None:
+    """Reading commands must not create an empty SQLite file where none was."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return  # World reports a malformed URL itself
+    if parsed.get_backend_name() != "sqlite":
+        return
+    path = parsed.database or ""
+    if path and path != ":memory:" and not path.startswith("file:") and not os.path.exists(path):
+        _fail(
+            f"no database at {url}; `dynaflow demo --db {url}` or `dynaflow db upgrade --url "
+            f"{url}` creates one, or pass --url (or set DYNAFLOW_URL)"
+        )
+
+
+def _hide_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+# -- plans -----------------------------------------------------------------------------------
+
+
+@main.group()
+def plans() -> None:
+    """List and inspect execution plans."""
+
+
+@plans.command("list")
+@url_option
+@click.option("--state", type=click.Choice([s.value for s in PlanState]), help="Only this state.")
+@click.option(
+    "--result", type=click.Choice([r.value for r in PlanResult]), help="Only this result."
+)
+@click.option("--label", help="Only plans with exactly this label.")
+@click.option("--page", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--per-page", default=20, show_default=True, type=click.IntRange(min=1))
+def list_plans(
+    url: str, state: str | None, result: str | None, label: str | None, page: int, per_page: int
+) -> None:
+    """Plans, newest first."""
+    with _open(url) as world:
+        rows = world.find_plans(
+            state=state, result=result, label=label, page=page, per_page=per_page
+        )
+        total = world.count_plans(state=state, result=result, label=label)
+    console = _console()
+    pages = max(1, -(-total // per_page))
+    if not rows:
+        console.print(f"no plans match (page {page} of {pages}, {total} plans in all)")
+        return
+    console.print(plans_table(rows))
+    console.print(f"page {page} of {pages}, {total} plans", style="dim")
+
+
+@plans.command("show")
+@click.argument("plan_id")
+@url_option
+@click.option("--traceback", "tracebacks", is_flag=True, help="Show each error's traceback.")
+@click.option("--history", is_flag=True, help="Show the plan's execution history too.")
+def show_plan(plan_id: str, url: str, tracebacks: bool, history: bool) -> None:
+    """One plan as a tree: its run flow and finalize steps with states, durations, errors."""
+    with _open(url) as world:
+        try:
+            plan = world.get_plan(plan_id)
+        except UnknownPlan:
+            _fail(
+                f"no execution plan with id {plan_id!r} in {world.storage.display_url}; "
+                "`dynaflow plans list` lists the plans there"
+            )
+    console = _console()
+    console.print(plan_tree(plan, tracebacks=tracebacks))
+    if history:
+        table = Table(title="history", title_justify="left", header_style="bold")
+        for column in ("at", "event", "step", "world"):
+            table.add_column(column, no_wrap=column != "event")
+        for row in plan.history:
+            table.add_row(
+                row.at.astimezone().strftime("%H:%M:%S.%f")[:-3],
+                row.event,
+                str(row.step_id or ""),
+                row.world_id or "",
+            )
+        console.print(table)
+
+
+if __name__ == "__main__":
+    main()

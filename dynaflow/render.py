@@ -1,0 +1,270 @@
+"""Draw an execution plan as a rich tree: the run flow (sequences and concurrences of run steps)
+with each step's action, state, duration and error, then the finalize steps in order.
+
+Used by ``dynaflow plans show`` and ``dynaflow demo`` (live, with step states overlaid).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from dynaflow import flows
+from dynaflow.clock import now
+from dynaflow.execution_plan import ActionRecord, ExecutionPlan, PlanRecord, StepRecord
+from dynaflow.states import PlanResult, PlanState, StepKind, StepState
+from dynaflow.values import decode_ref, is_ref
+
+STEP_STYLES: dict[str, tuple[str, str]] = {
+    StepState.PENDING: ("·", "dim"),
+    StepState.RUNNING: ("▶", "bold yellow"),
+    StepState.SUSPENDED: ("⏸", "yellow"),
+    StepState.SUCCESS: ("✔", "green"),
+    StepState.ERROR: ("✘", "bold red"),
+    StepState.SKIPPING: ("↷", "magenta"),
+    StepState.SKIPPED: ("↷", "magenta"),
+    StepState.CANCELLED: ("⊘", "red"),
+}
+
+PLAN_STYLES: dict[str, str] = {
+    PlanState.RUNNING: "bold yellow",
+    PlanState.PAUSED: "bold red",
+    PlanState.STOPPED: "bold",
+    PlanResult.SUCCESS: "bold green",
+    PlanResult.WARNING: "bold magenta",
+    PlanResult.ERROR: "bold red",
+    PlanResult.CANCELLED: "red",
+}
+
+#: longest input summary shown beside a step
+SUMMARY_WIDTH = 60
+
+
+def short_name(action_class: str) -> str:
+    """``pkg.module.CreateMachine`` -> ``CreateMachine``."""
+    return action_class.rsplit(".", 1)[-1]
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms" if seconds < 0.01 else f"{seconds:.2f}s"
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
+def step_duration(step: StepRecord, at: datetime | None = None) -> float | None:
+    """The step's duration, or how long it has been running so far."""
+    if step.duration is not None:
+        return step.duration
+    if step.started_at is None:
+        return None
+    end = step.ended_at or at or now()
+    return max(0.0, (end - step.started_at).total_seconds())
+
+
+def plan_duration(plan: PlanRecord | ExecutionPlan, at: datetime | None = None) -> float | None:
+    if plan.started_at is None:
+        return None
+    end = plan.ended_at or at or now()
+    return max(0.0, (end - plan.started_at).total_seconds())
+
+
+def state_text(state: str, result: str | None = None) -> Text:
+    """``stopped / success`` in the colours of a plan state and result."""
+    text = Text(str(state), style=PLAN_STYLES.get(state, ""))
+    if result is not None:
+        text.append(" / ", style="dim")
+        text.append(str(result), style=PLAN_STYLES.get(result, ""))
+    return text
+
+
+def plan_tree(
+    plan: ExecutionPlan,
+    *,
+    record: PlanRecord | None = None,
+    steps: Mapping[int, StepRecord] | None = None,
+    tracebacks: bool = False,
+    timing: bool = True,
+) -> Tree:
+    """The plan as a tree: a header line, the plan phase if it failed, the run flow, the
+    finalize steps. ``record`` and ``steps`` (by id) override the plan's own (live views);
+    ``timing=False`` leaves durations and ids out (output that must not change between runs)."""
+    view = _View(plan, record or plan.record, steps or {}, tracebacks, timing)
+    return view.tree()
+
+
+class _View:
+    def __init__(
+        self,
+        plan: ExecutionPlan,
+        record: PlanRecord,
+        overrides: Mapping[int, StepRecord],
+        tracebacks: bool,
+        timing: bool,
+    ) -> None:
+        self.plan = plan
+        self.record = record
+        self.steps = {step.id: overrides.get(step.id, step) for step in plan.steps}
+        self.actions = {action.id: action for action in plan.actions}
+        self.tracebacks = tracebacks
+        self.timing = timing
+        self.at = now()
+        self.run_step_of = {
+            s.action_id: s.id for s in self.steps.values() if s.kind == StepKind.RUN
+        }
+
+    def tree(self) -> Tree:
+        plan = self.record
+        header = Text()
+        header.append(plan.label or short_name(plan.root_action_class or "?"), style="bold")
+        header.append("  ")
+        header.append_text(state_text(plan.state, plan.result))
+        if self.timing:
+            duration = plan_duration(plan, self.at)
+            if duration is not None:
+                header.append(f"  {format_duration(duration)}", style="cyan")
+            header.append(f"\nplan {plan.id}", style="dim")
+        tree = Tree(header, guide_style="dim")
+
+        plan_steps = [s for s in self.steps.values() if s.kind == StepKind.PLAN]
+        failed = [s for s in plan_steps if s.state == StepState.ERROR]
+        if plan.error is not None and not failed:
+            tree.add(self._error(plan.error.class_name, plan.error.message, plan.error.traceback))
+        if failed:
+            branch = tree.add(Text("plan", style="bold"))
+            for step in failed:
+                self._add_step(branch, step)
+
+        run_steps = [s for s in self.steps.values() if s.kind == StepKind.RUN]
+        if run_steps:
+            branch = tree.add(Text("run", style="bold"))
+            self._add_flow(branch, _flow(plan.run_flow, run_steps))
+
+        finalize_steps = sorted(
+            (s for s in self.steps.values() if s.kind == StepKind.FINALIZE),
+            key=lambda s: s.position,
+        )
+        if finalize_steps:
+            branch = tree.add(Text("finalize", style="bold"))
+            for step in finalize_steps:
+                self._add_step(branch, step)
+        if not (run_steps or finalize_steps or failed):
+            tree.add(Text("(nothing to run)", style="dim"))
+        return tree
+
+    def _add_flow(self, parent: Tree, flow: flows.Flow) -> None:
+        if isinstance(flow, flows.Atom):
+            step = self.steps.get(flow.step_id)
+            if step is None:
+                parent.add(Text(f"step {flow.step_id} (missing)", style="red"))
+            else:
+                self._add_step(parent, step)
+            return
+        name = "sequence" if isinstance(flow, flows.Sequence) else "concurrence"
+        branch = parent.add(Text(name, style="blue"))
+        for child in flow.children:
+            self._add_flow(branch, child)
+
+    def _add_step(self, parent: Tree, step: StepRecord) -> None:
+        icon, style = STEP_STYLES.get(step.state, ("?", ""))
+        line = Text(no_wrap=True, overflow="ellipsis")
+        line.append(f"{icon} ", style=style)
+        if self.timing:
+            line.append(f"{step.id:>2} ", style="dim")
+        line.append(short_name(step.action_class), style="bold")
+        line.append("  ")
+        line.append(str(step.state), style=style)
+        if self.timing:
+            duration = step_duration(step, self.at)
+            if duration is not None:
+                line.append(f" {format_duration(duration)}", style="cyan")
+        action = self.actions.get(step.action_id)
+        if action is not None:
+            summary = self._summary(action)
+            if summary:
+                line.append(f"  {summary}", style="" if step.kind == StepKind.RUN else "dim")
+            trigger = self.actions.get(action.trigger_id) if action.trigger_id else None
+            if trigger is not None and step.kind == StepKind.RUN:
+                line.append(
+                    f"  (subscribed to {short_name(trigger.action_class)})", style="italic dim"
+                )
+        node = parent.add(line)
+        if step.error is not None:
+            node.add(self._error(step.error.class_name, step.error.message, step.error.traceback))
+
+    def _summary(self, action: ActionRecord) -> str:
+        """``name=host3 db_machine=<host1's uuid>``: the action's input, short."""
+        parts = []
+        for key, value in action.input.items():
+            if key.startswith("__") or value is None:
+                continue
+            parts.append(f"{key}={self._value(value)}")
+        text = " ".join(parts)
+        return text if len(text) <= SUMMARY_WIDTH else text[: SUMMARY_WIDTH - 1] + "…"
+
+    def _value(self, value: Any) -> str:
+        if is_ref(value):
+            ref = decode_ref(value)
+            path = "".join(f".{key}" if isinstance(key, str) else f"[{key}]" for key in ref.path)
+            producer = self.run_step_of.get(ref.action_id)
+            where = f"step {producer}" if producer is not None and self.timing else None
+            name = short_name(ref.action_class)
+            return f"<{where or name}{path}>"
+        if isinstance(value, str):
+            return value if value and " " not in value else repr(value)
+        if isinstance(value, dict | list):
+            inner = "…" if value else ""
+            return "{" + inner + "}" if isinstance(value, dict) else "[" + inner + "]"
+        return repr(value) if not isinstance(value, bool | int | float) else str(value)
+
+    def _error(self, class_name: str, message: str, traceback: str | None) -> RenderableType:
+        text = Text(f"{class_name}: {message}", style="red")
+        if self.tracebacks and traceback:
+            return Group(text, Text(traceback.rstrip(), style="dim red"))
+        return text
+
+
+def _flow(run_flow: Any, run_steps: list[StepRecord]) -> flows.Flow:
+    """The stored run flow; if it is missing or unreadable, the run steps as a concurrence."""
+    try:
+        if run_flow is not None:
+            return flows.from_json(run_flow)
+    except ValueError:
+        pass
+    return flows.Concurrence([flows.Atom(s.id) for s in sorted(run_steps, key=lambda s: s.id)])
+
+
+def plans_table(plans: list[PlanRecord], *, title: str | None = None) -> Table:
+    """A table of plan rows, as ``dynaflow plans list`` prints it."""
+    at = now()
+    table = Table(
+        title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, show_edge=False
+    )
+    table.add_column("id", no_wrap=True, style="dim")
+    table.add_column("label", style="bold", no_wrap=True, overflow="ellipsis")
+    table.add_column("state", no_wrap=True)
+    table.add_column("result", no_wrap=True)
+    table.add_column("started", no_wrap=True)
+    table.add_column("duration", justify="right", style="cyan", no_wrap=True)
+    for plan in plans:
+        started = plan.started_at or plan.created_at
+        table.add_row(
+            plan.id,
+            Text(plan.label),
+            Text(str(plan.state), style=PLAN_STYLES.get(plan.state, "")),
+            Text(str(plan.result), style=PLAN_STYLES.get(plan.result, "")),
+            started.astimezone().strftime("%Y-%m-%d %H:%M:%S") if started else "",
+            format_duration(plan_duration(plan, at)),
+        )
+    return table

@@ -1,0 +1,68 @@
+"""Each script in examples/ runs as a user would run it, and prints exactly what it should."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+EXPECTED = {
+    "create_infrastructure.py": """\
+creating host1 (db)
+creating host2 (storage)
+creating host3 (web_server) using host1-db, host2-storage
+plan: stopped / success
+  host1 runs after: (nothing)
+  host2 runs after: (nothing)
+  host3 runs after: host1, host2
+  host1: uuid=host1-db
+  host2: uuid=host2-storage
+  host3: uuid=host3-web_server
+""",
+    "subscriptions.py": """\
+Running core action: ['a', 'b']
+Running another core action: a
+Running plugin action: ['a', 'b']
+plan: stopped / success
+  ACoreAppAction: triggered
+  AnotherCoreAppAction: planned by ACoreAppAction
+  APluginAction: subscribed to ACoreAppAction
+plugin output: {'message': 'trigger succeeded'}
+""",
+    "action_anatomy.py": """\
+planned: planned
+  plan steps: AnAction, SubAction
+  run steps: SubAction, AnAction
+  finalize steps: AnAction
+  persisted input: {'id': 2, 'name': 'web'}
+SubAction.run: preparing db
+AnAction.run: input id=2 name='web'
+AnAction.finalize: web-2
+executed: stopped / success
+  output: {'uuid': 'web-2'}
+invalid input: input of __main__.AnAction#1 is invalid: id: Input should be a valid integer, \
+unable to parse string as an integer
+""",
+}
+
+
+def test_every_example_is_checked() -> None:
+    assert sorted(p.name for p in EXAMPLES.glob("*.py")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_example_output(name: str, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)],
+        cwd=tmp_path,  # an example must not depend on (or litter) the working directory
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == EXPECTED[name]
+    assert result.stderr == ""
