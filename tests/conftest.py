@@ -103,14 +103,17 @@ def pg_admin() -> Iterator[Any]:
 
     url = sa.make_url(PG_URL)
     engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    problem = None
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except Exception as exc:
+        problem = f"{type(exc).__name__}: {getattr(exc, 'orig', None) or exc}"
+    if problem is not None:
         pytest.fail(
             f"PostgreSQL at {url.render_as_string(hide_password=True)} is unreachable "
-            f"({type(exc).__name__}: {exc}); start it (.ci/run does) or point "
-            "DYNAFLOW_TEST_PG_URL at one; leave these tests out with -m 'not postgres'",
+            f"({problem}); start it (.ci/run does) or point DYNAFLOW_TEST_PG_URL at one; "
+            "leave these tests out with -m 'not postgres'",
             pytrace=False,
         )
     yield engine

@@ -187,3 +187,24 @@ def test_a_finalize_error_rolls_the_phase_back_and_pauses_the_plan(
     assert set(states(done, "finalize").values()) == {"success"}
     if app_db is not None:
         assert app_rows(app_db) == [("a", 0), ("b", 1), ("c", 2)]
+
+
+class RecordsReference(Action):
+    """Only a finalize step; its input references another action's output."""
+
+    def finalize(self) -> None:
+        PROBE.record("finalize", self.input["uuid"])
+
+
+class FinalizeReadsOutput(Action):
+    def plan(self) -> None:
+        machine = self.plan_action(RecordMachine, name="m")
+        self.plan_action(RecordsReference, uuid=machine.output["uuid"])
+
+
+def test_references_are_resolved_for_finalize(
+    world: World, app_db: sa.Engine | None, probe: Probe
+) -> None:
+    plan = trigger(world, FinalizeReadsOutput)
+    assert (plan.state, plan.result) == ("stopped", "success")
+    assert probe.calls == [("finalize", "m"), ("finalize", "uuid-m")]

@@ -131,3 +131,11 @@ def test_bad_queries_raise_a_configuration_error(
 ) -> None:
     with pytest.raises(ConfigurationError, match=message):
         world.find_plans(**arguments)
+
+
+def test_plans_that_never_started_sort_last_both_ways(world: World, plans: dict[str, str]) -> None:
+    ascending = names(world.find_plans(order_by="started_at"), plans)
+    descending = names(world.find_plans(order_by="-started_at"), plans)
+    assert ascending[:3] == ["ok1", "failed", "ok2"]
+    assert descending[:3] == ["ok2", "failed", "ok1"]
+    assert set(ascending[3:]) == set(descending[3:]) == {"planned", "broken"}

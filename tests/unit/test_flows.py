@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from dynaflow.flows import (
@@ -11,6 +13,7 @@ from dynaflow.flows import (
     edges,
     entries,
     exits,
+    expand,
     from_json,
     simplify,
     to_json,
@@ -83,3 +86,29 @@ def test_json_round_trip() -> None:
 def test_from_json_rejects_what_is_not_a_flow(data: object) -> None:
     with pytest.raises(ValueError, match="not a flow"):
         from_json(data)
+
+
+def test_a_wide_join_goes_through_one_barrier_node() -> None:
+    flow = seq(con(1, 2, 3), con(4, 5, 6))
+    stored = sorted(edges(flow, itertools.count(-1, -1)))
+    assert stored == [(-1, 4), (-1, 5), (-1, 6), (1, -1), (2, -1), (3, -1)]
+    assert expand(stored) == sorted(edges(flow))
+    assert len(expand(stored)) == 9
+
+
+def test_narrow_joins_stay_direct_and_each_barrier_is_fresh() -> None:
+    assert sorted(edges(seq(con(1, 2), con(3, 4)), itertools.count(-1, -1))) == [
+        (1, 3),
+        (1, 4),
+        (2, 3),
+        (2, 4),
+    ]
+    flow = seq(con(1, 2, 3), con(4, 5, 6), con(7, 8, 9), 10)
+    stored = list(edges(flow, itertools.count(-1, -1)))
+    assert {node for edge in stored for node in edge if node < 0} == {-1, -2}
+    assert expand(stored) == sorted(edges(flow))
+
+
+def test_expand_keeps_direct_edges_and_drops_duplicates() -> None:
+    graph = [(5, 6), (1, -1), (2, -1), (-1, 3), (1, 3), (5, 6)]
+    assert expand(graph) == [(1, 3), (2, 3), (5, 6)]
