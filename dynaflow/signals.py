@@ -27,7 +27,7 @@ def emit(signal: Signal, sender: Any, **kwargs: Any) -> None:
     for receiver in signal.receivers_for(sender):
         try:
             receiver(sender, **kwargs)
-        except Exception:
+        except BaseException:  # a receiver must never stop execution, not even by sys.exit
             log.exception(
                 "receiver %r of signal %r failed; execution goes on",
                 receiver,

@@ -423,7 +423,7 @@ def _finalize_task(world: World, runtime: PlanRuntime) -> tuple[Any, ...]:
     context = PhaseContext(world, plan_id, "finalize")
     try:
         world.phase_chain("finalize_phase", core)(context)
-    except Exception as exc:
+    except BaseException as exc:  # user code: SystemExit in a finalizer is an error too
         error = error_of(exc)
         failed = current[0] if current else None
         try:

@@ -110,7 +110,7 @@ def run_step(world: World, runtime: PlanRuntime, step_id: int, action_id: int) -
         action = build_action(world, runtime, action_id, step_id)
         world.chain(type(action), "run")(action)
         output = dump_output(action)
-    except Exception as exc:
+    except BaseException as exc:  # user code: SystemExit in run() is a step error
         return StepOutcome(runtime.plan_id, step_id, action_id, started, now(), None, error_of(exc))
     return StepOutcome(
         runtime.plan_id, step_id, action_id, started, now(), output if output != saved else None

@@ -63,7 +63,7 @@ class ThreadedExecutor:
                 if messages:
                     try:
                         engine.process(messages)
-                    except Exception as exc:
+                    except BaseException as exc:
                         log.exception("scheduler iteration failed; failing its plans")
                         engine.fail_all(exc)
             finally:
