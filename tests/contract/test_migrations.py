@@ -101,15 +101,15 @@ def test_an_embedded_sqlite_is_migrated_on_open(tmp_path: Path) -> None:
     assert migrate.current(url) == migrate.head()
 
 
-def test_several_processes_opening_a_new_sqlite_file_at_once_all_succeed(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
+def test_several_worlds_migrating_a_new_database_at_once_all_succeed(empty_url: str) -> None:
+    url = empty_url
     start = threading.Barrier(4)
     errors: list[BaseException] = []
 
     def opener() -> None:
         try:
             start.wait(10)
-            SQLStorage(url).close()
+            SQLStorage(url, migrate=True).close()
         except BaseException as exc:
             errors.append(exc)
 
