@@ -313,3 +313,25 @@ def test_captured_context_is_kept_out_of_dict_input(world_factory: Any, probe: P
 def test_context_middleware_needs_a_variable() -> None:
     with pytest.raises(ConfigurationError, match="ContextVar"):
         ContextMiddleware()
+
+
+@pytest.mark.executors("inline")
+def test_context_values_must_be_json(world_factory: Any) -> None:
+    world = world_factory(middleware=[ContextMiddleware(REQUEST_ID)])
+
+    def plan() -> None:
+        REQUEST_ID.set(object())  # type: ignore[arg-type]
+        world.trigger(InContext, name="x")
+
+    with pytest.raises(PlanningFailed) as info:
+        contextvars.copy_context().run(plan)
+    assert "context variable 'request_id' is a builtins.object" in str(info.value.cause)
+
+
+def test_world_middleware_added_later_wraps_the_next_runs(world: World, probe: Probe) -> None:
+    trigger(world, Audited)
+    assert [c[0] for c in probe.calls] == ["base", "user", "base"]
+    world.middleware.use(WorldMw)
+    probe.reset()
+    trigger(world, Audited)
+    assert [c[0] for c in probe.calls] == ["world", "base", "user", "base", "world"]

@@ -459,3 +459,19 @@ def test_a_client_world_plans_and_another_world_runs_the_plan(
     assert (done.state, done.result) == ("stopped", "success")
     assert probe.names("run") == ["a", "b"]
     assert client.get_plan(plan.id).state == PlanState.STOPPED
+
+
+class OnSlowQueue(Action):
+    queue = "slow"
+
+    def run(self) -> None:
+        pass
+
+
+@inline_only
+def test_the_flow_tree_and_queues_are_persisted_for_display(world: World) -> None:
+    plan = world.plan(Shape, ["seq", "a", ["con", "b", "c"]])
+    a, b, c = (step_of(plan, name).id for name in "abc")
+    assert plan.run_flow == {"sequence": [a, {"concurrence": [b, c]}]}
+    assert {s.queue for s in plan.steps} == {"default"}
+    assert [s.queue for s in world.plan(OnSlowQueue).run_steps()] == ["slow"]
