@@ -7,15 +7,21 @@ ids survive, rebuilt from the database, so an action keeps nothing else on ``sel
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, ClassVar
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from pydantic import BaseModel
 
 from dynaflow import registry
-from dynaflow.exceptions import ConfigurationError, PlanningError
+from dynaflow.clock import now
+from dynaflow.events import TIMEOUT, TIMER, RunContext, Suspend, SuspendedHandle
+from dynaflow.exceptions import ConfigurationError, InvalidArgument, InvalidState, PlanningError
 from dynaflow.flows import Concurrence, Sequence
 from dynaflow.middleware.stack import MiddlewareSpec, MiddlewareStack
+from dynaflow.persistence.base import EventRow
+from dynaflow.values import to_json
 
 if TYPE_CHECKING:
     from dynaflow.middleware.base import Middleware
@@ -50,6 +56,8 @@ class Action:
     action_class_name: ClassVar[str] = "dynaflow.action.Action"
     has_run: ClassVar[bool] = False
     has_finalize: ClassVar[bool] = False
+    #: ``run`` takes an event parameter, so the action can suspend
+    run_takes_event: ClassVar[bool] = False
 
     # instance state, set by the planner or the executor
     id: int
@@ -62,6 +70,7 @@ class Action:
     triggering_action: Action | None
     has_planned_self: bool
     _planner: Planner | None
+    _run_context: RunContext | None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -84,6 +93,7 @@ class Action:
         cls.action_class_name = registry.class_name(cls)
         cls.has_run = callable(getattr(cls, "run", None))
         cls.has_finalize = callable(getattr(cls, "finalize", None))
+        cls.run_takes_event = cls.has_run and _takes_event(cls.run)  # type: ignore[attr-defined]
         for name in ("Input", "Output"):
             model = getattr(cls, name)
             if model is not None and not (isinstance(model, type) and issubclass(model, BaseModel)):
@@ -139,6 +149,72 @@ class Action:
             )
         return planner
 
+    # -- run phase: suspend, events, timers ----------------------------------------------------
+
+    def suspend(self, callback: Callable[[SuspendedHandle], Any] | None = None) -> NoReturn:
+        """End this ``run`` call without finishing the step: the worker is freed and the step
+        waits, ``suspended``, until an event wakes it with ``run(event)``. ``callback(handle)``
+        is called once the suspended state is saved; ``handle.send(event)`` wakes the step."""
+        self._context("suspend")
+        if not type(self).run_takes_event:
+            raise ConfigurationError(
+                f"{self.action_class_name}.run() takes no event parameter, so it cannot "
+                "suspend; define it as run(self, event=None)"
+            )
+        raise Suspend(callback)
+
+    def plan_event(
+        self, event: Any, delay: float | None = None, *, at: datetime | None = None
+    ) -> None:
+        """Schedule ``event`` for this step after ``delay`` seconds (or at ``at``): a persisted
+        timer, delivered to ``run(event)`` when due by whichever executor is alive then."""
+        context = self._context("plan_event")
+        if (delay is None) == (at is None):
+            raise InvalidArgument("plan_event() takes either delay= (seconds) or at= (a datetime)")
+        if delay is not None:
+            if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
+                raise InvalidArgument(
+                    f"plan_event(delay={delay!r}): the delay must be a number of seconds >= 0"
+                )
+            due = now() + timedelta(seconds=delay)
+        else:
+            if not isinstance(at, datetime) or at.tzinfo is None:
+                raise InvalidArgument(f"plan_event(at={at!r}) needs a timezone-aware datetime")
+            due = at
+        payload = to_json(event, f"event planned by {self.action_class_name}#{self.id}")
+        row = EventRow(context.plan_id, context.step_id, TIMER, payload, now(), due)
+        context.events.append((row, None))
+
+    def schedule_timeout(self, seconds: float) -> None:
+        """Error this step if it is still running or suspended ``seconds`` from now."""
+        context = self._context("schedule_timeout")
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+            raise InvalidArgument(f"schedule_timeout({seconds!r}): give a number of seconds > 0")
+        at = now()
+        row = EventRow(
+            context.plan_id,
+            context.step_id,
+            TIMEOUT,
+            {"seconds": seconds},
+            at,
+            at + timedelta(seconds=seconds),
+        )
+        context.events.append((row, None))
+
+    @property
+    def cancel_requested(self) -> bool:
+        """The plan is being cancelled (see ``Cancellable``)."""
+        context = getattr(self, "_run_context", None)
+        return context is not None and context.cancel_requested.is_set()
+
+    def _context(self, what: str) -> RunContext:
+        context = getattr(self, "_run_context", None)
+        if context is None:
+            raise InvalidState(
+                f"{what}() can only be called while {self.action_class_name} runs (in run())"
+            )
+        return context
+
     # -- run and finalize phases -----------------------------------------------------------
 
     @property
@@ -157,6 +233,31 @@ class Action:
     def __repr__(self) -> str:
         ident = getattr(self, "id", "?")
         return f"<{type(self).__qualname__}#{ident}>"
+
+
+class Cancellable:
+    """Mixin for actions that can stop their external work when their plan is cancelled.
+
+    ``cancel()`` is called (in place of ``run``) for a suspended step, or as soon as a running
+    one suspends; when it returns the step is ``cancelled``. It may itself ``suspend()`` to wait
+    for the external system to confirm. ``abort()`` defaults to ``cancel()``.
+    """
+
+    def cancel(self) -> None:
+        raise NotImplementedError(f"{type(self).__qualname__} must define cancel()")
+
+    def abort(self) -> None:
+        self.cancel()
+
+
+def _takes_event(run: Callable[..., Any]) -> bool:
+    try:
+        parameters = list(inspect.signature(run).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return False
+    return any(
+        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in parameters
+    )
 
 
 def plan_signature(cls: type[Action]) -> inspect.Signature:

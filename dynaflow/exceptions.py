@@ -97,3 +97,11 @@ class CorruptRecord(StorageError):
 class WorldClosed(DynaflowError):
     def __init__(self) -> None:
         super().__init__("this World is closed; open a new World(...) to plan or run")
+
+
+class InvalidArgument(DynaflowError, ValueError):
+    """An argument out of range or of the wrong kind (a negative delay, an empty interval list)."""
+
+
+class EventRejected(DynaflowError):
+    """An event for a step that is unknown, finished, or finished before handling it."""

@@ -8,16 +8,21 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 from dynaflow import registry, signals
 from dynaflow.action import Action
+from dynaflow.clock import now
+from dynaflow.events import EVENT, current_context
 from dynaflow.exceptions import (
     ConcurrentModification,
     ConfigurationError,
+    EventRejected,
     PlanningFailed,
     StorageError,
     UnknownPlan,
+    UnknownStep,
     WorldClosed,
 )
 from dynaflow.execution_plan import ExecutionPlan, PlanRecord
@@ -26,10 +31,13 @@ from dynaflow.executor.steps import call_finalize, call_run
 from dynaflow.middleware import stack as middleware_stack
 from dynaflow.middleware.stack import MiddlewareSpec, MiddlewareStack, compose
 from dynaflow.middleware.transaction import TransactionMiddleware
+from dynaflow.operators import check_stoppable, stop_offline
 from dynaflow.persistence import Storage, open_storage
+from dynaflow.persistence.base import EventRow
 from dynaflow.phases import PhaseContext
 from dynaflow.planner import Planner, plan_core
-from dynaflow.states import PlanResult, PlanState
+from dynaflow.states import FINISHED_STEP_STATES, PlanResult, PlanState, StepKind
+from dynaflow.values import to_json
 
 log = logging.getLogger("dynaflow.world")
 
@@ -100,6 +108,8 @@ class World:
             self.executor = InlineExecutor(self)
         else:
             self.executor = None
+        if self.executor is not None:
+            self._adopt_released_plans()
 
     # -- middleware chains -------------------------------------------------------------------
 
@@ -200,6 +210,111 @@ class World:
             executor.call(lambda: _follow(executor.engine, plan_id, future))
             executor.run_pending()
         return Triggered(plan_id, future)
+
+    # -- events and operators ------------------------------------------------------------------
+
+    def event(self, plan_id: str, step_id: int, event: Any, optional: bool = False) -> Future[Any]:
+        """Deliver ``event`` (a JSON value) to a suspended run step: it is persisted now and
+        handed to ``run(event)`` in arrival order; an event for a running step waits until it
+        suspends. The future resolves when the event is handled — or fails with
+        :class:`EventRejected` if the step finishes first. An event for an unknown or finished
+        step raises :class:`EventRejected` (with ``optional=True`` it is dropped quietly).
+
+        Called from inside a running step, the event is saved with that step's outcome and
+        delivered only after it. With no executor in this world (or the plan run by another
+        world), the future resolves once the event is queued.
+        """
+        self._check_open()
+        payload = to_json(event, f"event for step {step_id} of plan {plan_id}")
+        future: Future[Any] = Future()
+        try:
+            step = self.storage.get_step(plan_id, step_id)
+            if step.kind != StepKind.RUN:
+                raise EventRejected(
+                    f"step {step_id} of plan {plan_id} is a {step.kind} step; only run steps "
+                    "take events"
+                )
+            if step.state in FINISHED_STEP_STATES:
+                raise EventRejected(
+                    f"step {step_id} of plan {plan_id} is {step.state}; it takes no more events"
+                )
+        except (UnknownPlan, UnknownStep, EventRejected) as exc:
+            if optional:
+                log.debug("optional event for plan %s step %s dropped: %s", plan_id, step_id, exc)
+                future.set_result(None)
+                return future
+            if isinstance(exc, EventRejected):
+                raise
+            raise EventRejected(str(exc)) from exc
+        row = EventRow(plan_id, step_id, EVENT, payload, now())
+        context = current_context()
+        if context is not None:  # inside a running step: saved with its outcome
+            context.events.append((row, future))
+            return future
+        self.storage.add_events([row])
+        assert row.id is not None
+        if self.executor is None:
+            future.set_result(None)
+            return future
+        self.executor.engine.event_sent(plan_id, row.id, future)
+        self.executor.run_pending()
+        return future
+
+    def cancel(self, plan_id: str, *, abort: bool = False) -> PlanFuture:
+        """Cancel a plan: steps not yet started become ``cancelled``; ``Cancellable`` steps that
+        run or wait get ``cancel()`` (``abort()`` with ``abort=True``); other running steps
+        finish. The plan stops with result ``cancelled``; finalize does not run. The future
+        resolves when it has stopped. Cancelling a stopped plan raises :class:`InvalidState`."""
+        return self._operate(plan_id, "cancel", abort)
+
+    def halt(self, plan_id: str) -> PlanFuture:
+        """Stop a plan at once: no new step starts, its queued events and timers are dropped,
+        unfinished steps become ``cancelled`` and the plan is ``stopped``; code already running
+        finishes and its result is recorded."""
+        return self._operate(plan_id, "halt", False)
+
+    def _operate(self, plan_id: str, operation: str, abort: bool) -> PlanFuture:
+        self._check_open()
+        if not isinstance(plan_id, str):
+            raise UnknownPlan(plan_id)
+        check_stoppable(self, plan_id, operation)
+        future = PlanFuture(self, plan_id)
+        if self.executor is None:
+            stop_offline(self, plan_id, operation)
+            future.set_result(plan_id)
+            return future
+        record = self.storage.get_plan_record(plan_id)
+        engine = self.executor.engine
+        if record.state == PlanState.RUNNING and record.world_id is None:
+            engine.execute(plan_id, Future(), adopt=True)  # take it over, then stop it
+        if operation == "cancel":
+            engine.inbox.put(("cancel", plan_id, future, abort))
+        else:
+            engine.inbox.put(("halt", plan_id, future))
+        self.executor.run_pending()
+        return future
+
+    def _adopt_released_plans(self) -> None:
+        """Take over the plans a world released when it shut down (running, no owner)."""
+        assert self.executor is not None
+        for record in self.storage.find_plans(state=[PlanState.RUNNING], order_by="created_at"):
+            if record.world_id is None:
+                self.executor.engine.execute(record.id, Future(), adopt=True)
+        self.executor.run_pending()
+
+    def follow(self, plan_id: str) -> PlanFuture:
+        """A future for the end of the plan's current execution: it resolves when the plan
+        stops or pauses here, or at once if no executor of this world is running it."""
+        self._check_open()
+        self.storage.get_plan_record(plan_id)  # UnknownPlan
+        future = PlanFuture(self, plan_id)
+        executor = self.executor
+        if executor is None:
+            future.set_result(plan_id)
+            return future
+        executor.call(lambda: _follow(executor.engine, plan_id, future))
+        executor.run_pending()
+        return future
 
     def run_pending(self) -> None:
         """Inline executor: run everything that is ready now, until nothing more is."""

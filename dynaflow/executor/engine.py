@@ -1,11 +1,11 @@
 """The scheduler core shared by the threaded and the inline executor.
 
-One thread (the scheduler) owns the runtimes of executing plans. Workers run user code and
-report outcomes to the scheduler's inbox; each scheduler iteration turns every outcome it has
-into one :class:`~dynaflow.persistence.Batch` — step states, outputs, history and the claims of
-the steps that became ready — and commits it in one transaction (group commit). Claimed steps
-are dispatched only after that commit, and entering ``running`` is a compare-and-set, so a step
-never runs twice at once.
+One scheduler iteration at a time owns the runtimes of executing plans. Workers run user code
+and report outcomes to the inbox; each iteration turns every message it has into one
+:class:`~dynaflow.persistence.Batch` — step states, outputs, history, queued events and the
+claims of the steps that became ready or were woken — and commits it in one transaction (group
+commit). Claimed steps are dispatched only after that commit, and entering ``running`` is a
+compare-and-set, so a step never runs twice at once.
 """
 
 from __future__ import annotations
@@ -13,27 +13,60 @@ from __future__ import annotations
 import logging
 import queue
 from collections.abc import Callable
+from concurrent.futures import Future
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from dynaflow import signals
+from dynaflow import registry, signals
+from dynaflow.action import Cancellable
 from dynaflow.clock import now
-from dynaflow.exceptions import ConcurrentModification, InvalidState, UnknownPlan
+from dynaflow.events import EVENT, TIMEOUT, SuspendedHandle
+from dynaflow.exceptions import (
+    ConcurrentModification,
+    EventRejected,
+    InvalidState,
+    UnknownPlan,
+)
 from dynaflow.execution_plan import StepError
+from dynaflow.executor.finalize import finalize_task
 from dynaflow.executor.runtime import PlanRuntime, StepRuntime
-from dynaflow.executor.steps import StepOutcome, build_action, error_of, run_step
-from dynaflow.persistence.base import Batch, Claim, HistoryRow, PlanUpdate, StepUpdate
-from dynaflow.phases import PhaseContext
-from dynaflow.states import DONE_STEP_STATES, PlanState, StepState, plan_result
+from dynaflow.executor.steps import NO_EVENT, StepOutcome, run_step
+from dynaflow.persistence.base import Batch, Claim, EventRow, HistoryRow, PlanUpdate, StepUpdate
+from dynaflow.states import (
+    DONE_STEP_STATES,
+    FINISHED_STEP_STATES,
+    PlanState,
+    StepState,
+    plan_result,
+)
 
 if TYPE_CHECKING:
-    from dynaflow.executor.futures import PlanFuture
     from dynaflow.world import World
 
 log = logging.getLogger("dynaflow.executor")
 
-CLAIMABLE = frozenset({StepState.PENDING, StepState.ERROR})
+S = StepState
+CLAIMABLE = frozenset({S.PENDING, S.ERROR})
+SUSPENDED = frozenset({S.SUSPENDED})
 EXECUTABLE = frozenset({PlanState.PLANNED, PlanState.PAUSED})
+RUNNING_PLAN = frozenset({PlanState.RUNNING})
 Task = Callable[[], Any]
+After = list[Callable[[], None]]
+
+
+class _Iteration:
+    """What one scheduler iteration collects before it commits."""
+
+    __slots__ = ("after", "batch", "claims", "touched", "wakes")
+
+    def __init__(self) -> None:
+        self.batch = Batch()
+        self.after: After = []
+        self.touched: dict[str, PlanRuntime] = {}
+        #: (runtime, step ids) claimed from pending/error
+        self.claims: list[tuple[PlanRuntime, list[int]]] = []
+        #: (plan id, step id) -> (runtime, event payload, event id, cancel call)
+        self.wakes: dict[tuple[str, int], tuple[PlanRuntime, Any, int | None, bool]] = {}
 
 
 class Engine:
@@ -46,13 +79,25 @@ class Engine:
         #: tasks handed to workers whose outcome is not back yet
         self.busy = 0
         self.stopping = False
+        #: futures of ``World.event`` senders, by event id
+        self.event_futures: dict[int, Future[Any]] = {}
+        #: look for deliverable events in the next iteration
+        self.check_events = False
+        #: the earliest due time of a timer of a plan run here
+        self.next_due: datetime | None = None
 
     # -- called from any thread ------------------------------------------------------------
 
-    def execute(self, plan_id: str, future: PlanFuture) -> None:
-        self.inbox.put(("execute", plan_id, future))
+    def execute(self, plan_id: str, future: Future[Any], adopt: bool = False) -> None:
+        self.inbox.put(("execute", plan_id, future, adopt))
 
-    # -- scheduler thread ------------------------------------------------------------------
+    def event_sent(self, plan_id: str, event_id: int, future: Future[Any]) -> None:
+        self.inbox.put(("event", plan_id, event_id, future))
+
+    def timers_due(self) -> bool:
+        return self.next_due is not None and self.next_due <= now()
+
+    # -- scheduler iterations --------------------------------------------------------------
 
     def drain(self) -> list[tuple[Any, ...]]:
         messages = []
@@ -63,41 +108,56 @@ class Engine:
                 return messages
 
     def process(self, messages: list[tuple[Any, ...]]) -> None:
-        """One iteration: apply ``messages``, commit one batch, dispatch what became ready."""
-        batch = Batch()
-        after: list[Callable[[], None]] = []
-        touched: dict[str, PlanRuntime] = {}
+        """One iteration: apply ``messages``, deliver due events, commit one batch, dispatch."""
+        it = _Iteration()
         for message in messages:
             kind = message[0]
-            if kind == "execute":
-                self._start(message[1], message[2], touched)
-            elif kind == "done":
-                self._step_done(message[1], batch, after, touched)
+            if kind == "done":
+                self._step_done(message[1], it)
+            elif kind == "execute":
+                self._start(message[1], message[2], message[3], it)
+            elif kind == "event":
+                self._event_sent(message[1], message[2], message[3])
             elif kind == "finalized":
-                self._finalized(message[1], message[2], after)
+                self._finalized(message[1], message[2], it)
+            elif kind == "cancel":
+                self._cancel(message[1], message[2], message[3], it)
+            elif kind == "halt":
+                self._halt(message[1], message[2], it)
+            elif kind == "fail":
+                self._fail_suspended(message[1], message[2], message[3], it)
             elif kind == "call":
                 message[1]()
-        claims: list[tuple[PlanRuntime, list[int]]] = []
-        for runtime in touched.values():
-            if runtime.plan_id in self.plans:
-                self._advance(runtime, batch, after, claims)
-        if batch:
-            result = self.storage.write(batch)
+        if self.check_events or self.timers_due():
+            self._deliver_events(it)
+        for runtime in list(it.touched.values()):
+            if self.plans.get(runtime.plan_id) is runtime:
+                self._advance(runtime, it)
+        if it.batch:
+            result = self.storage.write(it.batch)
             for conflict in result.step_conflicts:
                 log.warning("lost a step update (another world changed it first): %s", conflict)
-            for runtime, ids in claims:
-                self._dispatch_claimed(runtime, ids, result.claimed, after)
-        for callback in after:
+            self._dispatch_claimed(it, result.claimed)
+            for row in it.batch.events:
+                if row.due_at is not None and (self.next_due is None or row.due_at < self.next_due):
+                    self.next_due = row.due_at
+        for callback in it.after:
             callback()
 
-    def _start(self, plan_id: str, future: PlanFuture, touched: dict[str, PlanRuntime]) -> None:
+    # -- starting plans --------------------------------------------------------------------
+
+    def _start(self, plan_id: str, future: Future[Any], adopt: bool, it: _Iteration) -> None:
         runtime = self.plans.get(plan_id)
         if runtime is not None:  # already executing here: wait for the same end
             runtime.futures.append(future)
             return
         try:
             plan = self.storage.load_plan(plan_id)
-            if plan.state not in EXECUTABLE:
+            if adopt:  # a running plan released by a world that shut down
+                expect, owner = RUNNING_PLAN, None
+            elif plan.state in EXECUTABLE:
+                expect, owner = EXECUTABLE, ...
+            else:
                 raise InvalidState(
                     f"plan {plan_id} is {plan.state}; only planned or paused plans can be "
                     "executed (a stopped plan is finished, a running one is already executing)"
@@ -108,7 +168,7 @@ class Engine:
             if plan.started_at is None:
                 fields["started_at"] = at
             with self.storage.transaction():
-                if not self.storage.update_plan(plan_id, fields, EXECUTABLE):
+                if not self.storage.update_plan(plan_id, fields, expect, owner):
                     raise ConcurrentModification(
                         f"plan {plan_id} was started by another world first; wait for it with "
                         "world.get_plan()"
@@ -125,46 +185,49 @@ class Engine:
             return
         runtime.futures.append(future)
         self.plans[plan_id] = runtime
-        touched[plan_id] = runtime
-        signals.emit(
-            signals.plan_state_changed,
-            self.world,
-            plan_id=plan_id,
-            state=PlanState.RUNNING,
-            result=plan.result,
-        )
+        it.touched[plan_id] = runtime
+        if any(s.state == S.SUSPENDED for s in runtime.steps.values()):
+            self.check_events = True
+            self.next_due = _earliest(self.next_due, self.storage.next_due(self.world.id))
+        self._signal_plan(it.after, plan_id, PlanState.RUNNING, plan.result)
 
-    def _step_done(
-        self,
-        outcome: StepOutcome,
-        batch: Batch,
-        after: list[Callable[[], None]],
-        touched: dict[str, PlanRuntime],
-    ) -> None:
+    # -- step outcomes ---------------------------------------------------------------------
+
+    def _step_done(self, outcome: StepOutcome, it: _Iteration) -> None:
         self.busy -= 1
         runtime = self.plans.get(outcome.plan_id)
         if runtime is None:
             log.warning("outcome for a plan this world no longer runs: %s", outcome)
             return
+        batch = it.batch
         step = runtime.steps[outcome.step_id]
         step.busy = False
         runtime.busy -= 1
-        fields: dict[str, Any] = {"ended_at": outcome.ended_at}
-        if outcome.started_at is not None:
-            fields["duration"] = (outcome.ended_at - outcome.started_at).total_seconds()
-        if outcome.error is None:
-            state = StepState.SUCCESS
-            detail = None
-            if outcome.output is not None:
-                runtime.actions[outcome.action_id].output = outcome.output
-                batch.outputs.append((outcome.plan_id, outcome.action_id, outcome.output))
-            runtime.completed(step.id)
+        if outcome.consumed is not None:
+            batch.drop_events.append(outcome.consumed)
+            self._resolve_event(it.after, outcome.consumed, None)
+        error = outcome.error
+        if error is None and step.timed_out is not None:
+            error, step.timed_out = StepError("Timeout", step.timed_out), None
+        fields: dict[str, Any] = {}
+        if error is not None:
+            state = S.ERROR
+        elif outcome.suspended:
+            state = S.SUSPENDED if not runtime.halted else S.CANCELLED
+        elif outcome.cancelling:
+            state = S.CANCELLED
         else:
-            state = StepState.ERROR
-            fields["error"] = detail = outcome.error.to_json()
-        batch.steps.append(
-            StepUpdate(outcome.plan_id, outcome.step_id, StepState.RUNNING, state, fields)
-        )
+            state = S.SUCCESS
+        if state != S.SUSPENDED:
+            fields["ended_at"] = outcome.ended_at
+            if outcome.started_at is not None:
+                fields["duration"] = (outcome.ended_at - outcome.started_at).total_seconds()
+        if error is None and outcome.output is not None:
+            runtime.actions[outcome.action_id].output = outcome.output
+            batch.outputs.append((outcome.plan_id, outcome.action_id, outcome.output))
+        if error is not None:
+            fields["error"] = error.to_json()
+        batch.steps.append(StepUpdate(outcome.plan_id, outcome.step_id, S.RUNNING, state, fields))
         batch.history.append(
             HistoryRow(
                 outcome.plan_id,
@@ -172,95 +235,394 @@ class Engine:
                 f"step {state}",
                 outcome.step_id,
                 self.world.id,
-                {"error": detail} if detail else None,
+                {"error": fields["error"]} if error is not None else None,
             )
         )
         step.state = state
-        touched[outcome.plan_id] = runtime
-        self._signal_step(after, runtime, step)
+        if error is None and not runtime.halted:
+            self._queue_events(outcome, it)
+        else:
+            _reject_all(outcome.events, "the step that planned this event did not go on")
+        if state == S.SUSPENDED:
+            self.check_events = True  # events may be waiting for it
+            if outcome.callback is not None:
+                it.after.append(_callback(self, runtime.plan_id, step.id, outcome.callback))
+        else:
+            self._reject_waiting(runtime, step, it)
+            if state == S.SUCCESS:
+                runtime.completed(step.id)
+        it.touched[outcome.plan_id] = runtime
+        self._signal_step(it.after, runtime, step)
 
-    def _advance(
+    def _queue_events(self, outcome: StepOutcome, it: _Iteration) -> None:
+        for row, future in outcome.events:
+            it.batch.events.append(row)
+            if row.kind == EVENT:
+                self.check_events = True
+            if future is not None:
+                it.after.append(_register(self, row, future))
+
+    def _reject_waiting(self, runtime: PlanRuntime, step: StepRuntime, it: _Iteration) -> None:
+        """The step finished: events sent to it that it never took are rejected."""
+        if not step.waiting_events:
+            return
+        for event_id in sorted(step.waiting_events):
+            it.batch.drop_events.append(event_id)
+            self._resolve_event(
+                it.after,
+                event_id,
+                EventRejected(
+                    f"step {step.id} of plan {runtime.plan_id} finished ({step.state}) before "
+                    "it handled this event"
+                ),
+            )
+        step.waiting_events.clear()
+
+    # -- events ----------------------------------------------------------------------------
+
+    def _event_sent(self, plan_id: str, event_id: int, future: Future[Any]) -> None:
+        if plan_id in self.plans:
+            self.event_futures[event_id] = future
+            self.check_events = True
+        elif not future.done():
+            # another world runs the plan (or it is paused): the event waits in the database
+            future.set_result(None)
+
+    def _deliver_events(self, it: _Iteration) -> None:
+        """Hand each suspended step its oldest deliverable event; apply due timeouts; reject
+        events for steps that finished."""
+        self.check_events = False
+        at = now()
+        for row in self.storage.due_events(self.world.id, at):
+            runtime = self.plans.get(row.plan_id)
+            assert row.id is not None
+            if runtime is None or runtime.halted:
+                continue
+            step = runtime.steps.get(row.step_id)
+            key = (row.plan_id, row.step_id)
+            if step is None or step.state in FINISHED_STEP_STATES:
+                it.batch.drop_events.append(row.id)
+                if row.kind == EVENT:
+                    self._resolve_event(
+                        it.after,
+                        row.id,
+                        EventRejected(
+                            f"step {row.step_id} of plan {row.plan_id} is "
+                            f"{step.state if step else 'unknown'}; it takes no more events"
+                        ),
+                    )
+                continue
+            if row.id == step.handling:
+                continue
+            if row.kind == TIMEOUT:
+                it.batch.drop_events.append(row.id)
+                seconds = (row.payload or {}).get("seconds")
+                message = f"timeout exceeded after {seconds} s"
+                if step.busy:
+                    step.timed_out = message
+                elif step.state == S.SUSPENDED and key not in it.wakes:
+                    self._fail_step(runtime, step, StepError("Timeout", message), it)
+                continue
+            if step.state == S.SUSPENDED and not step.busy and key not in it.wakes:
+                self._wake(runtime, step, row.payload, row.id, False, it)
+            elif row.kind == EVENT:
+                step.waiting_events.add(row.id)
+        due = self.storage.next_due(self.world.id)
+        # a timer already due but not deliverable (its step runs) is looked at again when the
+        # step suspends or finishes, not on every iteration
+        self.next_due = due if due is None or due > at else None
+
+    def _wake(
         self,
         runtime: PlanRuntime,
-        batch: Batch,
-        after: list[Callable[[], None]],
-        claims: list[tuple[PlanRuntime, list[int]]],
+        step: StepRuntime,
+        payload: Any,
+        event_id: int | None,
+        cancel: bool,
+        it: _Iteration,
     ) -> None:
-        if runtime.ready and not runtime.draining and not self.stopping:
+        step.busy = True
+        step.handling = event_id
+        step.waiting_events.discard(event_id or 0)
+        runtime.busy += 1
+        self.busy += 1
+        it.batch.claims.append(Claim(runtime.plan_id, [step.id], SUSPENDED, self.world.id, now()))
+        it.wakes[(runtime.plan_id, step.id)] = (runtime, payload, event_id, cancel)
+        it.touched[runtime.plan_id] = runtime
+
+    def _fail_step(
+        self, runtime: PlanRuntime, step: StepRuntime, error: StepError, it: _Iteration
+    ) -> None:
+        """A suspended step errors without running (a timeout, a failing suspend callback)."""
+        at = now()
+        it.batch.steps.append(
+            StepUpdate(
+                runtime.plan_id,
+                step.id,
+                S.SUSPENDED,
+                S.ERROR,
+                {"ended_at": at, "error": error.to_json()},
+            )
+        )
+        it.batch.history.append(
+            HistoryRow(
+                runtime.plan_id,
+                at,
+                "step error",
+                step.id,
+                self.world.id,
+                {"error": error.to_json()},
+            )
+        )
+        step.state = S.ERROR
+        self._reject_waiting(runtime, step, it)
+        it.touched[runtime.plan_id] = runtime
+        self._signal_step(it.after, runtime, step)
+
+    def _fail_suspended(self, plan_id: str, step_id: int, error: StepError, it: _Iteration) -> None:
+        runtime = self.plans.get(plan_id)
+        if runtime is None:
+            return
+        step = runtime.steps[step_id]
+        if step.state == S.SUSPENDED and not step.busy:
+            self._fail_step(runtime, step, error, it)
+
+    def _resolve_event(self, after: After, event_id: int, error: BaseException | None) -> None:
+        future = self.event_futures.pop(event_id, None)
+        if future is None:
+            return
+
+        def resolve() -> None:
+            if future.done():
+                return
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
+
+        after.append(resolve)
+
+    # -- operators: cancel and halt ---------------------------------------------------------
+
+    def _cancel(self, plan_id: str, future: Future[Any], abort: bool, it: _Iteration) -> None:
+        runtime = self.plans.get(plan_id)
+        if runtime is None:  # it ended, or another world runs it: cancel in the database
+            self._operate_offline(plan_id, future, "cancel")
+            return
+        runtime.futures.append(future)
+        if runtime.cancelling or runtime.halted:
+            return
+        runtime.cancelling = True
+        runtime.ready.clear()
+        at = now()
+        for step in runtime.steps.values():
+            if step.barrier or step.kind != _RUN:
+                continue
+            step.cancel_requested.set()
+            cancellable = self._cancellable(step)
+            if step.state == S.SUSPENDED and not step.busy and not cancellable:
+                it.batch.steps.append(
+                    StepUpdate(plan_id, step.id, S.SUSPENDED, S.CANCELLED, {"ended_at": at})
+                )
+                it.batch.history.append(
+                    HistoryRow(plan_id, at, "step cancelled", step.id, self.world.id)
+                )
+                step.state = S.CANCELLED
+                self._reject_waiting(runtime, step, it)
+                self._signal_step(it.after, runtime, step)
+            elif cancellable and step.state in (S.SUSPENDED, S.RUNNING):
+                step.cancel_due, step.abort = True, abort
+        it.batch.history.append(HistoryRow(plan_id, at, "plan cancelling", world_id=self.world.id))
+        it.touched[plan_id] = runtime
+
+    def _halt(self, plan_id: str, future: Future[Any], it: _Iteration) -> None:
+        runtime = self.plans.get(plan_id)
+        if runtime is None:
+            self._operate_offline(plan_id, future, "halt")
+            return
+        if runtime.halted:
+            future.set_result(plan_id)
+            return
+        runtime.halted = True
+        runtime.ready.clear()
+        at = now()
+        for row in self.storage.plan_events(plan_id):
+            assert row.id is not None
+            it.batch.drop_events.append(row.id)
+            if row.kind == EVENT:
+                self._resolve_event(it.after, row.id, EventRejected(f"plan {plan_id} was halted"))
+        for step in runtime.steps.values():
+            if step.barrier or step.busy or step.kind == _PLAN:
+                continue
+            if step.state in (S.PENDING, S.ERROR, S.SUSPENDED):
+                it.batch.steps.append(
+                    StepUpdate(plan_id, step.id, step.state, S.CANCELLED, {"ended_at": at})
+                )
+                it.batch.history.append(
+                    HistoryRow(plan_id, at, "step cancelled", step.id, self.world.id)
+                )
+                step.state = S.CANCELLED
+                step.waiting_events.clear()
+                self._signal_step(it.after, runtime, step)
+        result = plan_result(runtime.step_states())
+        it.batch.plans.append(
+            PlanUpdate(
+                plan_id,
+                RUNNING_PLAN,
+                {"state": PlanState.STOPPED, "result": result, "ended_at": at},
+            )
+        )
+        it.batch.history.append(
+            HistoryRow(
+                plan_id, at, "plan stopped", world_id=self.world.id, detail={"reason": "halted"}
+            )
+        )
+        runtime.futures.append(future)
+        self._end(runtime, PlanState.STOPPED, result, it.after, keep=runtime.busy > 0)
+
+    def _operate_offline(self, plan_id: str, future: Future[Any], operation: str) -> None:
+        """Cancel or halt a plan no executor runs (planned, paused, or released)."""
+        from dynaflow.operators import stop_offline
+
+        try:
+            stop_offline(self.world, plan_id, operation)
+        except Exception as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result(plan_id)
+
+    def _cancellable(self, step: StepRuntime) -> bool:
+        if step.cancellable is None:
+            try:
+                step.cancellable = issubclass(registry.resolve(step.action_class), Cancellable)
+            except Exception:
+                step.cancellable = False
+        return step.cancellable
+
+    # -- advancing plans -------------------------------------------------------------------
+
+    def _advance(self, runtime: PlanRuntime, it: _Iteration) -> None:
+        if runtime.halted:
+            if runtime.busy == 0:
+                self.plans.pop(runtime.plan_id, None)
+            return
+        if runtime.cancelling:
+            for step in runtime.steps.values():
+                if step.cancel_due and step.state == S.SUSPENDED and not step.busy:
+                    step.cancel_due = False
+                    self._wake(runtime, step, None, None, True, it)
+        elif runtime.ready and not self.stopping:
             ids = sorted(runtime.ready)
             runtime.ready.clear()
-            batch.claims.append(Claim(runtime.plan_id, ids, CLAIMABLE, self.world.id, now()))
+            it.batch.claims.append(Claim(runtime.plan_id, ids, CLAIMABLE, self.world.id, now()))
             for step_id in ids:
                 runtime.steps[step_id].busy = True
             runtime.busy += len(ids)
             self.busy += len(ids)
-            claims.append((runtime, ids))
-        elif runtime.busy == 0 and not runtime.finalizing:
-            self._conclude(runtime, batch, after)
+            it.claims.append((runtime, ids))
+            return
+        if runtime.busy == 0 and not runtime.finalizing:
+            self._conclude(runtime, it)
 
-    def _dispatch_claimed(
+    def _dispatch_claimed(self, it: _Iteration, claimed: set[tuple[str, int]]) -> None:
+        for runtime, ids in it.claims:
+            for step_id in ids:
+                step = runtime.steps[step_id]
+                if (runtime.plan_id, step_id) in claimed:
+                    self._run(runtime, step, it.after, NO_EVENT, None, False)
+                else:
+                    self._unclaimed(runtime, step)
+        for (plan_id, step_id), (runtime, payload, event_id, cancel) in it.wakes.items():
+            step = runtime.steps[step_id]
+            if (plan_id, step_id) in claimed:
+                self._run(runtime, step, it.after, payload, event_id, cancel)
+            else:
+                self._unclaimed(runtime, step)
+
+    def _run(
         self,
         runtime: PlanRuntime,
-        ids: list[int],
-        claimed: set[tuple[str, int]],
-        after: list[Callable[[], None]],
+        step: StepRuntime,
+        after: After,
+        event: Any,
+        event_id: int | None,
+        cancel: bool,
     ) -> None:
-        for step_id in ids:
-            step = runtime.steps[step_id]
-            if (runtime.plan_id, step_id) not in claimed:
-                log.warning(
-                    "step %s of plan %s was not claimable (changed elsewhere)",
-                    step_id,
-                    runtime.plan_id,
-                )
-                step.busy = False
-                runtime.busy -= 1
-                self.busy -= 1
-                continue
-            step.state = StepState.RUNNING
-            step.started_at = now()
-            self._signal_step(after, runtime, step)
-            self.dispatch(_run_task(self.world, runtime, step))
+        step.state = S.RUNNING
+        step.started_at = now()
+        self._signal_step(after, runtime, step)
+        world, step_id, action_id = self.world, step.id, step.action_id
 
-    def _conclude(
-        self, runtime: PlanRuntime, batch: Batch, after: list[Callable[[], None]]
-    ) -> None:
-        """Nothing runs and nothing is ready: finalize, stop or pause the plan."""
+        def task() -> tuple[Any, ...]:
+            return ("done", run_step(world, runtime, step_id, action_id, event, event_id, cancel))
+
+        self.dispatch(task)
+
+    def _unclaimed(self, runtime: PlanRuntime, step: StepRuntime) -> None:
+        log.warning(
+            "step %s of plan %s was not claimable (changed elsewhere)", step.id, runtime.plan_id
+        )
+        step.busy = False
+        step.handling = None
+        runtime.busy -= 1
+        self.busy -= 1
+
+    def _conclude(self, runtime: PlanRuntime, it: _Iteration) -> None:
+        """Nothing runs and nothing is ready: wait for events, finalize, stop or pause."""
         plan_id = runtime.plan_id
         run_steps = runtime.run_steps()
-        if all(step.state in DONE_STEP_STATES for step in run_steps):
+        waiting = [s for s in run_steps if s.state == S.SUSPENDED]
+        if runtime.cancelling:
+            if any(
+                s.cancel_due or (s.cancel_requested.is_set() and self._cancellable(s))
+                for s in waiting
+            ):
+                return  # a Cancellable step waits for its external work to stop
+            at = now()
+            for step in runtime.steps.values():
+                if step.barrier or step.state not in (S.PENDING, S.ERROR, S.SUSPENDED):
+                    continue
+                it.batch.steps.append(
+                    StepUpdate(plan_id, step.id, step.state, S.CANCELLED, {"ended_at": at})
+                )
+                it.batch.history.append(
+                    HistoryRow(plan_id, at, "step cancelled", step.id, self.world.id)
+                )
+                step.state = S.CANCELLED
+                self._reject_waiting(runtime, step, it)
+                self._signal_step(it.after, runtime, step)
+            state, result = PlanState.STOPPED, plan_result(runtime.step_states())
+        elif waiting:
+            return  # suspended steps wait for their events: the plan goes on running
+        elif all(step.state in DONE_STEP_STATES for step in run_steps):
             pending = [
-                sid
-                for sid in runtime.finalize_order
-                if runtime.steps[sid].state != StepState.SUCCESS
+                sid for sid in runtime.finalize_order if runtime.steps[sid].state != S.SUCCESS
             ]
-            if pending and not runtime.draining and not self.stopping:
+            if pending and not self.stopping:
                 runtime.finalizing = True
                 runtime.busy += 1
                 self.busy += 1
-                after.append(lambda: self.dispatch(lambda: _finalize_task(self.world, runtime)))
+                world = self.world
+                it.after.append(lambda: self.dispatch(lambda: finalize_task(world, runtime)))
                 return
-            if not pending:
-                state = PlanState.STOPPED
-                result = plan_result(runtime.step_states())
-            else:
-                state, result = PlanState.PAUSED, plan_result([s.state for s in run_steps])
+            if pending:
+                return  # shutting down: the plan is released with its finalize still to do
+            state, result = PlanState.STOPPED, plan_result(runtime.step_states())
         else:
-            state = PlanState.PAUSED
-            result = plan_result([step.state for step in run_steps])
+            state, result = PlanState.PAUSED, plan_result([s.state for s in run_steps])
         at = now()
         fields: dict[str, Any] = {"state": state, "result": result}
         if state == PlanState.STOPPED:
             fields["ended_at"] = at
-        batch.plans.append(PlanUpdate(plan_id, frozenset({PlanState.RUNNING}), fields))
-        batch.history.append(HistoryRow(plan_id, at, f"plan {state}", world_id=self.world.id))
-        self._end(runtime, state, result, after)
+        it.batch.plans.append(PlanUpdate(plan_id, RUNNING_PLAN, fields))
+        it.batch.history.append(HistoryRow(plan_id, at, f"plan {state}", world_id=self.world.id))
+        self._end(runtime, state, result, it.after)
 
     def _finalized(
         self,
         plan_id: str,
         outcome: tuple[PlanState, Any, list[tuple[int, StepState]]],
-        after: list[Callable[[], None]],
+        it: _Iteration,
     ) -> None:
         self.busy -= 1
         runtime = self.plans.get(plan_id)
@@ -272,31 +634,36 @@ class Engine:
         for step_id, step_state in changes:
             step = runtime.steps[step_id]
             step.state = step_state
-            self._signal_step(after, runtime, step)
-        self._end(runtime, state, result, after)
+            self._signal_step(it.after, runtime, step)
+        self._end(runtime, state, result, it.after)
 
     def _end(
-        self, runtime: PlanRuntime, state: PlanState, result: Any, after: list[Callable[[], None]]
+        self, runtime: PlanRuntime, state: PlanState, result: Any, after: After, keep: bool = False
     ) -> None:
-        del self.plans[runtime.plan_id]
+        if not keep:
+            del self.plans[runtime.plan_id]
+        futures = list(runtime.futures)
+        runtime.futures.clear()
 
         def finish() -> None:
-            signals.emit(
-                signals.plan_state_changed,
-                self.world,
-                plan_id=runtime.plan_id,
-                state=state,
-                result=result,
-            )
-            for future in runtime.futures:
+            self._emit_plan(runtime.plan_id, state, result)
+            for future in futures:
                 if not future.done():
                     future.set_result(runtime.plan_id)
 
         after.append(finish)
 
-    def _signal_step(
-        self, after: list[Callable[[], None]], runtime: PlanRuntime, step: StepRuntime
-    ) -> None:
+    # -- signals ---------------------------------------------------------------------------
+
+    def _signal_plan(self, after: After, plan_id: str, state: PlanState, result: Any) -> None:
+        after.append(lambda: self._emit_plan(plan_id, state, result))
+
+    def _emit_plan(self, plan_id: str, state: PlanState, result: Any) -> None:
+        signals.emit(
+            signals.plan_state_changed, self.world, plan_id=plan_id, state=state, result=result
+        )
+
+    def _signal_step(self, after: After, runtime: PlanRuntime, step: StepRuntime) -> None:
         if not signals.step_state_changed.receivers:
             return
         kwargs = {
@@ -310,37 +677,32 @@ class Engine:
 
     # -- shutdown --------------------------------------------------------------------------
 
-    def pause_idle_plans(self) -> None:
-        """On shutdown: plans with nothing running are paused (resume them later); plans whose
-        steps still run stay ``running`` for crash recovery to take over."""
+    def release_plans(self) -> None:
+        """On shutdown: plans with nothing running are released (still ``running``, with no
+        owner) for the next executor world to adopt; suspended steps keep waiting for their
+        persisted events and timers. Plans whose steps still run keep this world as owner, for
+        crash recovery to take over."""
         self.stopping = True
-        batch = Batch()
-        after: list[Callable[[], None]] = []
+        it = _Iteration()
         for runtime in list(self.plans.values()):
             if runtime.busy:
                 continue
-            at = now()
-            result = plan_result([s.state for s in runtime.run_steps()])
-            batch.plans.append(
-                PlanUpdate(
-                    runtime.plan_id,
-                    frozenset({PlanState.RUNNING}),
-                    {"state": PlanState.PAUSED, "result": result},
-                )
+            it.batch.plans.append(
+                PlanUpdate(runtime.plan_id, RUNNING_PLAN, {"world_id": None}, self.world.id)
             )
-            batch.history.append(
+            it.batch.history.append(
                 HistoryRow(
                     runtime.plan_id,
-                    at,
-                    "plan paused",
+                    now(),
+                    "plan released",
                     world_id=self.world.id,
                     detail={"reason": "world shut down"},
                 )
             )
-            self._end(runtime, PlanState.PAUSED, result, after)
-        if batch:
-            self.storage.write(batch)
-        for callback in after:
+            self._end(runtime, PlanState.RUNNING, None, it.after)
+        if it.batch:
+            self.storage.write(it.batch)
+        for callback in it.after:
             callback()
 
     def fail_all(self, exc: BaseException) -> None:
@@ -352,140 +714,45 @@ class Engine:
         self.plans.clear()
 
 
-def _run_task(world: World, runtime: PlanRuntime, step: StepRuntime) -> Task:
-    step_id, action_id = step.id, step.action_id
-
-    def task() -> tuple[Any, ...]:
-        return ("done", run_step(world, runtime, step_id, action_id))
-
-    return task
+_RUN, _PLAN = "run", "plan"
 
 
-def _finalize_task(world: World, runtime: PlanRuntime) -> tuple[Any, ...]:
-    """Run every finalize step not yet successful, in planning order, in one transaction (through
-    the finalize_phase middleware chain); on error record it in a new transaction and pause."""
-    storage = world.storage
-    plan_id = runtime.plan_id
-    pending = [
-        sid for sid in runtime.finalize_order if runtime.steps[sid].state != StepState.SUCCESS
-    ]
-    current: list[int] = []
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None or b is None:
+        return a or b
+    return min(a, b)
 
-    def core(context: PhaseContext) -> None:
-        for step_id in pending:
-            step = runtime.steps[step_id]
-            started = now()
-            result = storage.write(
-                Batch(claims=[Claim(plan_id, [step_id], CLAIMABLE, world.id, started)])
-            )
-            if not result.claimed:
-                raise ConcurrentModification(
-                    f"finalize step {step_id} of plan {plan_id} was changed by another world"
-                )
-            current[:] = [step_id]
-            action = build_action(world, runtime, step.action_id, step_id)
-            world.chain(type(action), "finalize")(action)
-            ended = now()
-            storage.write(
-                Batch(
-                    steps=[
-                        StepUpdate(
-                            plan_id,
-                            step_id,
-                            StepState.RUNNING,
-                            StepState.SUCCESS,
-                            {"ended_at": ended, "duration": (ended - started).total_seconds()},
-                        )
-                    ],
-                    history=[HistoryRow(plan_id, ended, "step success", step_id, world.id)],
-                )
-            )
-            current.clear()
-        states = [StepState.SUCCESS if sid in pending else s.state for sid, s in _real(runtime)]
-        ended = now()
-        storage.write(
-            Batch(
-                plans=[
-                    PlanUpdate(
-                        plan_id,
-                        frozenset({PlanState.RUNNING}),
-                        {
-                            "state": PlanState.STOPPED,
-                            "result": plan_result(states),
-                            "ended_at": ended,
-                        },
-                    )
-                ],
-                history=[HistoryRow(plan_id, ended, "plan stopped", world_id=world.id)],
-            )
-        )
 
-    context = PhaseContext(world, plan_id, "finalize")
-    try:
-        world.phase_chain("finalize_phase", core)(context)
-    except BaseException as exc:  # user code: SystemExit in a finalizer is an error too
-        error = error_of(exc)
-        failed = current[0] if current else None
+def _reject_all(events: list[tuple[EventRow, Future[Any] | None]], why: str) -> None:
+    for _, future in events:
+        if future is not None and not future.done():
+            future.set_exception(EventRejected(why))
+
+
+def _register(engine: Engine, row: EventRow, future: Future[Any]) -> Callable[[], None]:
+    def register() -> None:
+        assert row.id is not None
+        if row.plan_id in engine.plans:
+            engine.event_futures[row.id] = future
+        elif not future.done():
+            future.set_result(None)
+
+    return register
+
+
+def _callback(
+    engine: Engine, plan_id: str, step_id: int, callback: Callable[[SuspendedHandle], Any]
+) -> Callable[[], None]:
+    """Call a suspend callback once the suspension is committed; if it raises, the step errors."""
+
+    def call() -> None:
         try:
-            _record_finalize_failure(world, runtime, failed, error)
-        except Exception:
-            log.exception("could not record the finalize failure of plan %s", plan_id)
-        changes = [(failed, StepState.RUNNING), (failed, StepState.ERROR)] if failed else []
-        run_states = [s.state for s in runtime.run_steps()]
-        return (
-            "finalized",
-            plan_id,
-            (PlanState.PAUSED, plan_result([*run_states, StepState.ERROR]), changes),
-        )
-    states = [StepState.SUCCESS if sid in pending else s.state for sid, s in _real(runtime)]
-    return (
-        "finalized",
-        plan_id,
-        (
-            PlanState.STOPPED,
-            plan_result(states),
-            [(sid, state) for sid in pending for state in (StepState.RUNNING, StepState.SUCCESS)],
-        ),
-    )
+            callback(SuspendedHandle(engine.world, plan_id, step_id))
+        except BaseException as exc:
+            from dynaflow.executor.steps import error_of
 
+            log.exception("suspend callback of step %s of plan %s failed", step_id, plan_id)
+            engine.inbox.put(("fail", plan_id, step_id, error_of(exc)))
+            engine.check_events = True
 
-def _real(runtime: PlanRuntime) -> list[tuple[int, StepRuntime]]:
-    return [(sid, s) for sid, s in runtime.steps.items() if not s.barrier]
-
-
-def _record_finalize_failure(
-    world: World, runtime: PlanRuntime, step_id: int | None, error: StepError
-) -> None:
-    storage = world.storage
-    plan_id = runtime.plan_id
-    at = now()
-    batch = Batch(
-        plans=[
-            PlanUpdate(
-                plan_id,
-                frozenset({PlanState.RUNNING}),
-                {"state": PlanState.PAUSED, "result": "error"},
-            )
-        ],
-        history=[HistoryRow(plan_id, at, "plan paused", world_id=world.id)],
-    )
-    with storage.transaction():
-        if step_id is not None:
-            # the rolled-back transaction took the step back to where it was: record the attempt
-            storage.write(Batch(claims=[Claim(plan_id, [step_id], CLAIMABLE, world.id, at)]))
-            batch.steps.append(
-                StepUpdate(
-                    plan_id,
-                    step_id,
-                    StepState.RUNNING,
-                    StepState.ERROR,
-                    {"ended_at": at, "error": error.to_json()},
-                )
-            )
-            batch.history.insert(
-                0,
-                HistoryRow(
-                    plan_id, at, "step error", step_id, world.id, {"error": error.to_json()}
-                ),
-            )
-        storage.write(batch)
+    return call

@@ -1,7 +1,9 @@
 """The inline executor: everything runs in the calling thread, in a fixed order.
 
-``run_pending()`` runs steps and scheduler iterations until nothing more is ready, so tests are
-deterministic: a triggered plan has finished (or paused) when ``trigger`` returns.
+``run_pending()`` runs steps, due timers and scheduler iterations until nothing more is ready at
+the clock's now, so tests are deterministic: a triggered plan has finished (or paused, or
+suspended) when ``trigger`` returns, and after freezegun moves time on, ``run_pending()`` fires
+exactly the timers that are due.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class InlineExecutor:
                         engine.process(messages)
                     elif self.tasks:
                         engine.inbox.put(self.tasks.popleft()())
+                    elif engine.check_events or engine.timers_due():
+                        engine.process([])
                     else:
                         return
             finally:
@@ -48,4 +52,4 @@ class InlineExecutor:
 
     def shutdown(self, timeout: float) -> None:
         with self._lock:
-            self.engine.pause_idle_plans()
+            self.engine.release_plans()

@@ -3,14 +3,13 @@ truth: a runtime is built from :meth:`Storage.load_plan` and every change to it 
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dynaflow.execution_plan import ExecutionPlan
 from dynaflow.states import DONE_STEP_STATES, StepKind, StepState
-
-if TYPE_CHECKING:
-    from dynaflow.executor.futures import PlanFuture
 
 
 @dataclass(slots=True)
@@ -29,6 +28,19 @@ class StepRuntime:
     busy: bool = False
     #: a barrier node joining the members of a wide sequence, not a step
     barrier: bool = False
+    #: ids of sent events seen while the step could not take them (rejected if it finishes)
+    waiting_events: set[int] = field(default_factory=set)
+    #: set when the plan is cancelled (``Action.cancel_requested``)
+    cancel_requested: threading.Event = field(default_factory=threading.Event)
+    #: a Cancellable step to be given its cancel()/abort() call when it next suspends
+    cancel_due: bool = False
+    abort: bool = False
+    #: why the step timed out while running: its outcome becomes this error
+    timed_out: str | None = None
+    #: the id of the event the step is handling now
+    handling: int | None = None
+    #: whether the action is a Cancellable (resolved on first need)
+    cancellable: bool | None = None
 
 
 @dataclass(slots=True)
@@ -44,7 +56,7 @@ class PlanRuntime:
 
     def __init__(self, plan: ExecutionPlan) -> None:
         self.plan_id = plan.id
-        self.futures: list[PlanFuture] = []
+        self.futures: list[Future[Any]] = []
         self.actions = {
             a.id: ActionRuntime(a.id, a.action_class, a.input, a.output) for a in plan.actions
         }
@@ -82,8 +94,10 @@ class PlanRuntime:
         }
         self.busy = 0
         self.finalizing = False
-        #: set when the plan must stop taking new steps (shutdown, halt)
-        self.draining = False
+        #: world.cancel() was called: no new steps, Cancellable steps are told
+        self.cancelling = False
+        #: world.halt() was called: the plan is stopped; running steps' outcomes are recorded
+        self.halted = False
 
     def run_steps(self) -> list[StepRuntime]:
         return [s for s in self.steps.values() if s.kind == StepKind.RUN and not s.barrier]

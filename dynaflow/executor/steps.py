@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import traceback
-from dataclasses import dataclass
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -12,8 +15,10 @@ from pydantic import BaseModel, ValidationError
 from dynaflow import registry
 from dynaflow.action import CONTEXT_KEY, Action
 from dynaflow.clock import now
-from dynaflow.exceptions import DynaflowError, NotJSON
+from dynaflow.events import RunContext, Suspend, SuspendedHandle, set_current_context
+from dynaflow.exceptions import DynaflowError, EventRejected, NotJSON
 from dynaflow.execution_plan import StepError
+from dynaflow.persistence.base import EventRow
 from dynaflow.values import resolve, to_json
 
 if TYPE_CHECKING:
@@ -35,6 +40,19 @@ class StepOutcome:
     #: the new output (JSON), or None when unchanged
     output: dict[str, Any] | None
     error: StepError | None = None
+    #: the call suspended: the step waits for events
+    suspended: bool = False
+    callback: Callable[[SuspendedHandle], Any] | None = None
+    #: events and timers the call planned, with the futures of ``World.event`` senders
+    events: list[tuple[EventRow, Future[Any] | None]] = field(default_factory=list)
+    #: the id of the event this call handled
+    consumed: int | None = None
+    #: the call was ``cancel()`` (or ran while a cancel was requested)
+    cancelling: bool = False
+
+
+#: "no event": the first call of run()
+NO_EVENT: Any = object()
 
 
 def build_action(world: World, runtime: PlanRuntime, action_id: int, step_id: int) -> Action:
@@ -49,6 +67,7 @@ def build_action(world: World, runtime: PlanRuntime, action_id: int, step_id: in
     action.triggering_action = None
     action.has_planned_self = True
     action._planner = None
+    action._run_context = None
     where = f"input of {data.action_class}#{action_id}"
     raw = resolve(data.input, runtime.output_of, where)
     action.raw_input = raw
@@ -66,8 +85,9 @@ def build_action(world: World, runtime: PlanRuntime, action_id: int, step_id: in
             ) from None
     else:
         action.input = {k: v for k, v in raw.items() if k != CONTEXT_KEY}
-    saved = data.output
-    action.output = cls.Output.model_construct(**saved) if cls.Output is not None else dict(saved)
+    # a copy: run() may mutate nested values, and the saved output must stay as it was
+    saved = copy.deepcopy(data.output) if data.output else {}
+    action.output = cls.Output.model_construct(**saved) if cls.Output is not None else saved
     return action
 
 
@@ -102,22 +122,61 @@ def error_of(exc: BaseException) -> StepError:
     )
 
 
-def run_step(world: World, runtime: PlanRuntime, step_id: int, action_id: int) -> StepOutcome:
-    """Run one run step (user code, through the run middleware chain); never raises."""
-    started = runtime.steps[step_id].started_at
+def run_step(
+    world: World,
+    runtime: PlanRuntime,
+    step_id: int,
+    action_id: int,
+    event: Any = NO_EVENT,
+    event_id: int | None = None,
+    cancel: bool = False,
+) -> StepOutcome:
+    """Call ``run`` (or ``run(event)``, or ``cancel()``) of one run step through the run
+    middleware chain; never raises: errors and suspensions become the outcome."""
+    step = runtime.steps[step_id]
+    started = step.started_at
     saved = runtime.actions[action_id].output
+    context = RunContext(runtime.plan_id, step_id, cancel_requested=step.cancel_requested)
+    outcome = StepOutcome(runtime.plan_id, step_id, action_id, started, started, None)
+    outcome.consumed = event_id
+    outcome.cancelling = cancel
+    set_current_context(context)
     try:
         action = build_action(world, runtime, action_id, step_id)
-        world.chain(type(action), "run")(action)
+        action._run_context = context
+        cls = type(action)
+        if cancel:
+            action._invoke = "abort" if step.abort else "cancel"  # type: ignore[attr-defined]
+            args: tuple[Any, ...] = ()
+        elif event is not NO_EVENT:
+            args = (event,)
+        else:
+            args = (None,) if cls.run_takes_event else ()
+        try:
+            world.chain(cls, "run")(action, *args)
+        except Suspend as suspend:
+            outcome.suspended = True
+            outcome.callback = suspend.callback
         output = dump_output(action)
+        outcome.output = output if output != saved else None
+        outcome.events = context.events
     except BaseException as exc:  # user code: SystemExit in run() is a step error
-        return StepOutcome(runtime.plan_id, step_id, action_id, started, now(), None, error_of(exc))
-    return StepOutcome(
-        runtime.plan_id, step_id, action_id, started, now(), output if output != saved else None
-    )
+        outcome.error = error_of(exc)
+        for _, future in context.events:
+            if future is not None:
+                future.set_exception(
+                    EventRejected(f"the step that sent this event failed: {outcome.error}")
+                )
+    finally:
+        set_current_context(None)
+    outcome.ended_at = now()
+    return outcome
 
 
 def call_run(action: Action, *args: Any) -> Any:
+    invoke = getattr(action, "_invoke", None)
+    if invoke is not None:  # a Cancellable being cancelled: cancel() in place of run()
+        return getattr(action, invoke)()
     return action.run(*args)  # type: ignore[attr-defined]
 
 

@@ -16,6 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from dynaflow.clock import now
 from dynaflow.executor.engine import Engine, Task
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ class ThreadedExecutor:
             try:
                 self._local.collected = collected
                 messages = engine.drain()
-                if messages:
+                if messages or engine.check_events or engine.timers_due():
                     try:
                         engine.process(messages)
                     except BaseException as exc:
@@ -89,8 +90,14 @@ class ThreadedExecutor:
                 self.pool.submit(self._work, other)
 
     def _loop(self) -> None:
+        engine = self.engine
         while not self._stopping:
-            self._wake.wait(TICK)
+            timeout = TICK
+            if engine.next_due is not None:
+                timeout = min(TICK, max(0.0, (engine.next_due - now()).total_seconds()))
+            if not self._wake.wait(timeout) and engine.plans:
+                # a tick: look for events other processes queued for plans run here
+                engine.check_events = True
             self._wake.clear()
             self._pump()
 
@@ -106,7 +113,7 @@ class ThreadedExecutor:
         self._wake.set()
 
     def shutdown(self, timeout: float) -> None:
-        """Stop taking new steps, wait up to ``timeout`` for running ones, pause idle plans."""
+        """Stop taking new steps, wait up to ``timeout`` for running ones, release the plans."""
         deadline = time.monotonic() + timeout
         self.call(self._stop_claiming)
         with self._idle:
@@ -123,7 +130,7 @@ class ThreadedExecutor:
             )
         with self._lock:
             self.engine.process(self.engine.drain())
-            self.engine.pause_idle_plans()
+            self.engine.release_plans()
         self._stopping = True
         self._wake.set()
         self._thread.join(timeout=5)

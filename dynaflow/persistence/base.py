@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import EllipsisType
 from typing import Any
 
 from dynaflow.execution_plan import (
@@ -55,6 +56,21 @@ class HistoryRow:
 
 
 @dataclass(slots=True)
+class EventRow:
+    """An event queued for a step: sent (``kind="event"``), or a timer due at ``due_at``
+    (``"timer"``: delivered to ``run(event)``; ``"timeout"``: errors the step if unfinished)."""
+
+    plan_id: str
+    step_id: int
+    kind: str
+    payload: Any
+    created_at: datetime
+    due_at: datetime | None = None
+    #: assigned by the storage on insert; ascending in arrival order
+    id: int | None = None
+
+
+@dataclass(slots=True)
 class NewPlan:
     """Everything planning produced, written by :meth:`Storage.insert_plan` in one go."""
 
@@ -83,6 +99,8 @@ class PlanUpdate:
     plan_id: str
     expect: frozenset[PlanState] | None
     fields: dict[str, Any]
+    #: compare-and-set on the owning world too (``...``: any owner)
+    owner: str | EllipsisType | None = ...
 
 
 @dataclass(slots=True)
@@ -94,9 +112,21 @@ class Batch:
     outputs: list[tuple[str, int, dict[str, Any]]] = field(default_factory=list)
     history: list[HistoryRow] = field(default_factory=list)
     claims: list[Claim] = field(default_factory=list)
+    #: events and timers to queue (their ``id`` is set by the write)
+    events: list[EventRow] = field(default_factory=list)
+    #: ids of handled, rejected or dropped events to delete
+    drop_events: list[int] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.plans or self.steps or self.outputs or self.history or self.claims)
+        return bool(
+            self.plans
+            or self.steps
+            or self.outputs
+            or self.history
+            or self.claims
+            or self.events
+            or self.drop_events
+        )
 
 
 @dataclass(slots=True)
@@ -142,10 +172,15 @@ class Storage(ABC):
 
     @abstractmethod
     def update_plan(
-        self, plan_id: str, fields: dict[str, Any], expect: frozenset[PlanState] | None = None
+        self,
+        plan_id: str,
+        fields: dict[str, Any],
+        expect: frozenset[PlanState] | None = None,
+        owner: str | EllipsisType | None = ...,
     ) -> bool:
         """Set ``fields`` (state, result, started_at, ended_at, world_id, error) on the plan if its
-        state is in ``expect`` (any state when ``None``). Returns whether the row changed."""
+        state is in ``expect`` (any state when ``None``) and, unless ``owner`` is ``...``, its
+        ``world_id`` is ``owner`` (``None``: no owner). Returns whether the row changed."""
 
     @abstractmethod
     def update_steps(self, updates: Sequence[StepUpdate]) -> list[StepUpdate]:
@@ -170,7 +205,7 @@ class Storage(ABC):
         result = BatchResult()
         with self.transaction():
             for update in batch.plans:
-                if not self.update_plan(update.plan_id, update.fields, update.expect):
+                if not self.update_plan(update.plan_id, update.fields, update.expect, update.owner):
                     result.plan_conflicts.append(update)
             if batch.steps:
                 result.step_conflicts = self.update_steps(batch.steps)
@@ -185,9 +220,38 @@ class Storage(ABC):
                     )
             if history:
                 self.add_history(history)
+            if batch.events:
+                self.add_events(batch.events)
+            if batch.drop_events:
+                self.delete_events(batch.drop_events)
         return result
 
+    @abstractmethod
+    def add_events(self, rows: Sequence[EventRow]) -> None:
+        """Queue events; sets each row's ``id`` (ascending in the order given)."""
+
+    @abstractmethod
+    def delete_events(self, ids: Sequence[int]) -> None:
+        """Delete events by id; ids that are gone already are ignored."""
+
     # -- reads -----------------------------------------------------------------------------
+
+    @abstractmethod
+    def get_step(self, plan_id: str, step_id: int) -> StepRecord:
+        """One step; :class:`~dynaflow.exceptions.UnknownStep` if the plan has no such step."""
+
+    @abstractmethod
+    def due_events(self, world_id: str, now: datetime, limit: int = 1000) -> list[EventRow]:
+        """Events deliverable at ``now`` (no ``due_at``, or ``due_at <= now``) of the ``running``
+        plans owned by ``world_id``, oldest id first."""
+
+    @abstractmethod
+    def next_due(self, world_id: str) -> datetime | None:
+        """The earliest ``due_at`` of a timer of a ``running`` plan owned by ``world_id``."""
+
+    @abstractmethod
+    def plan_events(self, plan_id: str) -> list[EventRow]:
+        """Every queued event of one plan, oldest id first."""
 
     @abstractmethod
     def load_plan(self, plan_id: str) -> ExecutionPlan:

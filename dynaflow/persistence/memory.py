@@ -3,21 +3,33 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import datetime
+from types import EllipsisType
 from typing import Any
 
-from dynaflow.exceptions import ConcurrentModification, UnknownPlan
+from dynaflow.exceptions import ConcurrentModification, UnknownPlan, UnknownStep
 from dynaflow.execution_plan import (
     ActionRecord,
     ExecutionPlan,
     HistoryRecord,
     PlanRecord,
     StepError,
+    StepRecord,
 )
-from dynaflow.persistence.base import ORDERABLE, Claim, HistoryRow, NewPlan, StepUpdate, Storage
+from dynaflow.persistence.base import (
+    ORDERABLE,
+    Claim,
+    EventRow,
+    HistoryRow,
+    NewPlan,
+    StepUpdate,
+    Storage,
+)
 from dynaflow.states import PlanResult, PlanState, StepState
 
 
@@ -25,12 +37,16 @@ def _restore(table: dict[int, Any], key: int, value: Any) -> Callable[[], object
     return lambda: table.__setitem__(key, value)
 
 
+def _forget(table: dict[int, Any], key: int) -> Callable[[], object]:
+    return lambda: table.pop(key, None)
+
+
 def _copy_action(action: ActionRecord) -> ActionRecord:
     return replace(action, input=copy.deepcopy(action.input), output=copy.deepcopy(action.output))
 
 
 class _Plan:
-    __slots__ = ("actions", "edges", "history", "record", "steps")
+    __slots__ = ("actions", "edges", "events", "history", "record", "steps")
 
     def __init__(self, new: NewPlan) -> None:
         self.record = new.plan
@@ -38,6 +54,7 @@ class _Plan:
         self.steps = {s.id: s for s in new.steps}
         self.edges = list(new.edges)
         self.history: list[HistoryRecord] = []
+        self.events: dict[int, EventRow] = {}
 
 
 class MemoryStorage(Storage):
@@ -51,6 +68,8 @@ class MemoryStorage(Storage):
         self._plans: dict[str, _Plan] = {}
         self._keys: dict[str, str] = {}
         self._local = threading.local()
+        self._event_ids = itertools.count(1)
+        self._event_plan: dict[int, str] = {}
 
     def close(self) -> None:
         pass
@@ -110,11 +129,17 @@ class MemoryStorage(Storage):
             self.add_history(new.history)
 
     def update_plan(
-        self, plan_id: str, fields: dict[str, Any], expect: frozenset[PlanState] | None = None
+        self,
+        plan_id: str,
+        fields: dict[str, Any],
+        expect: frozenset[PlanState] | None = None,
+        owner: str | EllipsisType | None = ...,
     ) -> bool:
         with self._write() as undo:
             plan = self._plan(plan_id)
             if expect is not None and plan.record.state not in expect:
+                return False
+            if owner is not ... and plan.record.world_id != owner:
                 return False
             old = plan.record
             values = dict(fields)
@@ -178,7 +203,70 @@ class MemoryStorage(Storage):
                 )
                 undo.append(plan.history.pop)
 
+    def add_events(self, rows: Sequence[EventRow]) -> None:
+        with self._write() as undo:
+            for row in rows:
+                plan = self._plan(row.plan_id)
+                if row.step_id not in plan.steps:
+                    raise UnknownStep(row.plan_id, row.step_id)
+                row.id = event_id = next(self._event_ids)
+                plan.events[event_id] = replace(row, payload=copy.deepcopy(row.payload))
+                self._event_plan[event_id] = row.plan_id
+                undo.append(_forget(plan.events, event_id))
+
+    def delete_events(self, ids: Sequence[int]) -> None:
+        with self._write() as undo:
+            for event_id in ids:
+                plan_id = self._event_plan.get(event_id)
+                plan = self._plans.get(plan_id) if plan_id is not None else None
+                if plan is None or event_id not in plan.events:
+                    continue
+                row = plan.events.pop(event_id)
+                undo.append(_restore(plan.events, event_id, row))
+
     # -- reads -----------------------------------------------------------------------------
+
+    def get_step(self, plan_id: str, step_id: int) -> StepRecord:
+        with self._lock:
+            step = self._plan(plan_id).steps.get(step_id)
+            if step is None:
+                raise UnknownStep(plan_id, step_id)
+            return step
+
+    def _owned(self, world_id: str) -> list[_Plan]:
+        return [
+            p
+            for p in self._plans.values()
+            if p.record.state == PlanState.RUNNING and p.record.world_id == world_id
+        ]
+
+    def due_events(self, world_id: str, now: datetime, limit: int = 1000) -> list[EventRow]:
+        with self._lock:
+            rows = [
+                e
+                for plan in self._owned(world_id)
+                for e in plan.events.values()
+                if e.due_at is None or e.due_at <= now
+            ]
+            rows.sort(key=lambda e: e.id or 0)
+            return [replace(e, payload=copy.deepcopy(e.payload)) for e in rows[:limit]]
+
+    def next_due(self, world_id: str) -> datetime | None:
+        with self._lock:
+            dues = [
+                e.due_at
+                for plan in self._owned(world_id)
+                for e in plan.events.values()
+                if e.due_at is not None
+            ]
+            return min(dues, default=None)
+
+    def plan_events(self, plan_id: str) -> list[EventRow]:
+        with self._lock:
+            plan = self._plan(plan_id)
+            return [
+                replace(e, payload=copy.deepcopy(e.payload)) for _, e in sorted(plan.events.items())
+            ]
 
     def load_plan(self, plan_id: str) -> ExecutionPlan:
         with self._lock:

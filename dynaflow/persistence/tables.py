@@ -106,6 +106,22 @@ history = Table(
     Index(None, "plan_id"),
 )
 
+events = Table(
+    "dynaflow_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("plan_id", String(36), nullable=False),
+    Column("step_id", Integer, nullable=False),
+    # "event" (sent), "timer" (plan_event) or "timeout" (schedule_timeout)
+    Column("kind", String(16), nullable=False),
+    Column("payload", JSON),
+    Column("created_at", UTC, nullable=False),
+    Column("due_at", UTC),
+    ForeignKeyConstraint(["plan_id"], ["dynaflow_plans.id"], ondelete="CASCADE"),
+    Index(None, "plan_id", "step_id"),
+    Index(None, "due_at"),
+)
+
 worlds = Table(
     "dynaflow_worlds",
     metadata,

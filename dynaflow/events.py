@@ -1,0 +1,68 @@
+"""Suspending run steps and waking them with events.
+
+``Action.suspend()`` raises :class:`Suspend`, which ends the ``run`` call; the executor saves the
+step as ``suspended`` and later calls ``run(event)`` once per event. Events and timers are rows
+in the database (see :class:`~dynaflow.persistence.base.EventRow`), so they survive the process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from dynaflow.persistence.base import EventRow
+
+if TYPE_CHECKING:
+    from dynaflow.world import World
+
+EVENT, TIMER, TIMEOUT = "event", "timer", "timeout"
+
+
+class Suspend(BaseException):
+    """Raised by ``Action.suspend()`` to end the current ``run`` call.
+
+    A BaseException so that a ``try: ... except Exception:`` in user code cannot swallow it.
+    """
+
+    def __init__(self, callback: Callable[[SuspendedHandle], Any] | None) -> None:
+        super().__init__("suspended")
+        self.callback = callback
+
+
+@dataclass(frozen=True, slots=True)
+class SuspendedHandle:
+    """Given to a suspend callback: lets anyone holding the world wake the step."""
+
+    world: World
+    plan_id: str
+    step_id: int
+
+    def send(self, event: Any, optional: bool = False) -> Future[Any]:
+        """Deliver ``event`` to the step (thread-safe; see ``World.event``)."""
+        return self.world.event(self.plan_id, self.step_id, event, optional=optional)
+
+
+@dataclass(slots=True)
+class RunContext:
+    """What one ``run``/``cancel`` call of a step collects, saved with the step's outcome."""
+
+    plan_id: str
+    step_id: int
+    #: events and timers planned during the call (inserted with the outcome)
+    events: list[tuple[EventRow, Future[Any] | None]] = field(default_factory=list)
+    cancel_requested: threading.Event = field(default_factory=threading.Event)
+
+
+_current = threading.local()
+
+
+def current_context() -> RunContext | None:
+    """The context of the step this thread is running, if any."""
+    return getattr(_current, "context", None)
+
+
+def set_current_context(context: RunContext | None) -> None:
+    _current.context = context
