@@ -1,13 +1,16 @@
 """dynaflow: durable plan-then-execute workflows."""
 
-from dynaflow.action import Action
+from dynaflow.action import Action, Cancellable
+from dynaflow.events import SuspendedHandle
 from dynaflow.exceptions import (
     ConcurrentModification,
     ConfigurationError,
     CorruptRecord,
     DatabaseUnavailable,
     DynaflowError,
+    EventRejected,
     IllegalTransition,
+    InvalidArgument,
     InvalidState,
     MissingOutputKey,
     NotJSON,
@@ -30,6 +33,7 @@ from dynaflow.execution_plan import (
 )
 from dynaflow.middleware import Middleware, TransactionMiddleware
 from dynaflow.middleware.context import ContextMiddleware
+from dynaflow.polling import Polling
 from dynaflow.states import PlanResult, PlanState, StepKind, StepState
 from dynaflow.values import OutputRef
 from dynaflow.world import Triggered, World
@@ -42,6 +46,10 @@ __all__ = [
     "World",
     "Triggered",
     "OutputRef",
+    # run-phase protocol
+    "Polling",
+    "Cancellable",
+    "SuspendedHandle",
     # middleware
     "Middleware",
     "TransactionMiddleware",
@@ -65,6 +73,8 @@ __all__ = [
     "UnknownPlan",
     "UnknownStep",
     "UnknownActionClass",
+    "EventRejected",
+    "InvalidArgument",
     "InvalidState",
     "IllegalTransition",
     "ConcurrentModification",
