@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from enum import Enum
+from types import EllipsisType
 from typing import Any
 
 from sqlalchemy import (
@@ -21,16 +22,19 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
+    Integer,
     Row,
     String,
     Text,
     bindparam,
     create_engine,
+    delete,
     event,
     func,
     insert,
     make_url,
     null,
+    or_,
     select,
     type_coerce,
     update,
@@ -45,6 +49,7 @@ from dynaflow.exceptions import (
     DatabaseUnavailable,
     StorageError,
     UnknownPlan,
+    UnknownStep,
 )
 from dynaflow.execution_plan import (
     ActionRecord,
@@ -56,10 +61,19 @@ from dynaflow.execution_plan import (
 )
 from dynaflow.persistence import migrate as migrations
 from dynaflow.persistence import tables
-from dynaflow.persistence.base import ORDERABLE, Claim, HistoryRow, NewPlan, StepUpdate, Storage
+from dynaflow.persistence.base import (
+    ORDERABLE,
+    Claim,
+    EventRow,
+    HistoryRow,
+    NewPlan,
+    StepUpdate,
+    Storage,
+)
 from dynaflow.states import PlanResult, PlanState, StepKind, StepState
 
 P, A, S, E, H = tables.plans, tables.actions, tables.steps, tables.edges, tables.history
+EV = tables.events
 
 #: JSON that stores Python ``None`` as SQL NULL (the tables' plain ``JSON`` would write ``'null'``)
 _JSON = JSON(none_as_null=True)
@@ -318,6 +332,22 @@ class SQLStorage(Storage):
         self._insert_steps = _BulkInsert(S, _STEP_COLUMNS, dialect)
         self._insert_edges = _BulkInsert(E, ("plan_id", "from_step", "to_step"), dialect)
         self._insert_history = _BulkInsert(H, _HISTORY_COLUMNS, dialect)
+        # events get their ids before a driver-level executemany (or COPY) inserts them, so
+        # each row's id is known; see _insert_event_rows
+        self._insert_events = _BulkInsert(EV, _EVENT_COLUMNS, dialect)
+        if self._sqlite:
+            self._last_event_id = select(func.coalesce(func.max(EV.c.id), 0))
+        else:
+            sequence = func.pg_get_serial_sequence(EV.name, EV.c.id.name)
+            self._next_event_ids = select(func.nextval(sequence)).select_from(
+                func.generate_series(1, bindparam("b_n", type_=Integer))
+            )
+            self._insert_events_returning = (
+                insert(EV)
+                .values({name: _bind(EV.c[name]) for name in _EVENT_COLUMNS[1:]})
+                .returning(EV.c.id, sort_by_parameter_order=True)
+            )
+        self._delete_events = delete(EV).where(EV.c.id.in_(bindparam("b_ids", expanding=True)))
         self._save_output = (
             update(A)
             .where(A.c.plan_id == bindparam("b_plan"), A.c.id == bindparam("b_id"))
@@ -341,7 +371,7 @@ class SQLStorage(Storage):
             .returning(S.c.id)
         )
         self._step_updates: dict[tuple[str, ...], Update] = {}
-        self._plan_updates: dict[tuple[tuple[str, ...], bool], Update] = {}
+        self._plan_updates: dict[tuple[tuple[str, ...], bool, bool], Update] = {}
 
         self._plan_columns = columns(P)
         self._select_plan = select(*self._plan_columns).where(P.c.id == bindparam("b_id"))
@@ -365,6 +395,29 @@ class SQLStorage(Storage):
             select(*columns(H)).where(H.c.plan_id == bindparam("b_id")).order_by(H.c.id)
         )
         self._existing_plans = select(P.c.id).where(P.c.id.in_(bindparam("b_ids", expanding=True)))
+        self._existing_steps = select(S.c.plan_id, S.c.id).where(
+            S.c.plan_id.in_(bindparam("b_plans", expanding=True)),
+            S.c.id.in_(bindparam("b_ids", expanding=True)),
+        )
+        self._select_step = select(*columns(S, _STEP_RECORD_COLUMNS)).where(
+            S.c.plan_id == bindparam("b_plan"), S.c.id == bindparam("b_id")
+        )
+
+        event_columns = columns(EV, _EVENT_COLUMNS)
+        self._select_plan_events = (
+            select(*event_columns).where(EV.c.plan_id == bindparam("b_id")).order_by(EV.c.id)
+        )
+        # the events of the running plans a world owns
+        owned = select(*event_columns).select_from(EV.join(P, EV.c.plan_id == P.c.id))
+        owned = owned.where(
+            P.c.state == PlanState.RUNNING.value, P.c.world_id == bindparam("b_world")
+        )
+        self._select_due = (
+            owned.where(or_(EV.c.due_at.is_(None), EV.c.due_at <= _bind(EV.c.due_at, "b_now")))
+            .order_by(EV.c.id)
+            .limit(bindparam("b_limit", type_=Integer))
+        )
+        self._select_next_due = owned.with_only_columns(func.min(EV.c.due_at))
 
     def close(self) -> None:
         self._engine.dispose()
@@ -449,7 +502,11 @@ class SQLStorage(Storage):
         return conn.execute(query.limit(1)).first() is not None
 
     def update_plan(
-        self, plan_id: str, fields: dict[str, Any], expect: frozenset[PlanState] | None = None
+        self,
+        plan_id: str,
+        fields: dict[str, Any],
+        expect: frozenset[PlanState] | None = None,
+        owner: str | EllipsisType | None = ...,
     ) -> bool:
         names = tuple(sorted(fields))
         unknown = set(names) - _PLAN_FIELDS
@@ -459,27 +516,35 @@ class SQLStorage(Storage):
             )
         if not names:  # nothing to set: only the compare
             record = self.get_plan_record(plan_id)
-            return expect is None or record.state in expect
-        stmt = self._plan_update(names, expect is not None)
+            return (expect is None or record.state in expect) and (
+                owner is ... or record.world_id == owner
+            )
+        owned = owner is not ...
+        stmt = self._plan_update(names, expect is not None, owned)
         params: dict[str, Any] = {"b_id": plan_id}
         for name, value in fields.items():
             params["v_" + name] = _CONVERT_IN.get(name, _identity)(value)
         if expect is not None:
             params["b_expect"] = [_val(s) for s in expect]
+        if owned:
+            params["b_owner"] = owner
         with self.transaction() as conn:
             if conn.execute(stmt, params).rowcount:
                 return True
             self._check_plans(conn, [plan_id])
             return False
 
-    def _plan_update(self, names: tuple[str, ...], cas: bool) -> Update:
-        stmt = self._plan_updates.get((names, cas))
+    def _plan_update(self, names: tuple[str, ...], cas: bool, owned: bool) -> Update:
+        stmt = self._plan_updates.get((names, cas, owned))
         if stmt is None:
             stmt = update(P).where(P.c.id == bindparam("b_id"))
             if cas:
                 stmt = stmt.where(P.c.state.in_(bindparam("b_expect", expanding=True)))
+            if owned:  # NULL-safe: an owner of None matches a plan no world owns
+                owner = _bind(P.c.world_id, "b_owner")
+                stmt = stmt.where(P.c.world_id.is_not_distinct_from(owner))
             stmt = stmt.values({name: _bind(P.c[name], "v_" + name) for name in names})
-            self._plan_updates[(names, cas)] = stmt
+            self._plan_updates[(names, cas, owned)] = stmt
         return stmt
 
     def update_steps(self, updates: Sequence[StepUpdate]) -> list[StepUpdate]:
@@ -579,7 +644,82 @@ class SQLStorage(Storage):
             self._check_plans(conn, [row.plan_id for row in rows])
             self._insert_history(conn, [_history_tuple(row) for row in rows])
 
+    def add_events(self, rows: Sequence[EventRow]) -> None:
+        if not rows:
+            return
+        with self.transaction() as conn:
+            self._check_steps(conn, [(row.plan_id, row.step_id) for row in rows])
+            ids = self._insert_event_rows(conn, rows)
+        for event_id, row in zip(ids, rows, strict=True):
+            row.id = event_id
+
+    def _insert_event_rows(self, conn: Connection, rows: Sequence[EventRow]) -> list[int]:
+        """Insert ``rows``; return their ids, ascending in the order of the rows."""
+        if self._sqlite:
+            # the write transaction holds SQLite's write lock: no one inserts meanwhile
+            last = conn.execute(self._last_event_id).scalar_one()
+            ids = list(range(last + 1, last + 1 + len(rows)))
+        elif len(rows) < _BulkInsert.COPY_FROM:
+            # one round trip; SQLAlchemy hands the ids back in the order of the parameters
+            params = [dict(zip(_EVENT_COLUMNS[1:], _event_tuple(row), strict=True)) for row in rows]
+            return list(conn.execute(self._insert_events_returning, params).scalars())
+        else:  # many: ids from the sequence, then COPY
+            ids = sorted(conn.execute(self._next_event_ids, {"b_n": len(rows)}).scalars())
+        self._insert_events(
+            conn, [(i, *_event_tuple(row)) for i, row in zip(ids, rows, strict=True)]
+        )
+        return ids
+
+    def _check_steps(self, conn: Connection, wanted: Sequence[tuple[str, int]]) -> None:
+        """Raise for the first ``(plan_id, step_id)`` that does not exist: UnknownPlan if its
+        plan is missing, else UnknownStep."""
+        wanted = list(dict.fromkeys(wanted))
+        plan_ids = list(dict.fromkeys(plan_id for plan_id, _ in wanted))
+        step_ids = list(dict.fromkeys(step_id for _, step_id in wanted))
+        found: set[tuple[str, int]] = set()
+        for i in range(0, len(plan_ids), _CHUNK):
+            for j in range(0, len(step_ids), _CHUNK):
+                params = {"b_plans": plan_ids[i : i + _CHUNK], "b_ids": step_ids[j : j + _CHUNK]}
+                found.update((r[0], r[1]) for r in conn.execute(self._existing_steps, params))
+        for plan_id, step_id in wanted:
+            if (plan_id, step_id) not in found:
+                self._check_plans(conn, [plan_id])
+                raise UnknownStep(plan_id, step_id)
+
+    def delete_events(self, ids: Sequence[int]) -> None:
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return
+        with self.transaction() as conn:
+            for i in range(0, len(wanted), _CHUNK):
+                conn.execute(self._delete_events, {"b_ids": wanted[i : i + _CHUNK]})
+
     # -- reads -----------------------------------------------------------------------------
+
+    def get_step(self, plan_id: str, step_id: int) -> StepRecord:
+        with self._read() as conn:
+            row = conn.execute(self._select_step, {"b_plan": plan_id, "b_id": step_id}).first()
+            if row is None:
+                self._check_plans(conn, [plan_id])
+                raise UnknownStep(plan_id, step_id)
+        return self._step_records(plan_id, [row])[0]
+
+    def due_events(self, world_id: str, now: datetime, limit: int = 1000) -> list[EventRow]:
+        params = {"b_world": world_id, "b_now": _time_in(now), "b_limit": limit}
+        with self._read() as conn:
+            rows = conn.execute(self._select_due, params).all()
+        return self._event_records(rows)
+
+    def next_due(self, world_id: str) -> datetime | None:
+        with self._read() as conn:
+            return _time_out(conn.execute(self._select_next_due, {"b_world": world_id}).scalar())
+
+    def plan_events(self, plan_id: str) -> list[EventRow]:
+        with self._read() as conn:
+            rows = conn.execute(self._select_plan_events, {"b_id": plan_id}).all()
+            if not rows:
+                self._check_plans(conn, [plan_id])
+        return self._event_records(rows)
 
     def load_plan(self, plan_id: str) -> ExecutionPlan:
         params = {"b_id": plan_id}
@@ -735,6 +875,21 @@ class SQLStorage(Storage):
         assert at is not None  # the column is NOT NULL
         return HistoryRecord(at, row.event, row.world_id, row.step_id, detail)
 
+    def _event_records(self, rows: Sequence[Any]) -> list[EventRow]:
+        load, records = self._load_json, []
+        for event_id, plan_id, step_id, kind, payload, created_at, due_at in rows:
+            try:
+                payload = load(payload)
+            except ValueError as exc:
+                where = f"plan {plan_id} event {event_id}"
+                raise _corrupt(where, "dynaflow_events", exc) from exc
+            created = _time_out(created_at)
+            assert created is not None  # the column is NOT NULL
+            records.append(
+                EventRow(plan_id, step_id, kind, payload, created, _time_out(due_at), event_id)
+            )
+        return records
+
 
 def _corrupt(what: str, table: str, exc: Exception) -> CorruptRecord:
     return CorruptRecord(
@@ -797,6 +952,8 @@ _STEP_RECORD_COLUMNS = (
 _STEP_KINDS = {kind.value: kind for kind in StepKind}
 _STEP_STATES = {state.value: state for state in StepState}
 _HISTORY_COLUMNS = ("plan_id", "at", "event", "step_id", "world_id", "detail")
+#: the columns of an event row, in the order of :class:`EventRow`'s fields but ``id`` first
+_EVENT_COLUMNS = ("id", "plan_id", "step_id", "kind", "payload", "created_at", "due_at")
 
 
 def _action_row(plan_id: str, a: ActionRecord) -> tuple[Any, ...]:
@@ -823,6 +980,11 @@ def _step_row(plan_id: str, s: StepRecord) -> tuple[Any, ...]:
 
 def _history_tuple(h: HistoryRow) -> tuple[Any, ...]:
     return (h.plan_id, _time_in(h.at), h.event, h.step_id, h.world_id, h.detail)
+
+
+def _event_tuple(e: EventRow) -> tuple[Any, ...]:
+    """The values of ``_EVENT_COLUMNS`` but ``id``."""
+    return (e.plan_id, e.step_id, e.kind, e.payload, _time_in(e.created_at), _time_in(e.due_at))
 
 
 def _step_update_params(u: StepUpdate) -> dict[str, Any]:

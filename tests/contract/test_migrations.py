@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, inspect, make_url, text
+from sqlalchemy import Engine, create_engine, insert, inspect, make_url, text
 
 from dynaflow.exceptions import DatabaseUnavailable, SchemaMismatch
 from dynaflow.persistence import migrate, open_storage, tables
+from dynaflow.persistence.base import EventRow
 from dynaflow.persistence.sql import SQLStorage, make_engine
 
 DYNAFLOW_TABLES = set(tables.metadata.tables)
@@ -78,6 +80,62 @@ def test_downgrade_to_base_then_upgrade_round_trips(empty_url: str) -> None:
     migrate.upgrade(empty_url)
     assert migrate.current(empty_url) == migrate.head()
     assert schema_diffs(empty_url) == []
+
+
+def test_a_database_at_0001_holding_a_plan_upgrades_to_head_keeping_it(empty_url: str) -> None:
+    migrate.upgrade(empty_url, "0001")
+    assert migrate.current(empty_url) == "0001"
+    assert "dynaflow_events" not in table_names(empty_url)
+    at = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    engine = _engine(empty_url)
+    try:
+        with engine.begin() as conn:  # the 0001 tables, written as dynaflow 0001 did
+            conn.execute(
+                insert(tables.plans),
+                {"id": "p", "label": "old", "state": "running", "result": "pending",
+                 "created_at": at, "world_id": "w-1", "run_flow": {"sequence": [1]}},
+            )  # fmt: skip
+            conn.execute(
+                insert(tables.actions),
+                {"plan_id": "p", "id": 0, "action_class": "app.A", "input": {"n": 1},
+                 "output": {}},
+            )  # fmt: skip
+            conn.execute(
+                insert(tables.steps),
+                {"plan_id": "p", "id": 1, "action_id": 0, "kind": "run",
+                 "action_class": "app.A", "state": "suspended", "position": 0},
+            )  # fmt: skip
+    finally:
+        engine.dispose()
+
+    migrate.upgrade(empty_url)
+
+    assert migrate.current(empty_url) == migrate.head()
+    assert schema_diffs(empty_url) == []
+    storage = SQLStorage(empty_url)
+    try:
+        plan = storage.load_plan("p")
+        assert (plan.record.label, plan.record.created_at, plan.record.world_id) == (
+            "old",
+            at,
+            "w-1",
+        )
+        assert (plan.actions[0].input, plan.step(1).state.value) == ({"n": 1}, "suspended")
+        assert storage.plan_events("p") == []
+        storage.add_events([EventRow("p", 1, "event", {"hello": "world"}, at)])
+        assert [e.payload for e in storage.due_events("w-1", at)] == [{"hello": "world"}]
+    finally:
+        storage.close()
+
+    migrate.downgrade(empty_url, "0001")  # and back: the plan stays, its events go
+    assert "dynaflow_events" not in table_names(empty_url)
+    migrate.upgrade(empty_url)
+    storage = SQLStorage(empty_url)
+    try:
+        assert storage.get_plan_record("p").label == "old"
+        assert storage.plan_events("p") == []
+    finally:
+        storage.close()
 
 
 def test_opening_a_database_from_a_newer_dynaflow_raises_and_writes_nothing(
