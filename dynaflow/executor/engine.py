@@ -594,6 +594,8 @@ class Engine:
             state, result = PlanState.STOPPED, plan_result(runtime.step_states())
         elif waiting:
             return  # suspended steps wait for their events: the plan goes on running
+        elif self.stopping and not any(s.state == S.ERROR for s in run_steps):
+            return  # shutting down with steps still to run: released, not paused
         elif all(step.state in DONE_STEP_STATES for step in run_steps):
             pending = [
                 sid for sid in runtime.finalize_order if runtime.steps[sid].state != S.SUCCESS

@@ -36,6 +36,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    text,
     type_coerce,
     update,
 )
@@ -336,7 +337,10 @@ class SQLStorage(Storage):
         # each row's id is known; see _insert_event_rows
         self._insert_events = _BulkInsert(EV, _EVENT_COLUMNS, dialect)
         if self._sqlite:
-            self._last_event_id = select(func.coalesce(func.max(EV.c.id), 0))
+            # the highest id ever used (AUTOINCREMENT keeps it), so ids are never reused
+            self._last_event_id = text(
+                "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = :table), 0)"
+            ).bindparams(table=EV.name)
         else:
             sequence = func.pg_get_serial_sequence(EV.name, EV.c.id.name)
             self._next_event_ids = select(func.nextval(sequence)).select_from(

@@ -120,6 +120,8 @@ events = Table(
     ForeignKeyConstraint(["plan_id"], ["dynaflow_plans.id"], ondelete="CASCADE"),
     Index(None, "plan_id", "step_id"),
     Index(None, "due_at"),
+    # ids are never reused (an event id names one event for good), also on SQLite
+    sqlite_autoincrement=True,
 )
 
 worlds = Table(

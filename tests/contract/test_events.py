@@ -156,15 +156,7 @@ def test_delete_events_ignores_ids_that_are_gone(storage: Storage) -> None:
     assert ids(storage.plan_events("q")) == [b]
 
 
-def test_event_ids_are_never_used_twice(storage: Storage, request: pytest.FixtureRequest) -> None:
-    if storage.display_url.startswith("sqlite"):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="dynaflow_events has no AUTOINCREMENT on SQLite: the id of the newest "
-                "event is taken again once that event is deleted",
-            )
-        )
+def test_event_ids_are_never_used_twice(storage: Storage) -> None:
     add_plan(storage, "p")
     _, last = add(storage, event("p"), event("p"))
     storage.delete_events([last])

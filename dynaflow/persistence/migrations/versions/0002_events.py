@@ -37,6 +37,7 @@ def upgrade() -> None:
             name=op.f("fk_dynaflow_events_plan_id_dynaflow_plans"),
             ondelete="CASCADE",
         ),
+        sqlite_autoincrement=True,
     )
     op.create_index(
         op.f("ix_dynaflow_events_plan_id_step_id"), "dynaflow_events", ["plan_id", "step_id"]
