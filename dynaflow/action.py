@@ -205,7 +205,7 @@ class Action:
     def cancel_requested(self) -> bool:
         """The plan is being cancelled (see ``Cancellable``)."""
         context = getattr(self, "_run_context", None)
-        return context is not None and context.cancel_requested.is_set()
+        return context is not None and bool(context.step.cancel_requested)
 
     def _context(self, what: str) -> RunContext:
         context = getattr(self, "_run_context", None)

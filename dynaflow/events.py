@@ -53,7 +53,8 @@ class RunContext:
     step_id: int
     #: events and timers planned during the call (inserted with the outcome)
     events: list[tuple[EventRow, Future[Any] | None]] = field(default_factory=list)
-    cancel_requested: threading.Event = field(default_factory=threading.Event)
+    #: the executor's record of the step (its ``cancel_requested`` is set by ``World.cancel``)
+    step: Any = None
 
 
 _current = threading.local()

@@ -256,7 +256,7 @@ class World:
         if self.executor is None:
             future.set_result(None)
             return future
-        self.executor.engine.event_sent(plan_id, row.id, future)
+        self.executor.engine.event_sent(plan_id, step_id, row.id, future)
         self.executor.run_pending()
         return future
 

@@ -91,8 +91,8 @@ class Engine:
     def execute(self, plan_id: str, future: Future[Any], adopt: bool = False) -> None:
         self.inbox.put(("execute", plan_id, future, adopt))
 
-    def event_sent(self, plan_id: str, event_id: int, future: Future[Any]) -> None:
-        self.inbox.put(("event", plan_id, event_id, future))
+    def event_sent(self, plan_id: str, step_id: int, event_id: int, future: Future[Any]) -> None:
+        self.inbox.put(("event", plan_id, step_id, event_id, future))
 
     def timers_due(self) -> bool:
         return self.next_due is not None and self.next_due <= now()
@@ -117,7 +117,7 @@ class Engine:
             elif kind == "execute":
                 self._start(message[1], message[2], message[3], it)
             elif kind == "event":
-                self._event_sent(message[1], message[2], message[3])
+                self._event_sent(message[1], message[2], message[3], message[4], it)
             elif kind == "finalized":
                 self._finalized(message[1], message[2], it)
             elif kind == "cancel":
@@ -139,7 +139,9 @@ class Engine:
                 log.warning("lost a step update (another world changed it first): %s", conflict)
             self._dispatch_claimed(it, result.claimed)
             for row in it.batch.events:
-                if row.due_at is not None and (self.next_due is None or row.due_at < self.next_due):
+                if row.due_at is None:
+                    self.check_events = True  # queued with an outcome: deliver next iteration
+                elif self.next_due is None or row.due_at < self.next_due:
                     self.next_due = row.due_at
         for callback in it.after:
             callback()
@@ -280,13 +282,29 @@ class Engine:
 
     # -- events ----------------------------------------------------------------------------
 
-    def _event_sent(self, plan_id: str, event_id: int, future: Future[Any]) -> None:
+    def _event_sent(
+        self, plan_id: str, step_id: int, event_id: int, future: Future[Any], it: _Iteration
+    ) -> None:
         if plan_id in self.plans:
             self.event_futures[event_id] = future
             self.check_events = True
+            return
+        # not run here: another world runs the plan, or it is paused, or it just ended
+        try:
+            step = self.storage.get_step(plan_id, step_id)
+        except Exception as exc:
+            future.set_exception(exc)
+            return
+        if step.state in FINISHED_STEP_STATES:
+            it.batch.drop_events.append(event_id)
+            future.set_exception(
+                EventRejected(
+                    f"step {step_id} of plan {plan_id} finished ({step.state}) before it "
+                    "handled this event"
+                )
+            )
         elif not future.done():
-            # another world runs the plan (or it is paused): the event waits in the database
-            future.set_result(None)
+            future.set_result(None)  # queued: whoever runs the plan will deliver it
 
     def _deliver_events(self, it: _Iteration) -> None:
         """Hand each suspended step its oldest deliverable event; apply due timeouts; reject
@@ -327,10 +345,9 @@ class Engine:
                 self._wake(runtime, step, row.payload, row.id, False, it)
             elif row.kind == EVENT:
                 step.waiting_events.add(row.id)
-        due = self.storage.next_due(self.world.id)
-        # a timer already due but not deliverable (its step runs) is looked at again when the
-        # step suspends or finishes, not on every iteration
-        self.next_due = due if due is None or due > at else None
+        # a timer already due but not deliverable now (its step runs) is looked at again when
+        # the step suspends, not on every iteration: only later timers set the next wake-up
+        self.next_due = self.storage.next_due(self.world.id, after=at)
 
     def _wake(
         self,
@@ -418,7 +435,7 @@ class Engine:
         for step in runtime.steps.values():
             if step.barrier or step.kind != _RUN:
                 continue
-            step.cancel_requested.set()
+            step.cancel_requested = True
             cancellable = self._cancellable(step)
             if step.state == S.SUSPENDED and not step.busy and not cancellable:
                 it.batch.steps.append(
@@ -573,10 +590,7 @@ class Engine:
         run_steps = runtime.run_steps()
         waiting = [s for s in run_steps if s.state == S.SUSPENDED]
         if runtime.cancelling:
-            if any(
-                s.cancel_due or (s.cancel_requested.is_set() and self._cancellable(s))
-                for s in waiting
-            ):
+            if any(s.cancel_due or (s.cancel_requested and self._cancellable(s)) for s in waiting):
                 return  # a Cancellable step waits for its external work to stop
             at = now()
             for step in runtime.steps.values():

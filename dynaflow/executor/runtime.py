@@ -3,7 +3,6 @@ truth: a runtime is built from :meth:`Storage.load_plan` and every change to it 
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,8 +29,8 @@ class StepRuntime:
     barrier: bool = False
     #: ids of sent events seen while the step could not take them (rejected if it finishes)
     waiting_events: set[int] = field(default_factory=set)
-    #: set when the plan is cancelled (``Action.cancel_requested``)
-    cancel_requested: threading.Event = field(default_factory=threading.Event)
+    #: set when the plan is cancelled (``Action.cancel_requested`` reads it, from any thread)
+    cancel_requested: bool = False
     #: a Cancellable step to be given its cancel()/abort() call when it next suspends
     cancel_due: bool = False
     abort: bool = False

@@ -136,7 +136,7 @@ def run_step(
     step = runtime.steps[step_id]
     started = step.started_at
     saved = runtime.actions[action_id].output
-    context = RunContext(runtime.plan_id, step_id, cancel_requested=step.cancel_requested)
+    context = RunContext(runtime.plan_id, step_id, step=step)
     outcome = StepOutcome(runtime.plan_id, step_id, action_id, started, started, None)
     outcome.consumed = event_id
     outcome.cancelling = cancel

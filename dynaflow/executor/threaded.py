@@ -72,7 +72,7 @@ class ThreadedExecutor:
                 self._lock.release()
             with self._idle:
                 self._idle.notify_all()
-            if engine.inbox.empty():
+            if engine.inbox.empty() and not engine.check_events and not engine.timers_due():
                 return
 
     def _work(self, task: Task | None) -> None:

@@ -246,8 +246,9 @@ class Storage(ABC):
         plans owned by ``world_id``, oldest id first."""
 
     @abstractmethod
-    def next_due(self, world_id: str) -> datetime | None:
-        """The earliest ``due_at`` of a timer of a ``running`` plan owned by ``world_id``."""
+    def next_due(self, world_id: str, after: datetime | None = None) -> datetime | None:
+        """The earliest ``due_at`` (later than ``after``, if given) of a timer of a ``running``
+        plan owned by ``world_id``."""
 
     @abstractmethod
     def plan_events(self, plan_id: str) -> list[EventRow]:

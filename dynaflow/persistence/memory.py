@@ -251,13 +251,13 @@ class MemoryStorage(Storage):
             rows.sort(key=lambda e: e.id or 0)
             return [replace(e, payload=copy.deepcopy(e.payload)) for e in rows[:limit]]
 
-    def next_due(self, world_id: str) -> datetime | None:
+    def next_due(self, world_id: str, after: datetime | None = None) -> datetime | None:
         with self._lock:
             dues = [
                 e.due_at
                 for plan in self._owned(world_id)
                 for e in plan.events.values()
-                if e.due_at is not None
+                if e.due_at is not None and (after is None or e.due_at > after)
             ]
             return min(dues, default=None)
 

@@ -8,6 +8,7 @@ state = :expect`` whose row count tells whether it applied.
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -64,6 +65,8 @@ from dynaflow.persistence import migrate as migrations
 from dynaflow.persistence import tables
 from dynaflow.persistence.base import (
     ORDERABLE,
+    Batch,
+    BatchResult,
     Claim,
     EventRow,
     HistoryRow,
@@ -287,6 +290,130 @@ class _BulkInsert:
                 copy.write_row(row)
 
 
+class _SlowPath(Exception):
+    """A compare-and-set in the fast path missed: redo the batch on the exact path."""
+
+
+class _SQLiteBatchWriter:
+    """The executor's group commit on SQLite, straight on the driver's cursor.
+
+    SQLAlchemy's per-statement work (compiling, processing every parameter, building results)
+    costs several times what SQLite itself spends on a small batch, and a batch is written for
+    every step of a sequence. Statements here are SQL strings built once (per set of columns,
+    per number of ids), values converted by the columns' own bind processors, so what is
+    written is exactly what SQLAlchemy would write. Any compare-and-set that misses raises
+    :class:`_SlowPath`; the batch is then rolled back and written by the exact path, which
+    finds out which rows conflicted.
+    """
+
+    STEP_FIELDS = ("started_at", "ended_at", "duration", "error", "world_id")
+
+    def __init__(self, storage: SQLStorage, dialect: Any) -> None:
+        self.storage = storage
+
+        def processor(column: Any) -> Callable[[Any], Any]:
+            convert = _CONVERT_IN.get(column.name, _identity)
+            bind = _bind(column).type.dialect_impl(dialect).bind_processor(dialect)
+            if bind is None:
+                return convert
+            return lambda value: None if value is None else bind(convert(value))
+
+        self.step_in = {name: processor(S.c[name]) for name in self.STEP_FIELDS}
+        self.time_in = processor(S.c.started_at)
+        self.output_in = processor(A.c.output)
+        self.history_in = [processor(H.c[n]) for n in _HISTORY_COLUMNS]
+        self.step_sql: dict[tuple[str, ...], str] = {}
+        self.claim_sql: dict[tuple[int, int], str] = {}
+        self.output_sql = f"UPDATE {A.name} SET output = ? WHERE plan_id = ? AND id = ?"
+        names = ", ".join(_HISTORY_COLUMNS)
+        marks = ", ".join("?" for _ in _HISTORY_COLUMNS)
+        self.history_sql = f"INSERT INTO {H.name} ({names}) VALUES ({marks})"
+
+    def write(self, conn: Connection, batch: Batch) -> BatchResult:
+        result = BatchResult()
+        storage = self.storage
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        for change in batch.plans:
+            if not storage.update_plan(change.plan_id, change.fields, change.expect, change.owner):
+                result.plan_conflicts.append(change)
+        if batch.steps:
+            self._steps(cursor, batch.steps)
+        if batch.outputs:
+            rows = [(self.output_in(o), p, a) for p, a, o in batch.outputs]
+            cursor.executemany(self.output_sql, rows)
+            if cursor.rowcount != len(rows):
+                raise _SlowPath
+        history = [_history_tuple(h) for h in batch.history]
+        for claim in batch.claims:
+            claimed = self._claim(cursor, claim)
+            at = _time_in(claim.at)
+            for step_id in claimed:
+                result.claimed.add((claim.plan_id, step_id))
+                history.append((claim.plan_id, at, claim.event, step_id, claim.world_id, None))
+        if history:
+            converted = [
+                tuple(
+                    convert(v) if v is not None else None
+                    for convert, v in zip(self.history_in, row, strict=True)
+                )
+                for row in history
+            ]
+            cursor.executemany(self.history_sql, converted)
+        if batch.events:
+            storage.add_events(batch.events)
+        if batch.drop_events:
+            storage.delete_events(batch.drop_events)
+        return result
+
+    def _steps(self, cursor: Any, updates: Sequence[StepUpdate]) -> None:
+        groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        seen: set[tuple[str, int]] = set()
+        for u in updates:
+            key = (u.plan_id, u.step_id)
+            if key in seen or not u.fields.keys() <= _STEP_FIELDS:
+                raise _SlowPath  # the same step twice, or unusual fields: the exact path
+            seen.add(key)
+            names = tuple(sorted(u.fields))
+            values = [self.step_in[n](u.fields[n]) for n in names]
+            groups.setdefault(names, []).append(
+                (_val(u.state), *values, u.plan_id, u.step_id, _val(u.expect))
+            )
+        for names, rows in groups.items():
+            sql = self.step_sql.get(names)
+            if sql is None:
+                sets = "".join(f", {n} = ?" for n in names)
+                sql = self.step_sql[names] = (
+                    f"UPDATE {S.name} SET state = ?{sets} "
+                    "WHERE plan_id = ? AND id = ? AND state = ?"
+                )
+            cursor.executemany(sql, rows)
+            if cursor.rowcount != len(rows):
+                raise _SlowPath
+
+    def _claim(self, cursor: Any, claim: Claim) -> list[int]:
+        wanted = list(dict.fromkeys(claim.step_ids))
+        expect = sorted(_val(s) for s in claim.expect)
+        claimed: set[int] = set()
+        for i in range(0, len(wanted), _CHUNK):
+            ids = wanted[i : i + _CHUNK]
+            key = (len(ids), len(expect))
+            sql = self.claim_sql.get(key)
+            if sql is None:
+                sql = self.claim_sql[key] = (
+                    f"UPDATE {S.name} SET state = 'running', started_at = ?, ended_at = NULL, "
+                    "duration = NULL, error = NULL, world_id = ? WHERE plan_id = ? AND id IN "
+                    f"({', '.join('?' * len(ids))}) AND state IN ({', '.join('?' * len(expect))})"
+                    " RETURNING id"
+                )
+            params = (self.time_in(claim.at), claim.world_id, claim.plan_id, *ids, *expect)
+            claimed.update(row[0] for row in cursor.execute(sql, params).fetchall())
+        return [step_id for step_id in wanted if step_id in claimed]
+
+
+#: before any due time ("no lower bound" for next_due)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 # -- the storage -------------------------------------------------------------------------------
 
 
@@ -314,6 +441,7 @@ class SQLStorage(Storage):
             self._engine.dispose()
             raise
         self._build_statements()
+        self._fast = _SQLiteBatchWriter(self, self._engine.dialect) if self._sqlite else None
 
     def _build_statements(self) -> None:
         # SQLite hands JSON back as text: decode it here, where a bad value can name its row
@@ -421,7 +549,9 @@ class SQLStorage(Storage):
             .order_by(EV.c.id)
             .limit(bindparam("b_limit", type_=Integer))
         )
-        self._select_next_due = owned.with_only_columns(func.min(EV.c.due_at))
+        self._select_next_due = owned.with_only_columns(func.min(EV.c.due_at)).where(
+            EV.c.due_at > _bind(EV.c.due_at, "b_after")
+        )
 
     def close(self) -> None:
         self._engine.dispose()
@@ -444,6 +574,18 @@ class SQLStorage(Storage):
 
     def current_connection(self) -> Connection | None:
         return getattr(self._local, "conn", None)
+
+    def write(self, batch: Batch) -> BatchResult:
+        """The group commit: on SQLite, outside an ambient transaction, through the driver
+        directly (see :class:`_SQLiteBatchWriter`); else the exact path of the base class."""
+        if self._fast is None or getattr(self._local, "conn", None) is not None:
+            return super().write(batch)
+        try:
+            with self.transaction() as conn:
+                return self._fast.write(conn, batch)
+        except (_SlowPath, sqlite3.IntegrityError):
+            # a missed compare-and-set or a missing plan: the exact path says which
+            return super().write(batch)
 
     @contextmanager
     def _read(self, *, snapshot: bool = False) -> Iterator[Connection]:
@@ -714,9 +856,10 @@ class SQLStorage(Storage):
             rows = conn.execute(self._select_due, params).all()
         return self._event_records(rows)
 
-    def next_due(self, world_id: str) -> datetime | None:
+    def next_due(self, world_id: str, after: datetime | None = None) -> datetime | None:
+        params = {"b_world": world_id, "b_after": _time_in(after or _EPOCH)}
         with self._read() as conn:
-            return _time_out(conn.execute(self._select_next_due, {"b_world": world_id}).scalar())
+            return _time_out(conn.execute(self._select_next_due, params).scalar())
 
     def plan_events(self, plan_id: str) -> list[EventRow]:
         with self._read() as conn:
