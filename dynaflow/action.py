@@ -21,6 +21,7 @@ from dynaflow.exceptions import ConfigurationError, InvalidArgument, InvalidStat
 from dynaflow.flows import Concurrence, Sequence
 from dynaflow.middleware.stack import MiddlewareSpec, MiddlewareStack
 from dynaflow.persistence.base import EventRow
+from dynaflow.rescue import Rescue, Retry
 from dynaflow.values import to_json
 
 if TYPE_CHECKING:
@@ -41,6 +42,9 @@ class Action:
     * ``subscribe``: an Action class (or tuple): plan this action whenever that one is planned.
     * ``queue``: the executor queue run steps go to.
     * ``idempotent``: a run step interrupted by a crash may simply run again.
+    * ``rescue_strategy`` (``Rescue.PAUSE | SKIP | FAIL``) and ``retry`` (a ``Retry``): what
+      happens when the run step fails. An optional ``on_skip()`` is called before an operator
+      (or auto-rescue) skips the step; if it raises, nothing is skipped.
     * ``middleware``: middleware for this class and its subclasses (a list of classes or
       instances in the class body, or ``Cls.use(...)`` later).
     """
@@ -50,6 +54,11 @@ class Action:
     subscribe: ClassVar[Any] = None
     queue: ClassVar[str] = "default"
     idempotent: ClassVar[bool] = False
+    #: what auto-rescue does when the run step fails; ``None``: as the parent action says
+    #: (PAUSE at the top)
+    rescue_strategy: ClassVar[Rescue | None] = None
+    #: run a failed step again on a persisted timer (see :class:`~dynaflow.rescue.Retry`)
+    retry: ClassVar[Retry | None] = None
     middleware: ClassVar[MiddlewareStack] = MiddlewareStack()
 
     #: set per class by __init_subclass__
@@ -94,6 +103,16 @@ class Action:
         cls.has_run = callable(getattr(cls, "run", None))
         cls.has_finalize = callable(getattr(cls, "finalize", None))
         cls.run_takes_event = cls.has_run and _takes_event(cls.run)  # type: ignore[attr-defined]
+        if cls.retry is not None and not isinstance(cls.retry, Retry):
+            raise ConfigurationError(f"{cls.__qualname__}.retry must be a dynaflow.Retry")
+        if cls.rescue_strategy is not None:
+            try:
+                cls.rescue_strategy = Rescue(cls.rescue_strategy)
+            except ValueError:
+                raise ConfigurationError(
+                    f"{cls.__qualname__}.rescue_strategy must be a dynaflow.Rescue "
+                    f"(PAUSE, SKIP or FAIL), got {cls.rescue_strategy!r}"
+                ) from None
         for name in ("Input", "Output"):
             model = getattr(cls, name)
             if model is not None and not (isinstance(model, type) and issubclass(model, BaseModel)):

@@ -18,7 +18,7 @@ from dynaflow.persistence.base import EventRow
 if TYPE_CHECKING:
     from dynaflow.world import World
 
-EVENT, TIMER, TIMEOUT = "event", "timer", "timeout"
+EVENT, TIMER, TIMEOUT, RETRY = "event", "timer", "timeout", "retry"
 
 
 class Suspend(BaseException):

@@ -6,9 +6,11 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from datetime import timedelta
 from typing import Any
 
 from dynaflow import registry, signals
@@ -19,6 +21,7 @@ from dynaflow.exceptions import (
     ConcurrentModification,
     ConfigurationError,
     EventRejected,
+    InvalidState,
     PlanningFailed,
     StorageError,
     UnknownPlan,
@@ -31,12 +34,12 @@ from dynaflow.executor.steps import call_finalize, call_run
 from dynaflow.middleware import stack as middleware_stack
 from dynaflow.middleware.stack import MiddlewareSpec, MiddlewareStack, compose
 from dynaflow.middleware.transaction import TransactionMiddleware
-from dynaflow.operators import check_stoppable, stop_offline
+from dynaflow.operators import check_stoppable, skip_offline, stop_offline
 from dynaflow.persistence import Storage, open_storage
-from dynaflow.persistence.base import EventRow
+from dynaflow.persistence.base import EventRow, WorldRow
 from dynaflow.phases import PhaseContext
 from dynaflow.planner import Planner, plan_core
-from dynaflow.states import FINISHED_STEP_STATES, PlanResult, PlanState, StepKind
+from dynaflow.states import FINISHED_STEP_STATES, PlanResult, PlanState, StepKind, StepState
 from dynaflow.values import to_json
 
 log = logging.getLogger("dynaflow.world")
@@ -83,6 +86,7 @@ class World:
         migrate: bool | None = None,
         shutdown_timeout: float = 30.0,
         world_id: str | None = None,
+        lease: float = 30.0,
     ) -> None:
         if not isinstance(url, str) or not url:
             raise ConfigurationError(f"World(url=...) needs a database URL string, got {url!r}")
@@ -92,7 +96,13 @@ class World:
             raise ConfigurationError(
                 f"World(executor=...) must be 'threads', 'inline' or None, got {executor!r}"
             )
+        if isinstance(lease, bool) or not isinstance(lease, int | float) or lease <= 0:
+            raise ConfigurationError(f"World(lease=...) must be seconds > 0, got {lease!r}")
         self.id = world_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        #: seconds without a heartbeat after which a world counts as dead and its plans are
+        #: taken over; heartbeats go every lease / 3
+        self.lease = float(lease)
+        self._next_maintenance = 0.0
         self.auto_rescue = auto_rescue
         self.shutdown_timeout = shutdown_timeout
         self.middleware = MiddlewareStack([TransactionMiddleware(), *middleware])
@@ -101,15 +111,19 @@ class World:
         self._close_lock = threading.Lock()
         registry.load_entry_points()
         self.storage: Storage = open_storage(url, migrate=migrate)
-        self.executor: InlineExecutor | ThreadedExecutor | None
+        self.executor: InlineExecutor | ThreadedExecutor | None = None
+        if executor is not None:
+            started = now()
+            self.storage.register_world(
+                WorldRow(self.id, started, started, socket.gethostname(), os.getpid(), executor)
+            )
         if executor == "threads":
             self.executor = ThreadedExecutor(self, workers)
         elif executor == "inline":
             self.executor = InlineExecutor(self)
-        else:
-            self.executor = None
         if self.executor is not None:
             self._adopt_released_plans()
+            self.maintain(force=True)
 
     # -- middleware chains -------------------------------------------------------------------
 
@@ -286,7 +300,7 @@ class World:
         record = self.storage.get_plan_record(plan_id)
         engine = self.executor.engine
         if record.state == PlanState.RUNNING and record.world_id is None:
-            engine.execute(plan_id, Future(), adopt=True)  # take it over, then stop it
+            engine.execute(plan_id, Future(), adopt_from=None)  # take it over, then stop it
         if operation == "cancel":
             engine.inbox.put(("cancel", plan_id, future, abort))
         else:
@@ -299,8 +313,101 @@ class World:
         assert self.executor is not None
         for record in self.storage.find_plans(state=[PlanState.RUNNING], order_by="created_at"):
             if record.world_id is None:
-                self.executor.engine.execute(record.id, Future(), adopt=True)
+                self.executor.engine.execute(record.id, Future(), adopt_from=None)
         self.executor.run_pending()
+
+    def maintain(self, force: bool = False) -> None:
+        """Heartbeat, and take over the plans of worlds whose lease expired. Executors call it
+        on their tick (every lease / 3)."""
+        if self.executor is None or self._closed:
+            return
+        clock = time.monotonic()
+        if not force and clock < self._next_maintenance:
+            return
+        self._next_maintenance = clock + self.lease / 3
+        at = now()
+        storage, engine = self.storage, self.executor.engine
+        if not storage.heartbeat(self.id, at):
+            log.error(
+                "world %s missed its lease and was declared dead; plans it ran were taken over "
+                "by other worlds — it stops running them and carries on with new work",
+                self.id,
+            )
+            self.executor.call(
+                lambda: engine.fail_all(
+                    ConcurrentModification(f"world {self.id} lost its plans to another world")
+                )
+            )
+            storage.register_world(WorldRow(self.id, at, at, socket.gethostname(), os.getpid()))
+        cutoff = at - timedelta(seconds=self.lease)
+        taken = False
+        for plan_id, owner in storage.orphaned_plans(cutoff):
+            if owner != self.id:
+                log.warning("taking over plan %s from world %s (lease expired)", plan_id, owner)
+                engine.execute(plan_id, Future(), adopt_from=owner)
+                taken = True
+        for world in storage.worlds():
+            if world.id != self.id and world.heartbeat_at < cutoff:
+                storage.unregister_world(world.id)
+        if taken:
+            self.executor.run_pending()
+
+    # -- operators: resume, skip, retry ---------------------------------------------------------
+
+    def resume(self, plan_id: str) -> PlanFuture:
+        """Run a paused plan again: failed steps run again, finished ones are left, and the
+        finalize phase runs again in full (finalizers must be idempotent). The future resolves
+        when its execution ends. Raises :class:`InvalidState` unless the plan is paused."""
+        record = self._paused(plan_id, "resumed")
+        return self.execute(record.id)
+
+    def skip(self, plan_id: str, step_id: int, *, resume: bool = False) -> PlanFuture:
+        """Skip a failed step of a paused plan: it, every step consuming its output (directly
+        or not) and its finalize step become ``skipped``, in one transaction; the action's
+        ``on_skip()`` runs first and may refuse by raising. Steps merely ordered after it run
+        once the plan is resumed (``resume=True`` does so at once). The result becomes
+        ``warning``."""
+        self._check_open()
+        self._paused(plan_id, "changed by skip")
+        skip_offline(self, plan_id, step_id)
+        if resume:
+            return self.execute(plan_id)
+        future = PlanFuture(self, plan_id)
+        future.set_result(plan_id)
+        return future
+
+    def retry(self, plan_id: str, step_id: int) -> PlanFuture:
+        """Run one failed step again now, without resuming the other failed ones; when it
+        succeeds, the steps after it go on. The future resolves when the execution ends."""
+        executor = self._require_executor()
+        record = self.storage.get_plan_record(plan_id)
+        step = self.storage.get_step(plan_id, step_id)
+        if step.state != StepState.ERROR:
+            raise InvalidState(
+                f"step {step_id} of plan {plan_id} is {step.state}; only a failed step can be "
+                "retried"
+            )
+        future = PlanFuture(self, plan_id)
+        if record.state == PlanState.PAUSED:
+            executor.engine.execute(plan_id, future, only=step_id)
+        elif record.state == PlanState.RUNNING:
+            executor.engine.inbox.put(("retry", plan_id, step_id, future))
+        else:
+            raise InvalidState(f"plan {plan_id} is {record.state}; it cannot be retried")
+        executor.run_pending()
+        return future
+
+    def _paused(self, plan_id: str, what: str) -> PlanRecord:
+        self._check_open()
+        if not isinstance(plan_id, str):
+            raise UnknownPlan(plan_id)
+        record = self.storage.get_plan_record(plan_id)
+        if record.state != PlanState.PAUSED:
+            raise InvalidState(
+                f"plan {plan_id} is {record.state}; only a paused plan can be {what}"
+                + (" (it is still executing; wait for it)" if record.state == "running" else "")
+            )
+        return record
 
     def follow(self, plan_id: str) -> PlanFuture:
         """A future for the end of the plan's current execution: it resolves when the plan
@@ -372,7 +479,8 @@ class World:
 
     def close(self, timeout: float | None = None) -> None:
         """Stop the executor (waiting up to ``timeout`` for running steps) and close storage.
-        Plans with nothing running are left ``paused``; ``world.execute`` resumes them."""
+        Plans it was running are released: still ``running``, with no owner; the next World
+        opened with an executor on the same database takes them over and carries on."""
         with self._close_lock:
             if self._closed:
                 return
@@ -380,6 +488,8 @@ class World:
         try:
             if self.executor is not None:
                 self.executor.shutdown(self.shutdown_timeout if timeout is None else timeout)
+                # plans still owned (steps that outlived the timeout) are taken over at once
+                self.storage.unregister_world(self.id)
         finally:
             self.storage.close()
 

@@ -14,13 +14,14 @@ import logging
 import queue
 from collections.abc import Callable
 from concurrent.futures import Future
-from datetime import datetime
+from datetime import datetime, timedelta
+from types import EllipsisType
 from typing import TYPE_CHECKING, Any
 
 from dynaflow import registry, signals
 from dynaflow.action import Cancellable
 from dynaflow.clock import now
-from dynaflow.events import EVENT, TIMEOUT, SuspendedHandle
+from dynaflow.events import EVENT, RETRY, TIMEOUT, SuspendedHandle
 from dynaflow.exceptions import (
     ConcurrentModification,
     EventRejected,
@@ -31,10 +32,13 @@ from dynaflow.execution_plan import StepError
 from dynaflow.executor.finalize import finalize_task
 from dynaflow.executor.runtime import PlanRuntime, StepRuntime
 from dynaflow.executor.steps import NO_EVENT, StepOutcome, run_step
+from dynaflow.operators import call_on_skip, skip_closure
 from dynaflow.persistence.base import Batch, Claim, EventRow, HistoryRow, PlanUpdate, StepUpdate
+from dynaflow.rescue import Rescue, combine
 from dynaflow.states import (
     DONE_STEP_STATES,
     FINISHED_STEP_STATES,
+    PlanResult,
     PlanState,
     StepState,
     plan_result,
@@ -88,8 +92,16 @@ class Engine:
 
     # -- called from any thread ------------------------------------------------------------
 
-    def execute(self, plan_id: str, future: Future[Any], adopt: bool = False) -> None:
-        self.inbox.put(("execute", plan_id, future, adopt))
+    def execute(
+        self,
+        plan_id: str,
+        future: Future[Any],
+        adopt_from: str | EllipsisType | None = ...,
+        only: int | None = None,
+    ) -> None:
+        """Run a planned or paused plan (``only``: of its failed steps, re-run just this one);
+        with ``adopt_from``, take over a running plan from that world (``None``: released)."""
+        self.inbox.put(("execute", plan_id, future, adopt_from, only))
 
     def event_sent(self, plan_id: str, step_id: int, event_id: int, future: Future[Any]) -> None:
         self.inbox.put(("event", plan_id, step_id, event_id, future))
@@ -115,7 +127,9 @@ class Engine:
             if kind == "done":
                 self._step_done(message[1], it)
             elif kind == "execute":
-                self._start(message[1], message[2], message[3], it)
+                self._start(message[1], message[2], message[3], message[4], it)
+            elif kind == "retry":
+                self._retry_now(message[1], message[2], message[3], it)
             elif kind == "event":
                 self._event_sent(message[1], message[2], message[3], message[4], it)
             elif kind == "finalized":
@@ -139,6 +153,11 @@ class Engine:
                 log.warning("lost a step update (another world changed it first): %s", conflict)
             self._dispatch_claimed(it, result.claimed)
             for row in it.batch.events:
+                owner = self.plans.get(row.plan_id)
+                if row.due_at is not None and owner is not None and row.id is not None:
+                    step = owner.steps.get(row.step_id)
+                    if step is not None:
+                        step.timers.add(row.id)
                 if row.due_at is None:
                     self.check_events = True  # queued with an outcome: deliver next iteration
                 elif self.next_due is None or row.due_at < self.next_due:
@@ -148,15 +167,23 @@ class Engine:
 
     # -- starting plans --------------------------------------------------------------------
 
-    def _start(self, plan_id: str, future: Future[Any], adopt: bool, it: _Iteration) -> None:
+    def _start(
+        self,
+        plan_id: str,
+        future: Future[Any],
+        adopt_from: str | EllipsisType | None,
+        only: int | None,
+        it: _Iteration,
+    ) -> None:
         runtime = self.plans.get(plan_id)
         if runtime is not None:  # already executing here: wait for the same end
             runtime.futures.append(future)
             return
         try:
             plan = self.storage.load_plan(plan_id)
-            if adopt:  # a running plan released by a world that shut down
-                expect, owner = RUNNING_PLAN, None
+            owner: str | EllipsisType | None
+            if adopt_from is not ...:  # released by a world that shut down, or left by a dead one
+                expect, owner = RUNNING_PLAN, adopt_from
             elif plan.state in EXECUTABLE:
                 expect, owner = EXECUTABLE, ...
             else:
@@ -164,20 +191,30 @@ class Engine:
                     f"plan {plan_id} is {plan.state}; only planned or paused plans can be "
                     "executed (a stopped plan is finished, a running one is already executing)"
                 )
-            runtime = PlanRuntime(plan)
+            rerun: bool | int = False if adopt_from is not ... else (True if only is None else only)
+            runtime = PlanRuntime(plan, rerun)
             at = now()
             fields: dict[str, Any] = {"state": PlanState.RUNNING, "world_id": self.world.id}
             if plan.started_at is None:
                 fields["started_at"] = at
+            if plan.state == PlanState.PAUSED:
+                fields["result"] = PlanResult.PENDING
+            recovered = self._recover_interrupted(runtime, adopt_from, at)
             with self.storage.transaction():
                 if not self.storage.update_plan(plan_id, fields, expect, owner):
                     raise ConcurrentModification(
                         f"plan {plan_id} was started by another world first; wait for it with "
                         "world.get_plan()"
                     )
-                self.storage.add_history(
-                    [HistoryRow(plan_id, at, "plan running", world_id=self.world.id)]
+                detail = {"from": adopt_from} if adopt_from is not ... else None
+                recovered.history.insert(
+                    0,
+                    HistoryRow(plan_id, at, "plan running", world_id=self.world.id, detail=detail),
                 )
+                if self.storage.write(recovered).step_conflicts:
+                    raise ConcurrentModification(
+                        f"steps of plan {plan_id} changed while it was being taken over"
+                    )
         except (UnknownPlan, InvalidState, ConcurrentModification) as exc:
             future.set_exception(exc)
             return
@@ -191,7 +228,58 @@ class Engine:
         if any(s.state == S.SUSPENDED for s in runtime.steps.values()):
             self.check_events = True
             self.next_due = _earliest(self.next_due, self.storage.next_due(self.world.id))
+            for row in self.storage.plan_events(plan_id):
+                if row.due_at is not None and row.step_id in runtime.steps and row.id is not None:
+                    runtime.steps[row.step_id].timers.add(row.id)
         self._signal_plan(it.after, plan_id, PlanState.RUNNING, plan.result)
+
+    def _recover_interrupted(
+        self, runtime: PlanRuntime, adopt_from: str | EllipsisType | None, at: datetime
+    ) -> Batch:
+        """Steps left ``running`` by a world that died: an ``idempotent`` action runs again,
+        any other errors with "abnormal termination" (and its rescue strategy applies)."""
+        batch = Batch()
+        if adopt_from is ...:
+            return batch
+        for step in runtime.steps.values():
+            if step.barrier or step.state != S.RUNNING:
+                continue
+            try:
+                again = bool(registry.resolve(step.action_class).idempotent)
+            except Exception:
+                again = False
+            if again:
+                batch.steps.append(StepUpdate(runtime.plan_id, step.id, S.RUNNING, S.PENDING))
+                batch.history.append(
+                    HistoryRow(
+                        runtime.plan_id, at, "step pending", step.id, self.world.id,
+                        {"reason": f"interrupted when world {adopt_from} stopped; idempotent, "
+                         "so it runs again"},
+                    )
+                )  # fmt: skip
+                step.state = S.PENDING
+            else:
+                error = StepError(
+                    "AbnormalTermination",
+                    f"abnormal termination: world {adopt_from} stopped while the step ran; it "
+                    "is not marked idempotent, so it is not run again on its own",
+                )
+                batch.steps.append(
+                    StepUpdate(
+                        runtime.plan_id, step.id, S.RUNNING, S.ERROR,
+                        {"ended_at": at, "error": error.to_json()},
+                    )
+                )  # fmt: skip
+                batch.history.append(
+                    HistoryRow(
+                        runtime.plan_id, at, "step error", step.id, self.world.id,
+                        {"error": error.to_json()},
+                    )
+                )  # fmt: skip
+                step.state = S.ERROR
+                runtime.blocked.add(step.id)
+        runtime.refresh_ready()
+        return batch
 
     # -- step outcomes ---------------------------------------------------------------------
 
@@ -207,10 +295,13 @@ class Engine:
         runtime.busy -= 1
         if outcome.consumed is not None:
             batch.drop_events.append(outcome.consumed)
+            step.timers.discard(outcome.consumed)
             self._resolve_event(it.after, outcome.consumed, None)
         error = outcome.error
         if error is None and step.timed_out is not None:
             error, step.timed_out = StepError("Timeout", step.timed_out), None
+        if error is not None and self._retry_later(runtime, step, outcome, error, it):
+            return
         fields: dict[str, Any] = {}
         if error is not None:
             state = S.ERROR
@@ -256,6 +347,44 @@ class Engine:
         it.touched[outcome.plan_id] = runtime
         self._signal_step(it.after, runtime, step)
 
+    def _retry_later(
+        self,
+        runtime: PlanRuntime,
+        step: StepRuntime,
+        outcome: StepOutcome,
+        error: StepError,
+        it: _Iteration,
+    ) -> bool:
+        """Under the action's ``Retry`` policy, a failed attempt waits on a persisted timer
+        (the step ``suspended``, no thread held) and runs again when it fires."""
+        if runtime.halted or runtime.cancelling or outcome.cancelling:
+            return False
+        try:
+            policy = registry.resolve(step.action_class).retry
+        except Exception:
+            return False
+        if policy is None or not policy.applies(outcome.exception):
+            return False
+        if step.attempt >= policy.attempts:
+            return False
+        at = outcome.ended_at
+        due = at + timedelta(seconds=policy.delay(step.attempt))
+        detail = {"error": error.to_json(), "attempt": step.attempt, "retry_at": due.isoformat()}
+        it.batch.steps.append(
+            StepUpdate(runtime.plan_id, step.id, S.RUNNING, S.SUSPENDED, {"error": detail["error"]})
+        )
+        it.batch.history.append(
+            HistoryRow(runtime.plan_id, at, "step error", step.id, self.world.id, detail)
+        )
+        it.batch.events.append(
+            EventRow(runtime.plan_id, step.id, RETRY, {"attempt": step.attempt + 1}, at, due)
+        )
+        _reject_all(outcome.events, "the step that planned this event failed")
+        step.state = S.SUSPENDED
+        it.touched[runtime.plan_id] = runtime
+        self._signal_step(it.after, runtime, step)
+        return True
+
     def _queue_events(self, outcome: StepOutcome, it: _Iteration) -> None:
         for row, future in outcome.events:
             it.batch.events.append(row)
@@ -265,7 +394,11 @@ class Engine:
                 it.after.append(_register(self, row, future))
 
     def _reject_waiting(self, runtime: PlanRuntime, step: StepRuntime, it: _Iteration) -> None:
-        """The step finished: events sent to it that it never took are rejected."""
+        """The step finished: events sent to it that it never took are rejected, and the
+        timers it planned for itself are dropped (a resumed step plans its own again)."""
+        if step.timers:
+            it.batch.drop_events.extend(sorted(step.timers - {step.handling}))
+            step.timers.clear()
         if not step.waiting_events:
             return
         for event_id in sorted(step.waiting_events):
@@ -311,7 +444,10 @@ class Engine:
         events for steps that finished."""
         self.check_events = False
         at = now()
+        dropped = set(it.batch.drop_events)  # handled in this iteration, not yet deleted
         for row in self.storage.due_events(self.world.id, at):
+            if row.id in dropped:
+                continue
             runtime = self.plans.get(row.plan_id)
             assert row.id is not None
             if runtime is None or runtime.halted:
@@ -331,6 +467,13 @@ class Engine:
                     )
                 continue
             if row.id == step.handling:
+                continue
+            if row.kind == RETRY:
+                if step.state == S.SUSPENDED and not step.busy and key not in it.wakes:
+                    step.attempt = int((row.payload or {}).get("attempt", 2))
+                    self._wake(runtime, step, NO_EVENT, row.id, False, it)
+                elif step.state != S.SUSPENDED:
+                    it.batch.drop_events.append(row.id)
                 continue
             if row.kind == TIMEOUT:
                 it.batch.drop_events.append(row.id)
@@ -625,7 +768,11 @@ class Engine:
                 return  # shutting down: the plan is released with its finalize still to do
             state, result = PlanState.STOPPED, plan_result(runtime.step_states())
         else:
-            state, result = PlanState.PAUSED, plan_result([s.state for s in run_steps])
+            rescue = self._rescue(runtime, it)
+            if rescue is Rescue.SKIP:
+                return  # skipped what failed; the plan goes on
+            state = PlanState.STOPPED if rescue is Rescue.FAIL else PlanState.PAUSED
+            result = plan_result([s.state for s in run_steps])
         at = now()
         fields: dict[str, Any] = {"state": state, "result": result}
         if state == PlanState.STOPPED:
@@ -633,6 +780,102 @@ class Engine:
         it.batch.plans.append(PlanUpdate(plan_id, RUNNING_PLAN, fields))
         it.batch.history.append(HistoryRow(plan_id, at, f"plan {state}", world_id=self.world.id))
         self._end(runtime, state, result, it.after)
+
+    def _rescue(self, runtime: PlanRuntime, it: _Iteration) -> Rescue:
+        """Apply the rescue strategy of the failed steps (with ``auto_rescue``): SKIP skips
+        them (and what consumes their output) and the plan goes on, FAIL stops it, PAUSE waits
+        for an operator. A plan is rescued again only if a different step failed."""
+        failed = [s for s in runtime.run_steps() if s.state == S.ERROR]
+        if not self.world.auto_rescue or not failed:
+            return Rescue.PAUSE
+        ids = {s.id for s in failed}
+        if ids <= runtime.rescued:
+            return Rescue.PAUSE  # the loop guard: these were rescued once already
+        strategy = combine(self._strategy(runtime, s) for s in failed)
+        if strategy is not Rescue.SKIP:
+            return strategy
+        plan = None
+        for step in failed:
+            if getattr(registry.resolve(step.action_class), "on_skip", None) is not None:
+                plan = plan or self.storage.load_plan(runtime.plan_id)
+                try:
+                    call_on_skip(self.world, plan, step.id)
+                except Exception:
+                    log.warning("on_skip() vetoed the rescue of plan %s", runtime.plan_id)
+                    return Rescue.PAUSE
+        runtime.rescued |= ids
+        at = now()
+        closure = skip_closure(
+            [(s.id, s.kind, s.action_id, s.state) for s in runtime.steps.values() if not s.barrier],
+            {a.id: a.input for a in runtime.actions.values()},
+            sorted(ids),
+        )
+        for step_id, state in closure:
+            step = runtime.steps[step_id]
+            it.batch.steps.append(
+                StepUpdate(runtime.plan_id, step_id, state, S.SKIPPED, {"ended_at": at})
+            )
+            it.batch.history.append(
+                HistoryRow(
+                    runtime.plan_id,
+                    at,
+                    "step skipped",
+                    step_id,
+                    self.world.id,
+                    {"reason": "rescue strategy SKIP"},
+                )
+            )
+            step.state = S.SKIPPED
+            self._reject_waiting(runtime, step, it)
+            self._signal_step(it.after, runtime, step)
+        for step_id, _ in closure:
+            runtime.completed(step_id)
+        it.batch.history.append(
+            HistoryRow(
+                runtime.plan_id,
+                at,
+                "plan rescued",
+                world_id=self.world.id,
+                detail={"strategy": "skip", "steps": sorted(ids)},
+            )
+        )
+        self._advance(runtime, it)
+        return Rescue.SKIP
+
+    def _strategy(self, runtime: PlanRuntime, step: StepRuntime) -> Rescue:
+        """The step's action's rescue strategy, else its nearest ancestor's, else PAUSE."""
+        action_id: int | None = step.action_id
+        while action_id is not None:
+            action = runtime.actions[action_id]
+            try:
+                strategy = registry.resolve(action.action_class).rescue_strategy
+            except Exception:
+                return Rescue.PAUSE
+            if strategy is not None:
+                return Rescue(strategy)
+            action_id = action.parent_id
+        return Rescue.PAUSE
+
+    def _retry_now(self, plan_id: str, step_id: int, future: Future[Any], it: _Iteration) -> None:
+        """``World.retry`` of a step of a plan running here: run it again now."""
+        runtime = self.plans.get(plan_id)
+        if runtime is None:  # ended meanwhile: run it as a paused plan
+            self._start(plan_id, future, ..., step_id, it)
+            return
+        step = runtime.steps.get(step_id)
+        if step is None or step.state != S.ERROR or step.busy:
+            future.set_exception(
+                InvalidState(
+                    f"step {step_id} of plan {plan_id} is "
+                    f"{step.state if step else 'unknown'}; only a failed step can be retried"
+                )
+            )
+            return
+        runtime.blocked.discard(step_id)
+        runtime.rescued.discard(step_id)
+        runtime.ready.add(step_id)
+        runtime.futures.append(future)
+        it.touched[plan_id] = runtime
 
     def _finalized(
         self,

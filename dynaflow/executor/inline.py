@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 class InlineExecutor:
     def __init__(self, world: World) -> None:
+        self.world = world
         self.tasks: deque[Task] = deque()
         self.engine = Engine(world, self.tasks.append)
         self._lock = threading.RLock()
@@ -33,6 +34,7 @@ class InlineExecutor:
                 return
             self._running = True
             try:
+                self.world.maintain()
                 engine = self.engine
                 while True:
                     messages = engine.drain()

@@ -40,6 +40,10 @@ class StepRuntime:
     handling: int | None = None
     #: whether the action is a Cancellable (resolved on first need)
     cancellable: bool | None = None
+    #: the run attempt under a Retry policy (1: the first run)
+    attempt: int = 1
+    #: ids of the timers (plan_event, timeouts, retries) queued for the step
+    timers: set[int] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -48,16 +52,20 @@ class ActionRuntime:
     action_class: str
     input: dict[str, Any]
     output: dict[str, Any]
+    parent_id: int | None = None
 
 
 class PlanRuntime:
     """Step states, the run graph and the actions of one plan an executor is running."""
 
-    def __init__(self, plan: ExecutionPlan) -> None:
+    def __init__(self, plan: ExecutionPlan, rerun: bool | int = True) -> None:
+        """``rerun``: which failed run steps run again — all (``True``, resume), none
+        (``False``, taking a running plan over), or the one with that id (retry of a step)."""
         self.plan_id = plan.id
         self.futures: list[Future[Any]] = []
         self.actions = {
-            a.id: ActionRuntime(a.id, a.action_class, a.input, a.output) for a in plan.actions
+            a.id: ActionRuntime(a.id, a.action_class, a.input, a.output, a.parent_id)
+            for a in plan.actions
         }
         self.steps: dict[int, StepRuntime] = {}
         self.finalize_order: list[int] = []
@@ -83,20 +91,36 @@ class PlanRuntime:
                 self.steps[after].state = (
                     StepState.PENDING if self.steps[after].barrier else self.steps[after].state
                 )
-        self.ready: set[int] = {
+        #: failed steps that stay failed for now (see ``rerun``)
+        self.blocked: set[int] = {
             s.id
             for s in self.steps.values()
-            if s.kind == StepKind.RUN
-            and not s.barrier
-            and s.waiting_on == 0
-            and s.state in (StepState.PENDING, StepState.ERROR)
+            if s.state == StepState.ERROR
+            and not (rerun is True or (rerun is not False and s.id == rerun))
         }
+        self.ready: set[int] = set()
+        self.refresh_ready()
+        #: failed steps auto-rescue already rescued (its loop guard)
+        self.rescued: set[int] = set()
         self.busy = 0
         self.finalizing = False
         #: world.cancel() was called: no new steps, Cancellable steps are told
         self.cancelling = False
         #: world.halt() was called: the plan is stopped; running steps' outcomes are recorded
         self.halted = False
+
+    def refresh_ready(self) -> None:
+        """Recompute the ready set from the step states (after a change of many at once)."""
+        self.ready = {
+            s.id
+            for s in self.steps.values()
+            if s.kind == StepKind.RUN
+            and not s.barrier
+            and not s.busy
+            and s.waiting_on == 0
+            and s.state in (StepState.PENDING, StepState.ERROR)
+            and s.id not in self.blocked
+        }
 
     def run_steps(self) -> list[StepRuntime]:
         return [s for s in self.steps.values() if s.kind == StepKind.RUN and not s.barrier]
@@ -117,7 +141,7 @@ class PlanRuntime:
             if node.barrier:
                 node.state = StepState.SUCCESS
                 stack.extend(node.successors)
-            elif node.state in (StepState.PENDING, StepState.ERROR):
+            elif node.state in (StepState.PENDING, StepState.ERROR) and node.id not in self.blocked:
                 self.ready.add(node.id)
 
     def output_of(self, action_id: int) -> dict[str, Any]:

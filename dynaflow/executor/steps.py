@@ -49,6 +49,8 @@ class StepOutcome:
     consumed: int | None = None
     #: the call was ``cancel()`` (or ran while a cancel was requested)
     cancelling: bool = False
+    #: the exception behind ``error`` (in memory only: retry policies look at its class)
+    exception: BaseException | None = None
 
 
 #: "no event": the first call of run()
@@ -162,6 +164,7 @@ def run_step(
         outcome.events = context.events
     except BaseException as exc:  # user code: SystemExit in run() is a step error
         outcome.error = error_of(exc)
+        outcome.exception = exc
         for _, future in context.events:
             if future is not None:
                 future.set_exception(

@@ -31,6 +31,7 @@ TICK = 1.0
 class ThreadedExecutor:
     def __init__(self, world: World, workers: int) -> None:
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix=f"dynaflow-worker-{world.id}")
+        self.world = world
         self.engine = Engine(world, self._dispatch)
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -91,14 +92,19 @@ class ThreadedExecutor:
 
     def _loop(self) -> None:
         engine = self.engine
+        tick = min(TICK, self.world.lease / 3)
         while not self._stopping:
-            timeout = TICK
+            timeout = tick
             if engine.next_due is not None:
                 timeout = min(TICK, max(0.0, (engine.next_due - now()).total_seconds()))
             if not self._wake.wait(timeout) and engine.plans:
                 # a tick: look for events other processes queued for plans run here
                 engine.check_events = True
             self._wake.clear()
+            try:
+                self.world.maintain()
+            except Exception:
+                log.exception("heartbeat or takeover failed; trying again on the next tick")
             self._pump()
 
     # -- the executor interface ----------------------------------------------------------------

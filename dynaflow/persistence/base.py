@@ -71,6 +71,18 @@ class EventRow:
 
 
 @dataclass(slots=True)
+class WorldRow:
+    """An executor world: alive while its ``heartbeat_at`` is younger than the lease."""
+
+    id: str
+    started_at: datetime
+    heartbeat_at: datetime
+    hostname: str | None = None
+    pid: int | None = None
+    executor: str | None = None
+
+
+@dataclass(slots=True)
 class NewPlan:
     """Everything planning produced, written by :meth:`Storage.insert_plan` in one go."""
 
@@ -233,6 +245,30 @@ class Storage(ABC):
     @abstractmethod
     def delete_events(self, ids: Sequence[int]) -> None:
         """Delete events by id; ids that are gone already are ignored."""
+
+    # -- worlds ----------------------------------------------------------------------------
+
+    @abstractmethod
+    def register_world(self, world: WorldRow) -> None:
+        """Insert (or replace) an executor world's row."""
+
+    @abstractmethod
+    def heartbeat(self, world_id: str, at: datetime) -> bool:
+        """Set the world's ``heartbeat_at``; ``False`` if its row is gone (it was declared dead
+        and its plans were taken over)."""
+
+    @abstractmethod
+    def unregister_world(self, world_id: str) -> None:
+        """Delete a world's row (missing is fine)."""
+
+    @abstractmethod
+    def worlds(self) -> list[WorldRow]:
+        """Every registered world, oldest first."""
+
+    @abstractmethod
+    def orphaned_plans(self, alive_since: datetime) -> list[tuple[str, str]]:
+        """``(plan_id, world_id)`` of running plans owned by a world that has no row or whose
+        last heartbeat is older than ``alive_since``."""
 
     # -- reads -----------------------------------------------------------------------------
 

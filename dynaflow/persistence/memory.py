@@ -29,6 +29,7 @@ from dynaflow.persistence.base import (
     NewPlan,
     StepUpdate,
     Storage,
+    WorldRow,
 )
 from dynaflow.states import PlanResult, PlanState, StepState
 
@@ -69,6 +70,7 @@ class MemoryStorage(Storage):
         self._keys: dict[str, str] = {}
         self._local = threading.local()
         self._event_ids = itertools.count(1)
+        self._worlds: dict[str, WorldRow] = {}
         self._event_plan: dict[int, str] = {}
 
     def close(self) -> None:
@@ -223,6 +225,39 @@ class MemoryStorage(Storage):
                     continue
                 row = plan.events.pop(event_id)
                 undo.append(_restore(plan.events, event_id, row))
+
+    # -- worlds ----------------------------------------------------------------------------
+
+    def register_world(self, world: WorldRow) -> None:
+        with self._lock:
+            self._worlds[world.id] = replace(world)
+
+    def heartbeat(self, world_id: str, at: datetime) -> bool:
+        with self._lock:
+            world = self._worlds.get(world_id)
+            if world is None:
+                return False
+            world.heartbeat_at = at
+            return True
+
+    def unregister_world(self, world_id: str) -> None:
+        with self._lock:
+            self._worlds.pop(world_id, None)
+
+    def worlds(self) -> list[WorldRow]:
+        with self._lock:
+            return sorted((replace(w) for w in self._worlds.values()), key=lambda w: w.started_at)
+
+    def orphaned_plans(self, alive_since: datetime) -> list[tuple[str, str]]:
+        with self._lock:
+            alive = {w.id for w in self._worlds.values() if w.heartbeat_at >= alive_since}
+            return [
+                (p.record.id, p.record.world_id)
+                for p in self._plans.values()
+                if p.record.state == PlanState.RUNNING
+                and p.record.world_id is not None
+                and p.record.world_id not in alive
+            ]
 
     # -- reads -----------------------------------------------------------------------------
 

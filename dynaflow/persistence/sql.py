@@ -73,11 +73,13 @@ from dynaflow.persistence.base import (
     NewPlan,
     StepUpdate,
     Storage,
+    WorldRow,
 )
 from dynaflow.states import PlanResult, PlanState, StepKind, StepState
 
 P, A, S, E, H = tables.plans, tables.actions, tables.steps, tables.edges, tables.history
 EV = tables.events
+W = tables.worlds
 
 #: JSON that stores Python ``None`` as SQL NULL (the tables' plain ``JSON`` would write ``'null'``)
 _JSON = JSON(none_as_null=True)
@@ -867,6 +869,58 @@ class SQLStorage(Storage):
             if not rows:
                 self._check_plans(conn, [plan_id])
         return self._event_records(rows)
+
+    # -- worlds --------------------------------------------------------------------------------
+
+    def register_world(self, world: WorldRow) -> None:
+        row = {
+            "id": world.id,
+            "started_at": _time_in(world.started_at),
+            "heartbeat_at": _time_in(world.heartbeat_at),
+            "hostname": world.hostname,
+            "pid": world.pid,
+            "executor": world.executor,
+        }
+        with self.transaction() as conn:
+            conn.execute(delete(W).where(W.c.id == world.id))
+            conn.execute(insert(W).values(row))
+
+    def heartbeat(self, world_id: str, at: datetime) -> bool:
+        stmt = update(W).where(W.c.id == world_id).values(heartbeat_at=_time_in(at))
+        with self.transaction() as conn:
+            return bool(conn.execute(stmt).rowcount)
+
+    def unregister_world(self, world_id: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(delete(W).where(W.c.id == world_id))
+
+    def worlds(self) -> list[WorldRow]:
+        query = select(
+            W.c.id, W.c.started_at, W.c.heartbeat_at, W.c.hostname, W.c.pid, W.c.executor
+        ).order_by(W.c.started_at, W.c.id)
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [
+            WorldRow(
+                r.id,
+                _time_out(r.started_at) or _EPOCH,
+                _time_out(r.heartbeat_at) or _EPOCH,
+                r.hostname,
+                r.pid,
+                r.executor,
+            )
+            for r in rows
+        ]
+
+    def orphaned_plans(self, alive_since: datetime) -> list[tuple[str, str]]:
+        alive = select(W.c.id).where(W.c.heartbeat_at >= _time_in(alive_since))
+        query = select(P.c.id, P.c.world_id).where(
+            P.c.state == PlanState.RUNNING.value,
+            P.c.world_id.is_not(None),
+            P.c.world_id.not_in(alive),
+        )
+        with self._read() as conn:
+            return [(r.id, r.world_id) for r in conn.execute(query).all()]
 
     def load_plan(self, plan_id: str) -> ExecutionPlan:
         params = {"b_id": plan_id}
