@@ -17,6 +17,7 @@ from enum import Enum
 from types import EllipsisType
 from typing import Any
 
+import psycopg
 from sqlalchemy import (
     JSON,
     URL,
@@ -296,29 +297,41 @@ class _SlowPath(Exception):
     """A compare-and-set in the fast path missed: redo the batch on the exact path."""
 
 
-class _SQLiteBatchWriter:
-    """The executor's group commit on SQLite, straight on the driver's cursor.
+class _DriverBatchWriter:
+    """The executor's group commit, straight on the driver's cursor (sqlite3 or psycopg).
 
     SQLAlchemy's per-statement work (compiling, processing every parameter, building results)
-    costs several times what SQLite itself spends on a small batch, and a batch is written for
-    every step of a sequence. Statements here are SQL strings built once (per set of columns,
-    per number of ids), values converted by the columns' own bind processors, so what is
-    written is exactly what SQLAlchemy would write. Any compare-and-set that misses raises
-    :class:`_SlowPath`; the batch is then rolled back and written by the exact path, which
-    finds out which rows conflicted.
+    costs several times what the database itself spends on a small batch, and a batch is
+    written for every step of a sequence. Statements here are SQL strings built once (per set
+    of columns, per number of ids), values converted as SQLAlchemy would convert them (on
+    SQLite by the columns' own bind processors), so what is written is exactly what the exact
+    path would write. Any compare-and-set that misses raises :class:`_SlowPath`; the batch is
+    then rolled back and written by the exact path, which finds out which rows conflicted.
+    psycopg sends an executemany as one pipeline, so a batch costs a few round trips.
     """
 
     STEP_FIELDS = ("started_at", "ended_at", "duration", "error", "world_id")
 
     def __init__(self, storage: SQLStorage, dialect: Any) -> None:
         self.storage = storage
+        self.postgres = postgres = dialect.name == "postgresql"
+        mark = "%s" if postgres else "?"
 
         def processor(column: Any) -> Callable[[Any], Any]:
             convert = _CONVERT_IN.get(column.name, _identity)
+            if postgres:  # psycopg adapts datetimes itself; JSON goes as text, cast in the SQL
+                if isinstance(column.type, JSON):
+                    return lambda value: None if value is None else json.dumps(value)
+                return convert
             bind = _bind(column).type.dialect_impl(dialect).bind_processor(dialect)
             if bind is None:
                 return convert
             return lambda value: None if value is None else bind(convert(value))
+
+        def param(column: Any) -> str:
+            return f"{mark}::json" if postgres and isinstance(column.type, JSON) else mark
+
+        self.mark, self.param = mark, param
 
         self.step_in = {name: processor(S.c[name]) for name in self.STEP_FIELDS}
         self.time_in = processor(S.c.started_at)
@@ -326,9 +339,12 @@ class _SQLiteBatchWriter:
         self.history_in = [processor(H.c[n]) for n in _HISTORY_COLUMNS]
         self.step_sql: dict[tuple[str, ...], str] = {}
         self.claim_sql: dict[tuple[int, int], str] = {}
-        self.output_sql = f"UPDATE {A.name} SET output = ? WHERE plan_id = ? AND id = ?"
+        self.output_sql = (
+            f"UPDATE {A.name} SET output = {param(A.c.output)} WHERE plan_id = {mark} "
+            f"AND id = {mark}"
+        )
         names = ", ".join(_HISTORY_COLUMNS)
-        marks = ", ".join("?" for _ in _HISTORY_COLUMNS)
+        marks = ", ".join(param(H.c[n]) for n in _HISTORY_COLUMNS)
         self.history_sql = f"INSERT INTO {H.name} ({names}) VALUES ({marks})"
 
     def write(self, conn: Connection, batch: Batch) -> BatchResult:
@@ -383,10 +399,11 @@ class _SQLiteBatchWriter:
         for names, rows in groups.items():
             sql = self.step_sql.get(names)
             if sql is None:
-                sets = "".join(f", {n} = ?" for n in names)
+                m = self.mark
+                sets = "".join(f", {n} = {self.param(S.c[n])}" for n in names)
                 sql = self.step_sql[names] = (
-                    f"UPDATE {S.name} SET state = ?{sets} "
-                    "WHERE plan_id = ? AND id = ? AND state = ?"
+                    f"UPDATE {S.name} SET state = {m}{sets} "
+                    f"WHERE plan_id = {m} AND id = {m} AND state = {m}"
                 )
             cursor.executemany(sql, rows)
             if cursor.rowcount != len(rows):
@@ -396,19 +413,28 @@ class _SQLiteBatchWriter:
         wanted = list(dict.fromkeys(claim.step_ids))
         expect = sorted(_val(s) for s in claim.expect)
         claimed: set[int] = set()
+        if self.postgres:  # arrays: one statement whatever the number of ids
+            sql = (
+                f"UPDATE {S.name} SET state = 'running', started_at = %s, ended_at = NULL, "
+                "duration = NULL, error = NULL, world_id = %s WHERE plan_id = %s AND "
+                "id = ANY(%s) AND state = ANY(%s) RETURNING id"
+            )
+            params = (self.time_in(claim.at), claim.world_id, claim.plan_id, wanted, expect)
+            claimed.update(row[0] for row in cursor.execute(sql, params).fetchall())
+            return [step_id for step_id in wanted if step_id in claimed]
         for i in range(0, len(wanted), _CHUNK):
             ids = wanted[i : i + _CHUNK]
             key = (len(ids), len(expect))
-            sql = self.claim_sql.get(key)
-            if sql is None:
-                sql = self.claim_sql[key] = (
+            cached = self.claim_sql.get(key)
+            if cached is None:
+                cached = self.claim_sql[key] = (
                     f"UPDATE {S.name} SET state = 'running', started_at = ?, ended_at = NULL, "
                     "duration = NULL, error = NULL, world_id = ? WHERE plan_id = ? AND id IN "
                     f"({', '.join('?' * len(ids))}) AND state IN ({', '.join('?' * len(expect))})"
                     " RETURNING id"
                 )
             params = (self.time_in(claim.at), claim.world_id, claim.plan_id, *ids, *expect)
-            claimed.update(row[0] for row in cursor.execute(sql, params).fetchall())
+            claimed.update(row[0] for row in cursor.execute(cached, params).fetchall())
         return [step_id for step_id in wanted if step_id in claimed]
 
 
@@ -443,7 +469,7 @@ class SQLStorage(Storage):
             self._engine.dispose()
             raise
         self._build_statements()
-        self._fast = _SQLiteBatchWriter(self, self._engine.dialect) if self._sqlite else None
+        self._fast = _DriverBatchWriter(self, self._engine.dialect)
 
     def _build_statements(self) -> None:
         # SQLite hands JSON back as text: decode it here, where a bad value can name its row
@@ -579,13 +605,13 @@ class SQLStorage(Storage):
 
     def write(self, batch: Batch) -> BatchResult:
         """The group commit: on SQLite, outside an ambient transaction, through the driver
-        directly (see :class:`_SQLiteBatchWriter`); else the exact path of the base class."""
+        directly (see :class:`_DriverBatchWriter`); else the exact path of the base class."""
         if self._fast is None or getattr(self._local, "conn", None) is not None:
             return super().write(batch)
         try:
             with self.transaction() as conn:
                 return self._fast.write(conn, batch)
-        except (_SlowPath, sqlite3.IntegrityError):
+        except (_SlowPath, sqlite3.IntegrityError, psycopg.errors.IntegrityError):
             # a missed compare-and-set or a missing plan: the exact path says which
             return super().write(batch)
 
