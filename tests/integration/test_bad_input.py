@@ -44,6 +44,7 @@ def assert_nothing_ran(plan: Any, probe: Probe) -> None:
     [object, Noop(), "integration.actions.Noop", print, BaseModel, None],
     ids=["class", "instance", "name", "function", "model", "none"],
 )
+@pytest.mark.executors("inline")  # refused before anything is planned
 def test_triggering_something_that_is_not_an_action_class(world: Any, target: Any) -> None:
     with pytest.raises(ConfigurationError) as info:
         world.trigger(target)
@@ -72,6 +73,7 @@ class WrongArguments(Action):
         self.plan_action(Noop, name="never-planned")
 
 
+@pytest.mark.executors("inline")  # planning only: the executor plays no part
 def test_plan_action_with_arguments_the_child_does_not_accept(world: Any, probe: Probe) -> None:
     with pytest.raises(PlanningFailed) as info:
         world.trigger(WrongArguments)
@@ -101,6 +103,7 @@ class PlansAString(Action):
         self.plan_action("integration.actions.Noop")  # type: ignore[arg-type]
 
 
+@pytest.mark.executors("inline")  # planning only: the executor plays no part
 def test_plan_action_with_something_that_is_not_an_action_class(world: Any) -> None:
     with pytest.raises(PlanningFailed) as info:
         world.trigger(PlansAString)
@@ -118,6 +121,7 @@ class Machine(Action):
         pass
 
 
+@pytest.mark.executors("inline")  # planning only: the executor plays no part
 def test_input_validation_failure_lists_every_bad_field(world: Any, probe: Probe) -> None:
     with pytest.raises(PlanningFailed) as info:
         world.trigger(Machine, name="web", cpus="four", tags="not-a-list")
@@ -260,6 +264,7 @@ def test_a_reference_to_a_key_the_producer_never_sets(world: Any, probe: Probe) 
 
 
 @pytest.mark.parametrize("plan_id", ["no-such-plan", "00000000-0000-0000-0000-000000000000", 42])
+@pytest.mark.executors("inline")  # a read: the executor plays no part
 def test_get_plan_of_an_unknown_id(world: Any, plan_id: Any) -> None:
     with pytest.raises(UnknownPlan) as info:
         world.get_plan(plan_id)
@@ -406,6 +411,7 @@ class PlansWhileRunning(Action):
     ],
     ids=["datetime", "set", "plan-self-twice", "cycle"],
 )
+@pytest.mark.executors("inline")  # planning only: the executor plays no part
 def test_planning_mistakes_fail_planning_with_a_clear_cause(
     world: Any, probe: Probe, action_class: Any, kwargs: Any, cause: str, message: str
 ) -> None:
@@ -440,6 +446,7 @@ class BrokenPlugin(Action):
         self.plan_self(hostname=hostname)
 
 
+@pytest.mark.executors("inline")  # planning only: the executor plays no part
 def test_a_subscriber_that_cannot_take_the_core_arguments_fails_planning(world: Any) -> None:
     with pytest.raises(PlanningFailed) as info:
         world.trigger(CoreForBrokenPlugin, host="h1")
