@@ -1,4 +1,4 @@
-"""The ``dynaflow`` command: run the demo, migrate the database, list and show plans.
+"""The ``dynaflow`` command: run the demo, migrate the database, list, show and operate plans.
 
 Errors dynaflow raises for things a user can get wrong (an unknown plan id, an unreachable
 database) are printed as one red line and exit with status 1, without a traceback.
@@ -222,6 +222,138 @@ def show_plan(plan_id: str, url: str, tracebacks: bool, history: bool) -> None:
                 row.world_id or "",
             )
         console.print(table)
+
+
+# -- operator actions ---------------------------------------------------------------------------
+
+
+def import_option(function: Any) -> Any:
+    return click.option(
+        "--import",
+        "imports",
+        multiple=True,
+        metavar="MODULE",
+        help="Import this module first (where your action classes are); repeatable.",
+    )(function)
+
+
+def wait_option(function: Any) -> Any:
+    return click.option(
+        "--wait/--no-wait",
+        default=True,
+        show_default=True,
+        help="Run the plan here until it stops or pauses; --no-wait leaves it to the next "
+        "World that opens with an executor.",
+    )(function)
+
+
+def _operator_world(url: str, imports: tuple[str, ...]) -> World:
+    import importlib
+
+    for module in imports:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            _fail(f"cannot import {module!r} (--import): {exc}")
+    _require_existing_file(url)
+    return World(url, executor="threads")
+
+
+def _finish(world: World, future: Any, wait: bool) -> None:
+    if wait:
+        plan = future.result()
+        _console().print(plan_tree(plan))
+        _console().print(f"plan {plan.id}: {plan.state} / {plan.result}", highlight=False)
+    else:
+        _console().print("left to the next World that opens with an executor", style="dim")
+
+
+@plans.command("resume")
+@click.argument("plan_id")
+@url_option
+@import_option
+@wait_option
+def resume_plan(plan_id: str, url: str, imports: tuple[str, ...], wait: bool) -> None:
+    """Run a paused plan again: failed steps run again, finished ones are left."""
+    with _operator_world(url, imports) as world:
+        _finish(world, world.resume(plan_id), wait)
+
+
+@plans.command("retry")
+@click.argument("plan_id")
+@click.argument("step_id", type=int)
+@url_option
+@import_option
+@wait_option
+def retry_step(plan_id: str, step_id: int, url: str, imports: tuple[str, ...], wait: bool) -> None:
+    """Run one failed step again now, leaving the other failed steps as they are."""
+    with _operator_world(url, imports) as world:
+        _finish(world, world.retry(plan_id, step_id), wait)
+
+
+@plans.command("skip")
+@click.argument("plan_id")
+@click.argument("step_id", type=int)
+@url_option
+@import_option
+@click.option("--resume", is_flag=True, help="Resume the plan right after skipping.")
+def skip_step(plan_id: str, step_id: int, url: str, imports: tuple[str, ...], resume: bool) -> None:
+    """Skip a failed step of a paused plan (with the steps that consume its output)."""
+    with _operator_world(url, imports) as world:
+        future = world.skip(plan_id, step_id, resume=resume)
+        if resume:
+            _finish(world, future, True)
+        else:
+            _console().print(plan_tree(world.get_plan(plan_id)))
+
+
+@plans.command("cancel")
+@click.argument("plan_id")
+@url_option
+@import_option
+def cancel_plan(plan_id: str, url: str, imports: tuple[str, ...]) -> None:
+    """Cancel a plan: steps not started are cancelled, Cancellable ones are told."""
+    with _operator_world(url, imports) as world:
+        _finish(world, world.cancel(plan_id), True)
+
+
+@plans.command("halt")
+@click.argument("plan_id")
+@url_option
+@import_option
+def halt_plan(plan_id: str, url: str, imports: tuple[str, ...]) -> None:
+    """Stop a plan at once: nothing new starts, its events and timers are dropped."""
+    with _operator_world(url, imports) as world:
+        _finish(world, world.halt(plan_id), True)
+
+
+@main.command()
+@url_option
+def status(url: str) -> None:
+    """Executor worlds: heartbeats, and how many plans each runs."""
+    with _open(url) as world:
+        worlds = world.storage.worlds()
+        running = world.find_plans(state="running", per_page=10_000)
+    owners: dict[str | None, int] = {}
+    for record in running:
+        owners[record.world_id] = owners.get(record.world_id, 0) + 1
+    table = Table(title="worlds", title_justify="left", header_style="bold")
+    for column in ("world", "host", "pid", "executor", "started", "last heartbeat", "plans"):
+        table.add_column(column)
+    for row in worlds:
+        table.add_row(
+            row.id,
+            row.hostname or "",
+            str(row.pid or ""),
+            row.executor or "",
+            row.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
+            row.heartbeat_at.astimezone().strftime("%H:%M:%S"),
+            str(owners.get(row.id, 0)),
+        )
+    console = _console()
+    console.print(table)
+    if owners.get(None):
+        console.print(f"{owners[None]} running plans are released, waiting for an executor")
 
 
 if __name__ == "__main__":
