@@ -197,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
                 return statistics.median(fn(make) for _ in range(args.repeat))  # noqa: B023
 
             raw = median(lambda make: bench_raw(make(tmp, "raw"), args.steps * 5))
+            raw_single = median(lambda make: bench_raw(make(tmp, "raw1"), args.steps, batch=1))
             planning = median(lambda make: bench_planning(make(tmp, "plan"), args.plan_actions))
             wide = median(
                 lambda make: bench_one_plan(make(tmp, "wide"), Wide, args.steps, args.workers)
@@ -232,6 +233,12 @@ def main(argv: list[str] | None = None) -> int:
                     "raw SQLAlchemy Core (2 batched updates/step)",
                     f"{raw:,.0f} steps/s",
                     "1.00",
+                ),
+                (
+                    backend,
+                    "raw SQLAlchemy Core, unbatched (1 transaction per state change)",
+                    f"{raw_single:,.0f} steps/s",
+                    f"{raw_single / raw:.2f}",
                 ),
             ]
     finally:
