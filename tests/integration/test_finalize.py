@@ -208,3 +208,45 @@ def test_references_are_resolved_for_finalize(
     plan = trigger(world, FinalizeReadsOutput)
     assert (plan.state, plan.result) == ("stopped", "success")
     assert probe.calls == [("finalize", "m"), ("finalize", "uuid-m")]
+
+
+# -- the plan phase is one transaction too ---------------------------------------------------
+
+
+class ReserveName(Action):
+    """Writes its name to the app table while planning (through the plan phase's connection)."""
+
+    def plan(self, name: str) -> None:
+        conn = self.connection
+        if conn is not None:
+            conn.execute(sa.insert(machines).values(name=name, seen_before=-1))
+        if name in FAILING:
+            raise RuntimeError(f"{name} is taken")
+        self.plan_self(name=name)
+
+    def run(self) -> None:
+        pass
+
+
+class ReserveTwo(Action):
+    def plan(self) -> None:
+        self.plan_action(ReserveName, "x")
+        self.plan_action(ReserveName, "y")
+
+
+@pytest.mark.sql
+@pytest.mark.executors("inline")
+def test_what_planning_writes_commits_with_the_plan_or_not_at_all(
+    world: World, app_db: sa.Engine, failing: set[str]
+) -> None:
+    plan = world.plan(ReserveTwo)
+    assert plan.state == "planned"
+    assert app_rows(app_db) == [("x", -1), ("y", -1)]
+
+    with app_db.begin() as conn:
+        conn.execute(sa.delete(machines))
+    failing.add("y")
+    failed = world.plan(ReserveTwo)
+    assert (failed.state, failed.result) == ("stopped", "error")
+    assert app_rows(app_db) == []  # x's row went with the failed planning
+    assert world.count_plans() == 2

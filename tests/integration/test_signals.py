@@ -100,3 +100,36 @@ def test_a_failing_receiver_is_logged_and_execution_goes_on(
     assert failures, "the failing receiver was not logged"
     assert "execution goes on" in failures[0].getMessage()
     assert failures[0].exc_info[0] is ValueError
+
+
+@pytest.mark.executors("inline")
+def test_receivers_see_the_signalled_state_already_saved(world: World) -> None:
+    """Receivers run after the change is committed. (Finalize steps are committed with their
+    whole phase, so only run steps and the plan can be checked state by state.)"""
+    seen: list[tuple[str, str, str]] = []
+
+    def on_step(sender: World, **change: Any) -> None:
+        if change["kind"] == StepKind.RUN:
+            saved = sender.get_plan(change["plan_id"]).step(change["step_id"]).state
+            seen.append(("step", change["state"], saved))
+
+    def on_plan(sender: World, **change: Any) -> None:
+        seen.append(("plan", change["state"], sender.get_plan(change["plan_id"]).state))
+
+    with (
+        receiving(signals.step_state_changed, on_step),
+        receiving(signals.plan_state_changed, on_plan),
+    ):
+        plan = trigger(world, Shape, ["seq", "a", "fail:f"])
+
+    assert (plan.state, plan.result) == ("paused", "error")
+    assert [(kind, signalled) for kind, signalled, _ in seen] == [
+        ("plan", "planned"),
+        ("plan", "running"),
+        ("step", "running"),
+        ("step", "success"),
+        ("step", "running"),
+        ("step", "error"),
+        ("plan", "paused"),
+    ]
+    assert [entry for entry in seen if entry[1] != entry[2]] == []
