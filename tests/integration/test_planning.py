@@ -473,3 +473,24 @@ def test_the_flow_tree_and_queues_are_persisted_for_display(world: World) -> Non
     assert plan.run_flow == {"sequence": [a, {"concurrence": [b, c]}]}
     assert {s.queue for s in plan.steps} == {"default"}
     assert [s.queue for s in world.plan(OnSlowQueue).run_steps()] == ["slow"]
+
+
+class ListOutput(Action):
+    def run(self) -> None:
+        self.input["items"].append("changed in run")  # not saved: input is read-only data
+        self.output["list"] = [1, {"k": "v"}]
+
+
+def test_the_plan_keeps_its_own_copies_of_inputs_and_outputs(world: World) -> None:
+    items, nested = [1, 2], {"a": 1}
+    planned = world.plan(ListOutput, items=items, nested=nested)
+    items.append("changed by the caller")
+    nested["a"] = "changed by the caller"
+    planned.actions[0].input["items"].append("changed in a snapshot")
+
+    done = world.execute(planned.id).result(timeout=WAIT)
+    done.actions[0].output["list"][1]["k"] = "changed in a snapshot"
+
+    again = world.get_plan(planned.id)
+    assert again.actions[0].input == {"items": [1, 2], "nested": {"a": 1}}
+    assert again.actions[0].output == {"list": [1, {"k": "v"}]}
