@@ -34,6 +34,7 @@ from dynaflow.execution_plan import (
 from dynaflow.middleware import Middleware, TransactionMiddleware
 from dynaflow.middleware.context import ContextMiddleware
 from dynaflow.polling import Polling
+from dynaflow.rescue import Rescue, Retry
 from dynaflow.states import PlanResult, PlanState, StepKind, StepState
 from dynaflow.values import OutputRef
 from dynaflow.world import Triggered, World
@@ -50,6 +51,9 @@ __all__ = [
     "Polling",
     "Cancellable",
     "SuspendedHandle",
+    # failures
+    "Rescue",
+    "Retry",
     # middleware
     "Middleware",
     "TransactionMiddleware",

@@ -51,6 +51,8 @@ class Planner:
         self.run_step_of: dict[int, int] = {}
         self.flow = flows.Concurrence()
         self._scopes: list[flows.Sequence | flows.Concurrence] = [self.flow]
+        #: the first exception raised by any plan() — even one a parent caught
+        self.failure: BaseException | None = None
         self.history: list[HistoryRow] = [
             HistoryRow(plan_id, self.created_at, "plan planning", world_id=world.id)
         ]
@@ -235,6 +237,8 @@ class Planner:
             )
         else:
             error = StepError.from_exception(exc, _format_tb(exc))
+            if self.failure is None:
+                self.failure = exc
             try:
                 exc.__dynaflow_failed__ = _Failed(step["id"])  # type: ignore[attr-defined]
             except AttributeError:

@@ -176,6 +176,8 @@ class World:
         def core(context: PhaseContext) -> None:
             nonlocal planned
             planner.plan_action(action_class, args, kwargs, parent=None)
+            if planner.failure is not None:  # a parent caught a child's error: still a failure
+                raise planner.failure
             new = planner.finish()
             planned = True
             self.storage.insert_plan(new)

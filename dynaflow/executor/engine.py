@@ -314,6 +314,7 @@ class Engine:
         if state != S.SUSPENDED:
             fields["ended_at"] = outcome.ended_at
             if outcome.started_at is not None:
+                fields["started_at"] = outcome.started_at
                 fields["duration"] = (outcome.ended_at - outcome.started_at).total_seconds()
         if error is None and outcome.output is not None:
             runtime.actions[outcome.action_id].output = outcome.output
@@ -755,7 +756,9 @@ class Engine:
             return  # shutting down with steps still to run: released, not paused
         elif all(step.state in DONE_STEP_STATES for step in run_steps):
             pending = [
-                sid for sid in runtime.finalize_order if runtime.steps[sid].state != S.SUCCESS
+                sid
+                for sid in runtime.finalize_order
+                if runtime.steps[sid].state not in DONE_STEP_STATES
             ]
             if pending and not self.stopping:
                 runtime.finalizing = True

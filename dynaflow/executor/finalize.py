@@ -31,7 +31,9 @@ def finalize_task(world: World, runtime: PlanRuntime) -> tuple[Any, ...]:
     storage = world.storage
     plan_id = runtime.plan_id
     pending = [
-        sid for sid in runtime.finalize_order if runtime.steps[sid].state != StepState.SUCCESS
+        sid
+        for sid in runtime.finalize_order
+        if runtime.steps[sid].state not in (StepState.SUCCESS, StepState.SKIPPED)
     ]
     current: list[int] = []
 

@@ -136,7 +136,7 @@ def run_step(
     """Call ``run`` (or ``run(event)``, or ``cancel()``) of one run step through the run
     middleware chain; never raises: errors and suspensions become the outcome."""
     step = runtime.steps[step_id]
-    started = step.started_at
+    started = now()  # not the claim's time: a claimed step may wait for a free worker
     saved = runtime.actions[action_id].output
     context = RunContext(runtime.plan_id, step_id, step=step)
     outcome = StepOutcome(runtime.plan_id, step_id, action_id, started, started, None)

@@ -191,12 +191,6 @@ class Swallows(Action):
         self.plan_action(Noop, name="after")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a child's planning error caught by its parent leaves the plan 'planned' with "
-    "an errored plan step; the half-planned child's run step then runs and the plan ends "
-    "stopped/success (Dynflow stops a plan with any errored plan step)",
-)
 @pytest.mark.executors("inline")  # planning only
 def test_a_planning_error_aborts_even_when_the_parent_catches_it(world: Any, probe: Probe) -> None:
     plan = world.plan(Swallows)

@@ -209,12 +209,6 @@ class TwoTicking(Action):
         self.plan_action(Ticking, name="b", seconds=5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a run step's started_at is taken when it is claimed, not when it starts "
-    "running; a step that waits for a worker (inline: for the other ready steps) gets "
-    "duration 10 s for 5 s of work (inline), or started_at + duration != ended_at (threads)",
-)
 def test_a_step_waiting_for_a_worker_does_not_count_the_wait(world_factory: Any) -> None:
     world = world_factory(workers=1)
     with freeze_time("2030-01-01 12:00:00") as clock:
