@@ -47,6 +47,35 @@ executed: stopped / success
 invalid input: input of __main__.AnAction#1 is invalid: id: Input should be a valid integer, \
 unable to parse string as an integer
 """,
+    "failure_recovery.py": """\
+Build: building release 1.2
+UploadDocs: uploading to docs.example.com
+PublishImage: publishing app-1.2.tar.gz
+plan: paused / error
+  Build: success
+  UploadDocs: error (ConnectionError: docs.example.com is unreachable)
+  PublishImage: success
+  AnnounceDocs: pending
+  Notify: pending
+skipping step 5
+UploadDocs.on_skip: the docs will be uploaded by hand
+plan: paused / warning
+  Build: success
+  UploadDocs: skipped (ConnectionError: docs.example.com is unreachable)
+  PublishImage: success
+  AnnounceDocs: skipped
+  Notify: pending
+resuming
+Notify: released registry.example.com/app:1.2
+Notify.finalize: release recorded
+plan: stopped / warning
+  Build: success
+  UploadDocs: skipped (ConnectionError: docs.example.com is unreachable)
+  PublishImage: success
+  AnnounceDocs: skipped
+  Notify: success
+history of step 5: step running, step error, step skipped
+""",
 }
 
 
