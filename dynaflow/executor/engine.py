@@ -946,24 +946,24 @@ class Engine:
         crash recovery to take over."""
         self.stopping = True
         it = _Iteration()
+        storage = self.storage
         for runtime in list(self.plans.values()):
             if runtime.busy:
                 continue
-            it.batch.plans.append(
-                PlanUpdate(runtime.plan_id, RUNNING_PLAN, {"world_id": None}, self.world.id)
+            released = HistoryRow(
+                runtime.plan_id,
+                now(),
+                "plan released",
+                world_id=self.world.id,
+                detail={"reason": "world shut down"},
             )
-            it.batch.history.append(
-                HistoryRow(
-                    runtime.plan_id,
-                    now(),
-                    "plan released",
-                    world_id=self.world.id,
-                    detail={"reason": "world shut down"},
-                )
-            )
+            # only a plan this world still owns: one taken over meanwhile is not ours to touch
+            with storage.transaction():
+                if storage.update_plan(
+                    runtime.plan_id, {"world_id": None}, RUNNING_PLAN, self.world.id
+                ):
+                    storage.add_history([released])
             self._end(runtime, PlanState.RUNNING, None, it.after)
-        if it.batch:
-            self.storage.write(it.batch)
         for callback in it.after:
             callback()
 

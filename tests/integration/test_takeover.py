@@ -188,12 +188,6 @@ def test_a_clean_shutdown_unregisters_the_world(world_factory: Any, probe: Probe
 
 
 @pytest.mark.sql
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Engine.release_plans appends 'plan released' to the history even when its "
-    "owner compare-and-set fails, so a world that lost a plan to a takeover writes a false "
-    "history row into the new owner's plan when it shuts down",
-)
 def test_a_world_that_lost_its_plan_leaves_it_alone_at_shutdown(
     world_factory: Any, probe: Probe
 ) -> None:
