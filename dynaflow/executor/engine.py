@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import queue
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime, timedelta
@@ -51,6 +52,7 @@ log = logging.getLogger("dynaflow.executor")
 
 S = StepState
 CLAIMABLE = frozenset({S.PENDING, S.ERROR})
+EARLY_VERDICTS = 100_000
 SUSPENDED = frozenset({S.SUSPENDED})
 EXECUTABLE = frozenset({PlanState.PLANNED, PlanState.PAUSED})
 RUNNING_PLAN = frozenset({PlanState.RUNNING})
@@ -85,6 +87,8 @@ class Engine:
         self.stopping = False
         #: futures of ``World.event`` senders, by event id
         self.event_futures: dict[int, Future[Any]] = {}
+        #: events handled (None) or rejected before their sender's future was registered
+        self.early_verdicts: OrderedDict[int, BaseException | None] = OrderedDict()
         #: look for deliverable events in the next iteration
         self.check_events = False
         #: the earliest due time of a timer of a plan run here
@@ -419,6 +423,13 @@ class Engine:
     def _event_sent(
         self, plan_id: str, step_id: int, event_id: int, future: Future[Any], it: _Iteration
     ) -> None:
+        if event_id in self.early_verdicts:
+            error = self.early_verdicts.pop(event_id)
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
+            return
         if plan_id in self.plans:
             self.event_futures[event_id] = future
             self.check_events = True
@@ -551,6 +562,11 @@ class Engine:
     def _resolve_event(self, after: After, event_id: int, error: BaseException | None) -> None:
         future = self.event_futures.pop(event_id, None)
         if future is None:
+            # handled before its sender's message arrived (the row was seen first): keep the
+            # verdict for _event_sent; bounded, as events from other processes have no sender
+            self.early_verdicts[event_id] = error
+            while len(self.early_verdicts) > EARLY_VERDICTS:
+                self.early_verdicts.popitem(last=False)
             return
 
         def resolve() -> None:
