@@ -180,7 +180,7 @@ class Engine:
         it: _Iteration,
     ) -> None:
         runtime = self.plans.get(plan_id)
-        if runtime is not None:  # already executing here: wait for the same end
+        if runtime is not None:  # already executing (or a halted one finishing a step) here
             runtime.futures.append(future)
             return
         try:
@@ -311,8 +311,8 @@ class Engine:
             state = S.ERROR
         elif outcome.suspended:
             state = S.SUSPENDED if not runtime.halted else S.CANCELLED
-        elif outcome.cancelling:
-            state = S.CANCELLED
+        elif outcome.cancelling or step.cancel_sent:
+            state = S.CANCELLED  # cancel() returned, or a later run(event) confirmed it
         else:
             state = S.SUCCESS
         if state != S.SUSPENDED:
@@ -682,11 +682,15 @@ class Engine:
         if runtime.halted:
             if runtime.busy == 0:
                 self.plans.pop(runtime.plan_id, None)
+                for future in runtime.futures:
+                    if not future.done():
+                        future.set_result(runtime.plan_id)
             return
         if runtime.cancelling:
             for step in runtime.steps.values():
                 if step.cancel_due and step.state == S.SUSPENDED and not step.busy:
                     step.cancel_due = False
+                    step.cancel_sent = True
                     self._wake(runtime, step, None, None, True, it)
         elif runtime.ready and not self.stopping:
             ids = sorted(runtime.ready)

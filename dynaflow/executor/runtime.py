@@ -33,6 +33,8 @@ class StepRuntime:
     cancel_requested: bool = False
     #: a Cancellable step to be given its cancel()/abort() call when it next suspends
     cancel_due: bool = False
+    #: cancel()/abort() was called: the step ends ``cancelled`` when it next finishes
+    cancel_sent: bool = False
     abort: bool = False
     #: why the step timed out while running: its outcome becomes this error
     timed_out: str | None = None

@@ -63,11 +63,14 @@ class ThreadedExecutor:
                 self._local.collected = collected
                 messages = engine.drain()
                 if messages or engine.check_events or engine.timers_due():
+                    due = engine.next_due
                     try:
                         engine.process(messages)
                     except BaseException as exc:
                         log.exception("scheduler iteration failed; failing its plans")
                         engine.fail_all(exc)
+                    if engine.next_due is not None and (due is None or engine.next_due < due):
+                        self._wake.set()  # an earlier timer: the scheduler thread re-times its nap
             finally:
                 self._local.collected = None
                 self._lock.release()
