@@ -47,6 +47,25 @@ executed: stopped / success
 invalid input: input of __main__.AnAction#1 is invalid: id: Input should be a valid integer, \
 unable to parse string as an integer
 """,
+    "suspend_external_service.py": """\
+AnAction: starting the synchronization, then suspending
+AnExternalService: synchronizing
+AnAction: woken by {'progress': 50}
+while the service works: plan running, step suspended, {'progress': 50}
+AnAction: woken by 'done'
+plan: stopped / success
+output: {'progress': 100, 'success': True}
+""",
+    "polling_job.py": """\
+started job-1 to sync dynaflow
+poll 1: running 25%
+poll 2: job API unreachable (tolerated)
+poll 3: running 75%
+poll 4: finished 100%
+plan: stopped / success
+task: {'job': 'job-1', 'state': 'finished', 'progress': 100}
+poll attempts: {'total': 4, 'failed': 0}
+""",
     "failure_recovery.py": """\
 Build: building release 1.2
 UploadDocs: uploading to docs.example.com
