@@ -442,12 +442,11 @@ class Engine:
             return
         if step.state in FINISHED_STEP_STATES:
             it.batch.drop_events.append(event_id)
-            future.set_exception(
-                EventRejected(
-                    f"step {step_id} of plan {plan_id} finished ({step.state}) before it "
-                    "handled this event"
-                )
+            rejection = EventRejected(
+                f"step {step_id} of plan {plan_id} finished ({step.state}) before it "
+                "handled this event"
             )
+            it.after.append(lambda: future.set_exception(rejection))  # once the drop is saved
         elif not future.done():
             future.set_result(None)  # queued: whoever runs the plan will deliver it
 
@@ -680,11 +679,10 @@ class Engine:
 
     def _advance(self, runtime: PlanRuntime, it: _Iteration) -> None:
         if runtime.halted:
-            if runtime.busy == 0:
+            if runtime.busy == 0:  # its last step's outcome is in this batch: resolve after it
                 self.plans.pop(runtime.plan_id, None)
-                for future in runtime.futures:
-                    if not future.done():
-                        future.set_result(runtime.plan_id)
+                futures, plan_id = list(runtime.futures), runtime.plan_id
+                it.after.extend(_resolver(future, plan_id) for future in futures)
             return
         if runtime.cancelling:
             for step in runtime.steps.values():
@@ -1003,6 +1001,14 @@ def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
     if a is None or b is None:
         return a or b
     return min(a, b)
+
+
+def _resolver(future: Future[Any], plan_id: str) -> Callable[[], None]:
+    def resolve() -> None:
+        if not future.done():
+            future.set_result(plan_id)
+
+    return resolve
 
 
 def _reject_all(events: list[tuple[EventRow, Future[Any] | None]], why: str) -> None:

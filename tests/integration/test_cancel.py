@@ -4,6 +4,7 @@ dropped, and code already running left to finish with its result recorded."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -297,11 +298,6 @@ def test_halt_stops_at_once_and_records_what_was_running(world: World, probe: Pr
 
 
 @threads_only
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Engine._advance resolves the futures of a halted plan as soon as its last "
-    "running step is back, before the iteration that records that step's outcome commits",
-)
 def test_following_a_halted_plan_ends_when_its_running_step_is_recorded(
     world: World, probe: Probe
 ) -> None:
@@ -312,11 +308,16 @@ def test_following_a_halted_plan_ends_when_its_running_step_is_recorded(
     followed = world.follow(triggered.plan_id)
     # what the database says at the very moment the future resolves (r is gated: not yet)
     seen: list[str] = []
-    followed.add_done_callback(
-        lambda future: seen.append(world.storage.get_step(triggered.plan_id, r).state)
-    )
+    told = threading.Event()
+
+    def on_done(future: Any) -> None:
+        seen.append(world.storage.get_step(triggered.plan_id, r).state)
+        told.set()
+
+    followed.add_done_callback(on_done)
     probe.event("release").set()
     plan = followed.result(timeout=WAIT)
+    assert told.wait(WAIT)  # done-callbacks may run just after result() returns
     assert seen == ["success"]
     assert states(plan) == {"r": "success", "p": "cancelled"}
 

@@ -236,18 +236,19 @@ def test_an_event_accepted_just_before_its_step_finishes_is_not_reported_handled
 
 
 @threads_only
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Engine._event_sent fails the sender's future at once, before the iteration "
-    "that deletes the rejected event commits (other rejections wait for the commit)",
-)
 def test_a_late_event_is_deleted_by_the_time_its_sender_is_told(world: World, probe: Probe) -> None:
     seen: list[list[Any]] = []
-    _, late = send_as_the_step_finishes(
-        world, probe, on_done=lambda plan_id: seen.append(world.storage.plan_events(plan_id))
-    )
+    told = threading.Event()
+
+    def on_done(plan_id: str) -> None:
+        seen.append(world.storage.plan_events(plan_id))
+        told.set()
+
+    _, late = send_as_the_step_finishes(world, probe, on_done=on_done)
     with pytest.raises(EventRejected):
         late.result(timeout=WAIT)
+    # done-callbacks run just after result() returns in the waiting thread: wait for ours
+    assert told.wait(WAIT)
     assert seen == [[]]
 
 
