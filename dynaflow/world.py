@@ -103,6 +103,7 @@ class World:
         #: taken over; heartbeats go every lease / 3
         self.lease = float(lease)
         self._next_maintenance = 0.0
+        self._incarnation = 0
         self.auto_rescue = auto_rescue
         self.shutdown_timeout = shutdown_timeout
         self.middleware = MiddlewareStack([TransactionMiddleware(), *middleware])
@@ -330,14 +331,21 @@ class World:
         at = now()
         storage, engine = self.storage, self.executor.engine
         if not storage.heartbeat(self.id, at):
+            # declared dead: another world takes (or took) over the plans owned under the old
+            # id. Drop them here and carry on under a new id, so that whatever a failed
+            # takeover left behind is still seen as orphaned (never owned by a live world)
+            old = self.id
+            self._incarnation += 1
+            self.id = f"{old.split('~')[0]}~{self._incarnation}"
             log.error(
-                "world %s missed its lease and was declared dead; plans it ran were taken over "
-                "by other worlds — it stops running them and carries on with new work",
+                "world %s missed its lease and was declared dead; it stops running its plans "
+                "(other worlds take them over) and goes on as %s",
+                old,
                 self.id,
             )
             self.executor.call(
                 lambda: engine.fail_all(
-                    ConcurrentModification(f"world {self.id} lost its plans to another world")
+                    ConcurrentModification(f"world {old} lost its plans to another world")
                 )
             )
             storage.register_world(WorldRow(self.id, at, at, socket.gethostname(), os.getpid()))
