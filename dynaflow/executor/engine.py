@@ -129,7 +129,7 @@ class Engine:
         for message in messages:
             kind = message[0]
             if kind == "done":
-                self._step_done(message[1], it)
+                self._step_done(message[1], message[2], it)
             elif kind == "execute":
                 self._start(message[1], message[2], message[3], message[4], it)
             elif kind == "retry":
@@ -137,7 +137,7 @@ class Engine:
             elif kind == "event":
                 self._event_sent(message[1], message[2], message[3], message[4], it)
             elif kind == "finalized":
-                self._finalized(message[1], message[2], it)
+                self._finalized(message[1], message[2], message[3], it)
             elif kind == "cancel":
                 self._cancel(message[1], message[2], message[3], it)
             elif kind == "halt":
@@ -287,10 +287,12 @@ class Engine:
 
     # -- step outcomes ---------------------------------------------------------------------
 
-    def _step_done(self, outcome: StepOutcome, it: _Iteration) -> None:
+    def _step_done(self, outcome: StepOutcome, origin: PlanRuntime, it: _Iteration) -> None:
         self.busy -= 1
         runtime = self.plans.get(outcome.plan_id)
-        if runtime is None:
+        if runtime is None or runtime is not origin:
+            # the plan ended here, or was dropped and taken up again since the step started
+            # (a world declared dead): that run is not this runtime's to record
             log.warning("outcome for a plan this world no longer runs: %s", outcome)
             return
         batch = it.batch
@@ -733,7 +735,8 @@ class Engine:
         world, step_id, action_id = self.world, step.id, step.action_id
 
         def task() -> tuple[Any, ...]:
-            return ("done", run_step(world, runtime, step_id, action_id, event, event_id, cancel))
+            outcome = run_step(world, runtime, step_id, action_id, event, event_id, cancel)
+            return ("done", outcome, runtime)
 
         self.dispatch(task)
 
@@ -902,11 +905,12 @@ class Engine:
         self,
         plan_id: str,
         outcome: tuple[PlanState, Any, list[tuple[int, StepState]]],
+        origin: PlanRuntime,
         it: _Iteration,
     ) -> None:
         self.busy -= 1
         runtime = self.plans.get(plan_id)
-        if runtime is None:
+        if runtime is None or runtime is not origin:
             return
         runtime.busy -= 1
         runtime.finalizing = False

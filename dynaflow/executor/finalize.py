@@ -102,6 +102,7 @@ def finalize_task(world: World, runtime: PlanRuntime) -> tuple[Any, ...]:
             "finalized",
             plan_id,
             (PlanState.PAUSED, plan_result([*run_states, StepState.ERROR]), changes),
+            runtime,
         )
     states = [StepState.SUCCESS if sid in pending else s.state for sid, s in _real(runtime)]
     return (
@@ -112,6 +113,7 @@ def finalize_task(world: World, runtime: PlanRuntime) -> tuple[Any, ...]:
             plan_result(states),
             [(sid, state) for sid in pending for state in (StepState.RUNNING, StepState.SUCCESS)],
         ),
+        runtime,
     )
 
 
