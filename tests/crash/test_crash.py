@@ -98,6 +98,6 @@ def test_sigkill_at_a_random_point(
     # the kills hit what they are meant to (a broken harness would pass vacuously)
     if REPEATS >= 10:
         assert interrupted >= 1, "no kill interrupted a running step"
-        assert len(takeovers) >= REPEATS // 2, f"only {len(takeovers)} takeovers"
+        assert len(takeovers) >= REPEATS // 4, f"only {len(takeovers)} takeovers"
         if timers:
             assert waiting >= 1, "no kill left steps suspended on pending timers"

@@ -1,10 +1,11 @@
-"""Engine defects found while writing the crash tests, as minimal reproductions.
+"""Engine defects found while writing the crash tests, as minimal reproductions; both are
+fixed, and these are their regression tests:
 
-* A failed takeover left the plan stuck for good: fixed meanwhile in c2dbf7a (a world declared
-  dead goes on under a new id); its regression test is below.
-* Still open, ``xfail(strict=True)``: a world declared dead that takes its own plan back applies
-  the outcome of a step it started in its previous life to the new run of that plan. When it is
-  fixed, the test passes and the mark must go.
+* a failed takeover left the plan stuck for good (fixed in c2dbf7a: a world declared dead goes
+  on under a new id);
+* a world declared dead that took its own plan back applied the outcome of a step run it had
+  started in its previous life to the new run of that plan (fixed in 3bc8f08: an outcome only
+  counts for the runtime that started the step).
 """
 
 from __future__ import annotations
@@ -160,13 +161,12 @@ def test_a_world_declared_dead_ignores_outcomes_from_its_previous_life(url: str)
     maintain() does to a world whose lease expired). A's next heartbeat notices: it drops its
     plans, goes on as A~1 and, in the same maintain(), takes the plan back (still owned by the
     old id "A"): the step was running, it is idempotent, so it runs again (run #2). Then run #1
-    ends. Its outcome belongs to a runtime that was dropped; it must not count. It does: the
-    step becomes 'success' with run #1's output and the plan stops while run #2 still runs.
-
-    (When the late outcome lands in the same scheduler iteration as the takeover, it is worse:
-    the runtime counts -1 busy steps and the plan stays 'running' forever. A version of the
-    test above whose second step was running, not suspended, hit that in about half of the
-    runs.)"""
+    ends. Its outcome belongs to a runtime that was dropped; it must not count. Before 3bc8f08
+    it did: the step became 'success' with run #1's output and the plan stopped while run #2
+    still ran. (When the late outcome landed in the same scheduler iteration as the takeover,
+    it was worse: the runtime counted -1 busy steps and the plan stayed 'running' forever; a
+    version of the test above whose second step was running, not suspended, hit that in about
+    half of the runs.)"""
     a = World(url, lease=30, world_id="A")
     try:
         plan_id = a.plan(OneGated).id
