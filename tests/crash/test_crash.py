@@ -4,10 +4,10 @@ A child process opens a threaded World (lease 0.5 s) on a SQLite file or a Postg
 its own and executes a plan of 200 run steps (concurrent groups, sequences, output references;
 most actions idempotent, some not; with ``timers``, 35 steps of the concurrent groups suspend
 on a timer first, one of them longer than the lease). It is SIGKILLed at a random point (a
-seeded delay between 0 and the time the uncrashed run took). A new World in this process takes
-the plan over once the lease has expired; when the plan pauses on non-idempotent steps that
-ended in "abnormal termination", the test acts as the operator (acknowledges the work they
-did, resumes). The plan is then checked against the same plan run without a crash: see
+seeded delay within the first 70% of the time the uncrashed run took). A new World in this
+process takes the plan over once the lease has expired; when the plan pauses on non-idempotent
+steps that ended in "abnormal termination", the test acts as the operator (acknowledges the
+work they did, resumes). The plan is then checked against the same plan run without a crash: see
 :mod:`.harness`.
 
 Seeds are printed (``-rA``, or on failure) and repeat with ``DYNAFLOW_CRASH_SEED=<base seed>``;
