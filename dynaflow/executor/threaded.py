@@ -42,6 +42,13 @@ class ThreadedExecutor:
             target=self._loop, name=f"dynaflow-scheduler-{world.id}", daemon=True
         )
         self._thread.start()
+        # heartbeats on a thread of their own: a long scheduler iteration must not make a live
+        # world look dead to the others
+        self._beat_stop = threading.Event()
+        self._beat = threading.Thread(
+            target=self._heartbeat, name=f"dynaflow-heartbeat-{world.id}", daemon=True
+        )
+        self._beat.start()
 
     # -- dispatch and iterations -------------------------------------------------------------
 
@@ -104,11 +111,14 @@ class ThreadedExecutor:
                 # a tick: look for events other processes queued for plans run here
                 engine.check_events = True
             self._wake.clear()
+            self._pump()
+
+    def _heartbeat(self) -> None:
+        while not self._beat_stop.wait(self.world.lease / 6):
             try:
                 self.world.maintain()
             except Exception:
-                log.exception("heartbeat or takeover failed; trying again on the next tick")
-            self._pump()
+                log.exception("heartbeat or takeover failed; trying again on the next beat")
 
     # -- the executor interface ----------------------------------------------------------------
 
@@ -131,6 +141,8 @@ class ThreadedExecutor:
             ):
                 self._wake.set()
                 self._idle.wait(min(0.05, max(0.0, deadline - time.monotonic())))
+        self._beat_stop.set()
+        self._beat.join(timeout=5)
         if self.engine.busy:
             log.warning(
                 "%d steps still running after %.1fs; they stay 'running' for recovery",
