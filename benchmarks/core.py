@@ -244,14 +244,18 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    header = ("backend", "measure", "figure", "x raw")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(4)]
+    print_table(("backend", "measure", "figure", "x raw"), rows)
+    return 0
+
+
+def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """Columns padded to their widest cell, a dashed rule under the header."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     line = "  ".join(f"{{:<{w}}}" for w in widths)
     print(line.format(*header))
     print(line.format(*("-" * w for w in widths)))
     for row in rows:
         print(line.format(*row))
-    return 0
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import time
 import tracemalloc
 from typing import Any
 
-from core import BACKENDS  # the benchmarks folder is on sys.path when run as a script
+from core import BACKENDS, print_table  # the benchmarks folder is on sys.path when run as a script
 
 from dynaflow import Action, World
 
@@ -144,13 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             (backend, "  (threads of the executor itself, fixed)", f"{threads}"),
             (backend, f"{args.crowd:,} events sent, all steps woken", f"{woken:.2f} s"),
         ]
-    header = ("backend", "measure", "figure")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(3)]
-    line = "  ".join(f"{{:<{w}}}" for w in widths)
-    print(line.format(*header))
-    print(line.format(*("-" * w for w in widths)))
-    for row in rows:
-        print(line.format(*row))
+    print_table(("backend", "measure", "figure"), rows)
     return 0
 
 

@@ -22,7 +22,14 @@ from dynaflow.exceptions import PlanningError
 from dynaflow.execution_plan import ActionRecord, PlanRecord, StepError, StepRecord
 from dynaflow.persistence.base import HistoryRow, NewPlan
 from dynaflow.states import PlanResult, PlanState, StepKind, StepState
-from dynaflow.values import OutputRef, find_refs, has_refs, to_json, with_refs_as_objects
+from dynaflow.values import (
+    OutputRef,
+    find_refs,
+    has_refs,
+    to_json,
+    validation_problems,
+    with_refs_as_objects,
+)
 
 if TYPE_CHECKING:
     from dynaflow.world import World
@@ -285,10 +292,7 @@ def _validate_input(cls: type[Action], action_id: int, encoded: dict[str, Any]) 
         if problems:
             raise PlanningError(
                 f"input of {cls.action_class_name}#{action_id} is invalid: "
-                + "; ".join(
-                    f"{'.'.join(str(part) for part in err['loc']) or '(input)'}: {err['msg']}"
-                    for err in problems
-                )
+                + validation_problems(problems)
             ) from None
         return encoded
     if ref_fields:

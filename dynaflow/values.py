@@ -179,3 +179,11 @@ def with_refs_as_objects(data: Any) -> Any:
     if isinstance(data, list):
         return [with_refs_as_objects(item) for item in data]
     return data
+
+
+def validation_problems(errors: list[Any], what: str = "input") -> str:
+    """``field.path: message; ...`` for pydantic's ``ValidationError.errors()``."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in err['loc']) or f'({what})'}: {err['msg']}"
+        for err in errors
+    )

@@ -19,7 +19,7 @@ from dynaflow.events import RunContext, Suspend, SuspendedHandle, set_current_co
 from dynaflow.exceptions import DynaflowError, EventRejected, NotJSON
 from dynaflow.execution_plan import StepError
 from dynaflow.persistence.base import EventRow
-from dynaflow.values import resolve, to_json
+from dynaflow.values import resolve, to_json, validation_problems
 
 if TYPE_CHECKING:
     from dynaflow.executor.runtime import PlanRuntime
@@ -80,10 +80,7 @@ def build_action(world: World, runtime: PlanRuntime, action_id: int, step_id: in
         except ValidationError as exc:
             raise InvalidInput(
                 f"{where} is invalid after resolving references: "
-                + "; ".join(
-                    f"{'.'.join(str(p) for p in err['loc']) or '(input)'}: {err['msg']}"
-                    for err in exc.errors()
-                )
+                + validation_problems(exc.errors())
             ) from None
     else:
         action.input = {k: v for k, v in raw.items() if k != CONTEXT_KEY}
@@ -106,11 +103,7 @@ def dump_output(action: Action) -> dict[str, Any]:
             output = cls.Output.model_validate(data).model_dump(mode="json")
         except ValidationError as exc:
             raise InvalidInput(
-                f"{where} is invalid: "
-                + "; ".join(
-                    f"{'.'.join(str(p) for p in err['loc']) or '(output)'}: {err['msg']}"
-                    for err in exc.errors()
-                )
+                f"{where} is invalid: " + validation_problems(exc.errors(), "output")
             ) from None
     if not isinstance(output, dict):
         raise NotJSON(f"{where} must be a dict (or the Output model), got {type(output).__name__}")
