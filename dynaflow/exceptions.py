@@ -105,3 +105,7 @@ class InvalidArgument(DynaflowError, ValueError):
 
 class EventRejected(DynaflowError):
     """An event for a step that is unknown, finished, or finished before handling it."""
+
+
+class InvalidInput(DynaflowError, ValueError):
+    """An action's resolved input (or its output) failed its ``Input`` (``Output``) model."""
