@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Protocol
 
 from pydantic import BaseModel
 
-from dynaflow import registry
-from dynaflow.clock import now
+from dynaflow import clock, registry
+from dynaflow.clock import now, seconds
 from dynaflow.events import TIMEOUT, TIMER, RunContext, Suspend, SuspendedHandle
 from dynaflow.exceptions import ConfigurationError, InvalidArgument, InvalidState, PlanningError
 from dynaflow.flows import Concurrence, Sequence
@@ -239,11 +239,7 @@ class Action:
         if (delay is None) == (at is None):
             raise InvalidArgument("plan_event() takes either delay= (seconds) or at= (a datetime)")
         if delay is not None:
-            if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
-                raise InvalidArgument(
-                    f"plan_event(delay={delay!r}): the delay must be a number of seconds >= 0"
-                )
-            due = now() + timedelta(seconds=delay)
+            due = now() + timedelta(seconds=seconds(delay, f"plan_event(delay={delay!r})"))
         else:
             if not isinstance(at, datetime) or at.tzinfo is None:
                 raise InvalidArgument(f"plan_event(at={at!r}) needs a timezone-aware datetime")
@@ -255,8 +251,7 @@ class Action:
     def schedule_timeout(self, seconds: float) -> None:
         """Error this step if it is still running or suspended ``seconds`` from now."""
         context = self._context("schedule_timeout")
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
-            raise InvalidArgument(f"schedule_timeout({seconds!r}): give a number of seconds > 0")
+        seconds = clock.seconds(seconds, f"schedule_timeout({seconds!r})", positive=True)
         at = now()
         row = EventRow(
             context.plan_id,

@@ -32,7 +32,7 @@ from dynaflow.executor.steps import call_finalize, call_run
 from dynaflow.middleware.chains import Chains
 from dynaflow.middleware.stack import MiddlewareSpec, MiddlewareStack
 from dynaflow.middleware.transaction import TransactionMiddleware
-from dynaflow.operators.online import Operators
+from dynaflow.operators.online import Operators, check_ids
 from dynaflow.persistence import Storage, open_storage
 from dynaflow.persistence.base import EventRow
 from dynaflow.phases import PhaseContext
@@ -240,6 +240,7 @@ class World:
         payload = to_json(event, f"event for step {step_id} of plan {plan_id}")
         future: Future[Any] = Future()
         try:
+            check_ids(plan_id, step_id)
             step = self.storage.get_step(plan_id, step_id)
             if step.kind != StepKind.RUN:
                 raise EventRejected(

@@ -3,7 +3,7 @@ plan this world runs (its engine) or for a plan no world runs (:mod:`.offline`).
 
 from __future__ import annotations
 
-from dynaflow.exceptions import ConfigurationError, InvalidState, UnknownPlan
+from dynaflow.exceptions import ConfigurationError, InvalidState, UnknownPlan, UnknownStep
 from dynaflow.execution_plan import PlanRecord
 from dynaflow.executor import Executor, PlanFuture
 from dynaflow.operators.offline import check_stoppable, skip_offline, stop_offline
@@ -40,6 +40,7 @@ class Operators:
         return self.execute(plan_id)
 
     def skip(self, plan_id: str, step_id: int, resume: bool) -> PlanFuture:
+        check_ids(plan_id, step_id)
         self.paused(plan_id, "changed by skip")
         skip_offline(self.services, plan_id, step_id)
         if resume:
@@ -50,6 +51,7 @@ class Operators:
 
     def retry(self, plan_id: str, step_id: int) -> PlanFuture:
         executor = self._executor()
+        check_ids(plan_id, step_id)
         record = self.services.storage.get_plan_record(plan_id)
         step = self.services.storage.get_step(plan_id, step_id)
         if step.state != StepState.ERROR:
@@ -106,6 +108,18 @@ class Operators:
         return self.executor
 
 
+#: step ids are positive 64-bit integers
+MAX_STEP_ID = 2**63 - 1
+
+
 def _check_id(plan_id: object) -> None:
     if not isinstance(plan_id, str):
         raise UnknownPlan(plan_id)
+
+
+def check_ids(plan_id: object, step_id: object) -> None:
+    """:class:`UnknownPlan` / :class:`UnknownStep` for ids no plan or step can have: a plan id
+    is a str, a step id an int (not a bool, a float or a numeric string) from 1 to 2**63 - 1."""
+    _check_id(plan_id)
+    if type(step_id) is not int or not 1 <= step_id <= MAX_STEP_ID:
+        raise UnknownStep(plan_id, step_id)

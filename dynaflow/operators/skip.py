@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from dynaflow import registry
-from dynaflow.exceptions import InvalidState
+from dynaflow.exceptions import InvalidState, describe
 from dynaflow.execution_plan import ExecutionPlan
 from dynaflow.rebuild import build_action
 from dynaflow.runtime import PlanRuntime
@@ -67,5 +67,5 @@ def call_on_skip(services: Services, plan: ExecutionPlan, step_id: int) -> None:
     except Exception as exc:
         raise InvalidState(
             f"{step.action_class}.on_skip() refused to skip step {step_id} of plan "
-            f"{plan.id}: {type(exc).__name__}: {exc}; nothing was skipped"
+            f"{plan.id}: {type(exc).__name__}: {describe(exc)}; nothing was skipped"
         ) from exc
