@@ -103,5 +103,9 @@ class InvalidArgument(DynaflowError, ValueError):
     """An argument out of range or of the wrong kind (a negative delay, an empty interval list)."""
 
 
+class InvalidInput(DynaflowError, ValueError):
+    """An action's resolved input failed its ``Input`` model."""
+
+
 class EventRejected(DynaflowError):
     """An event for a step that is unknown, finished, or finished before handling it."""

@@ -16,7 +16,7 @@ from dynaflow import registry
 from dynaflow.action import CONTEXT_KEY, Action
 from dynaflow.clock import now
 from dynaflow.events import RunContext, Suspend, SuspendedHandle, set_current_context
-from dynaflow.exceptions import DynaflowError, EventRejected, NotJSON
+from dynaflow.exceptions import EventRejected, InvalidInput, NotJSON
 from dynaflow.execution_plan import StepError
 from dynaflow.persistence.base import EventRow
 from dynaflow.values import resolve, to_json, validation_problems
@@ -24,10 +24,6 @@ from dynaflow.values import resolve, to_json, validation_problems
 if TYPE_CHECKING:
     from dynaflow.executor.runtime import PlanRuntime
     from dynaflow.world import World
-
-
-class InvalidInput(DynaflowError, ValueError):
-    """An action's resolved input failed its ``Input`` model."""
 
 
 @dataclass(slots=True)
