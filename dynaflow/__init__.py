@@ -11,6 +11,7 @@ from dynaflow.exceptions import (
     EventRejected,
     IllegalTransition,
     InvalidArgument,
+    InvalidInput,
     InvalidState,
     MissingOutputKey,
     NotJSON,
@@ -30,9 +31,12 @@ from dynaflow.execution_plan import (
     PlanRecord,
     StepError,
     StepRecord,
+    WorldRecord,
 )
+from dynaflow.executor.futures import PlanFuture
 from dynaflow.middleware import Middleware, TransactionMiddleware
 from dynaflow.middleware.context import ContextMiddleware
+from dynaflow.phases import PhaseContext
 from dynaflow.polling import Polling
 from dynaflow.rescue import Rescue, Retry
 from dynaflow.states import PlanResult, PlanState, StepKind, StepState
@@ -46,6 +50,7 @@ __all__ = [
     "Action",
     "World",
     "Triggered",
+    "PlanFuture",
     "OutputRef",
     # run-phase protocol
     "Polling",
@@ -58,6 +63,7 @@ __all__ = [
     "Middleware",
     "TransactionMiddleware",
     "ContextMiddleware",
+    "PhaseContext",
     # snapshots and states
     "ExecutionPlan",
     "PlanRecord",
@@ -65,28 +71,34 @@ __all__ = [
     "StepRecord",
     "StepError",
     "HistoryRecord",
+    "WorldRecord",
     "PlanState",
     "PlanResult",
     "StepState",
     "StepKind",
-    # errors
+    # errors: the root, then by what went wrong
     "DynaflowError",
+    # ... in how the world, a middleware or an action is set up or called
     "ConfigurationError",
+    "InvalidArgument",
+    # ... in an action: its planning, its class, its values
     "PlanningError",
     "PlanningFailed",
+    "UnknownActionClass",
+    "NotJSON",
+    "InvalidInput",
+    "MissingOutputKey",
+    # ... in what was asked of a plan, a step or the world
     "UnknownPlan",
     "UnknownStep",
-    "UnknownActionClass",
-    "EventRejected",
-    "InvalidArgument",
     "InvalidState",
     "IllegalTransition",
     "ConcurrentModification",
-    "MissingOutputKey",
-    "NotJSON",
+    "EventRejected",
+    "WorldClosed",
+    # ... in the database
     "StorageError",
     "DatabaseUnavailable",
     "SchemaMismatch",
     "CorruptRecord",
-    "WorldClosed",
 ]

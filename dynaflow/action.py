@@ -239,7 +239,7 @@ class Action:
         if (delay is None) == (at is None):
             raise InvalidArgument("plan_event() takes either delay= (seconds) or at= (a datetime)")
         if delay is not None:
-            due = now() + timedelta(seconds=seconds(delay, f"plan_event(delay={delay!r})"))
+            due = now() + timedelta(seconds=seconds(delay, f"plan_event(delay={delay!r}): the delay"))
         else:
             if not isinstance(at, datetime) or at.tzinfo is None:
                 raise InvalidArgument(f"plan_event(at={at!r}) needs a timezone-aware datetime")
@@ -251,7 +251,7 @@ class Action:
     def schedule_timeout(self, seconds: float) -> None:
         """Error this step if it is still running or suspended ``seconds`` from now."""
         context = self._context("schedule_timeout")
-        seconds = clock.seconds(seconds, f"schedule_timeout({seconds!r})", positive=True)
+        clock.seconds(seconds, f"schedule_timeout({seconds!r})", positive=True)
         at = now()
         row = EventRow(
             context.plan_id,

@@ -1,7 +1,9 @@
 """The ``dynaflow`` command: run the demo, migrate the database, list, show and operate plans.
 
 Errors dynaflow raises for things a user can get wrong (an unknown plan id, an unreachable
-database) are printed as one red line and exit with status 1, without a traceback.
+database, a module given to ``--import`` that cannot be imported) are printed as one red line and
+exit with status 1, without a traceback. Passwords in database URLs are shown as ``***``, and
+stored text (labels, errors, world ids) is printed with its control characters escaped.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from rich.table import Table
 from rich.text import Text
 
 from dynaflow.exceptions import DynaflowError, UnknownPlan
-from dynaflow.render import plan_tree, plans_table
+from dynaflow.render import plan_tree, plans_table, printable, safe
 from dynaflow.states import PlanResult, PlanState
+from dynaflow.urls import display_url, hide_passwords
 from dynaflow.world import World
 
 DEFAULT_URL = "sqlite:///dynaflow.db"
@@ -32,7 +35,10 @@ def _console(stderr: bool = False) -> Console:
 
 
 def _fail(message: str) -> NoReturn:
-    _console(stderr=True).print(Text.assemble(("error: ", "bold red"), (message, "red")))
+    """Print ``message`` as one red line (passwords hidden, control characters escaped) and exit
+    with status 1."""
+    line = printable(hide_passwords(message))
+    _console(stderr=True).print(Text.assemble(("error: ", "bold red"), (line, "red")))
     sys.exit(1)
 
 
@@ -102,11 +108,12 @@ def upgrade(url: str) -> None:
     before = migrate.current(url)
     migrate.upgrade(url)
     after = migrate.current(url)
-    console = _console()
-    if before == after:
-        console.print(f"{_hide_password(url)}: already at {after}")
-    else:
-        console.print(f"{_hide_password(url)}: upgraded from {before or '(empty)'} to {after}")
+    change = (
+        f"already at {after}"
+        if before == after
+        else f"upgraded from {before or '(empty)'} to {after}"
+    )
+    _console().print(safe(f"{display_url(url)}: {change}"))
 
 
 @db.command()
@@ -119,9 +126,7 @@ def current(url: str) -> None:
     revision = migrate.current(url)
     head = migrate.head()
     status = "up to date" if revision == head else "needs `dynaflow db upgrade`"
-    _console().print(
-        f"{_hide_password(url)}: {revision or '(empty)'} (head {head}, {status})", highlight=False
-    )
+    _console().print(safe(f"{display_url(url)}: {revision or '(empty)'} (head {head}, {status})"))
 
 
 def _open(url: str) -> World:
@@ -147,15 +152,6 @@ def _require_existing_file(url: str) -> None:
             f"no database at {url}; `dynaflow demo --db {url}` or `dynaflow db upgrade --url "
             f"{url}` creates one, or pass --url (or set DYNAFLOW_URL)"
         )
-
-
-def _hide_password(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url
 
 
 # -- plans -----------------------------------------------------------------------------------
@@ -205,7 +201,7 @@ def show_plan(plan_id: str, url: str, tracebacks: bool, history: bool) -> None:
             plan = world.get_plan(plan_id)
         except UnknownPlan:
             _fail(
-                f"no execution plan with id {plan_id!r} in {world.storage.display_url}; "
+                f"no execution plan with id {plan_id!r} in {world.url}; "
                 "`dynaflow plans list` lists the plans there"
             )
     console = _console()
@@ -217,9 +213,9 @@ def show_plan(plan_id: str, url: str, tracebacks: bool, history: bool) -> None:
         for row in plan.history:
             table.add_row(
                 row.at.astimezone().strftime("%H:%M:%S.%f")[:-3],
-                row.event,
-                str(row.step_id or ""),
-                row.world_id or "",
+                safe(row.event),
+                safe(row.step_id or ""),
+                safe(row.world_id or ""),
             )
         console.print(table)
 
@@ -248,22 +244,32 @@ def wait_option(function: Any) -> Any:
 
 
 def _operator_world(url: str, imports: tuple[str, ...]) -> World:
-    import importlib
-
     for module in imports:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            _fail(f"cannot import {module!r} (--import): {exc}")
+        _import(module)
     _require_existing_file(url)
     return World(url, executor="threads")
+
+
+def _import(module: str) -> None:
+    """Import a module named by ``--import``; any failure is one line, never a traceback."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except Exception as exc:
+        name = exc.name if isinstance(exc, ModuleNotFoundError) else None
+        if name is not None and (module == name or module.startswith(name + ".")):
+            fix = "check the name, and run from its folder or add that folder to PYTHONPATH"
+        else:  # the module itself (or something it imports) raised
+            fix = f"fix the module; `python -c 'import {module}'` shows the traceback"
+        _fail(f"cannot import {module!r} (--import): {type(exc).__name__}: {exc}; {fix}")
 
 
 def _finish(world: World, future: Any, wait: bool) -> None:
     if wait:
         plan = future.result()
         _console().print(plan_tree(plan))
-        _console().print(f"plan {plan.id}: {plan.state} / {plan.result}", highlight=False)
+        _console().print(safe(f"plan {plan.id}: {plan.state} / {plan.result}"))
     else:
         _console().print("left to the next World that opens with an executor", style="dim")
 
@@ -332,7 +338,7 @@ def halt_plan(plan_id: str, url: str, imports: tuple[str, ...]) -> None:
 def status(url: str) -> None:
     """Executor worlds: heartbeats, and how many plans each runs."""
     with _open(url) as world:
-        worlds = world.storage.worlds()
+        worlds = world.worlds()
         running = world.find_plans(state="running", per_page=10_000)
     owners: dict[str | None, int] = {}
     for record in running:
@@ -342,10 +348,10 @@ def status(url: str) -> None:
         table.add_column(column)
     for row in worlds:
         table.add_row(
-            row.id,
-            row.hostname or "",
-            str(row.pid or ""),
-            row.executor or "",
+            safe(row.id),
+            safe(row.hostname or ""),
+            safe(row.pid or ""),
+            safe(row.executor or ""),
             row.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
             row.heartbeat_at.astimezone().strftime("%H:%M:%S"),
             str(owners.get(row.id, 0)),

@@ -35,7 +35,7 @@ def seconds(value: object, what: str, *, positive: bool = False) -> float:
     if not ok:
         bound = "> 0" if positive else ">= 0"
         raise InvalidArgument(
-            f"{what}: give a finite number of seconds {bound} and at most {MAX_DELAY:.0f} "
-            f"(100 years), got {value!r}"
+            f"{what} must be a number {bound}: a finite number of seconds, at most "
+            f"{MAX_DELAY:.0f} (100 years)"
         )
     return number

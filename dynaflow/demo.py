@@ -24,15 +24,23 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from dynaflow import signals
-from dynaflow.action import Action
+from dynaflow import (
+    Action,
+    ConfigurationError,
+    ExecutionPlan,
+    PlanFuture,
+    PlanResult,
+    PlanState,
+    StepKind,
+    StepRecord,
+    StepState,
+    World,
+    signals,
+)
 from dynaflow.clock import now
-from dynaflow.exceptions import ConfigurationError
-from dynaflow.execution_plan import ExecutionPlan, StepRecord
-from dynaflow.executor.futures import PlanFuture
-from dynaflow.render import STEP_STYLES, format_duration, plan_tree, short_name, state_text
-from dynaflow.states import FINISHED_STEP_STATES, PlanResult, PlanState, StepKind, StepState
-from dynaflow.world import World
+from dynaflow.render import STEP_STYLES, format_duration, plan_tree, safe, short_name, state_text
+from dynaflow.states import FINISHED_STEP_STATES
+from dynaflow.urls import display_url
 
 DEFAULT_URL = "sqlite:///dynaflow-demo.db"
 
@@ -147,7 +155,7 @@ def run_demo(url: str = DEFAULT_URL, *, workers: int = 4, console: Console | Non
             f"URL such as {DEFAULT_URL}"
         )
     with World(url, workers=workers) as world:
-        console.print(Text.assemble(("dynaflow demo", "bold"), f" on {world.storage.display_url}"))
+        console.print(Text.assemble(("dynaflow demo", "bold"), f" on {world.url}"))
         plan = world.plan(CreateInfrastructure)
         if plan.state == PlanState.STOPPED:  # planning failed: nothing ran
             console.print(plan_tree(plan))
@@ -181,7 +189,7 @@ def run_demo(url: str = DEFAULT_URL, *, workers: int = 4, console: Console | Non
                 (done.id, "bold"),
                 " ",
                 state_text(done.state, done.result),
-                f"; inspect it with: dynaflow plans show {done.id} --url {url}",
+                f"; inspect it with: dynaflow plans show {done.id} --url {display_url(url)}",
             ),
             soft_wrap=True,
         )
@@ -244,7 +252,7 @@ class _Watcher:
         icon, style = STEP_STYLES.get(step.state, ("?", ""))
         line = Text.assemble(
             (f"  {icon} ", style),
-            f"{step.kind:<8} {step.id:>2} {short_name(step.action_class)} ",
+            safe(f"{step.kind:<8} {step.id:>2} {short_name(step.action_class)} "),
             (str(step.state), style),
         )
         if step.state != StepState.RUNNING and step.started_at and step.ended_at:
@@ -270,7 +278,7 @@ def _machines_table(world: World, plan_id: str) -> Table:
     table = Table(title="demo_machines (written by finalize)", title_justify="left")
     for column in ("name", "profile", "uuid", "db_machine"):
         table.add_column(column)
-    with world.storage.transaction() as connection:
+    with world.transaction() as connection:
         if not sa.inspect(connection).has_table(demo_machines.name):
             return table
         rows = connection.execute(
@@ -284,5 +292,5 @@ def _machines_table(world: World, plan_id: str) -> Table:
             .order_by(demo_machines.c.name)
         ).all()
     for row in rows:
-        table.add_row(*(value or "" for value in row))
+        table.add_row(*(safe(value or "") for value in row))
     return table

@@ -160,3 +160,17 @@ class ExecutionPlan:
 
 def _class_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+@dataclass(frozen=True, slots=True)
+class WorldRecord:
+    """A registered executor world, as ``World.worlds()`` returns it: alive while its
+    ``heartbeat_at`` is younger than its lease."""
+
+    id: str
+    hostname: str | None
+    pid: int | None
+    #: "threads" or "inline"
+    executor: str | None
+    started_at: datetime
+    heartbeat_at: datetime

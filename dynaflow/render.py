@@ -2,10 +2,16 @@
 with each step's action, state, duration and error, then the finalize steps in order.
 
 Used by ``dynaflow plans show`` and ``dynaflow demo`` (live, with step states overlaid).
+
+Everything read from the database (labels, class names, inputs, errors, tracebacks, world ids)
+reaches the terminal through :func:`safe`: its control characters are shown escaped and rich
+markup in it is never interpreted, so a stored value cannot clear the screen, move the cursor,
+plant a hyperlink or restyle the output.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -44,6 +50,33 @@ PLAN_STYLES: dict[str, str] = {
 
 #: longest input summary shown beside a step
 SUMMARY_WIDTH = 60
+
+# C0 and C1 control characters and DEL (escape sequences, carriage return, backspace, bell...),
+# the Unicode bidirectional controls (they reorder what is shown) and the line/paragraph separators
+_UNSAFE = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+_SHORT = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def printable(value: object, *, multiline: bool = False) -> str:
+    """``str(value)`` with its control characters shown escaped (``\\x1b``, ``\\r``);
+    ``multiline`` keeps newlines (tracebacks)."""
+
+    def escape(match: re.Match[str]) -> str:
+        char = match.group()
+        if char == "\n" and multiline:
+            return char
+        code = ord(char)
+        return _SHORT.get(char) or (f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}")
+
+    return _UNSAFE.sub(escape, str(value))
+
+
+def safe(value: object, style: str = "", *, multiline: bool = False) -> Text:
+    """Stored text as a rich ``Text``: control characters escaped (:func:`printable`) and
+    markup such as ``[bold]`` shown as written, never interpreted."""
+    return Text(printable(value, multiline=multiline), style=style)
 
 
 def short_name(action_class: str) -> str:
@@ -126,7 +159,7 @@ class _View:
     def tree(self) -> Tree:
         plan = self.record
         header = Text()
-        header.append(plan.label or short_name(plan.root_action_class or "?"), style="bold")
+        header.append_text(safe(plan.label or short_name(plan.root_action_class or "?"), "bold"))
         header.append("  ")
         header.append_text(state_text(plan.state, plan.result))
         if self.timing:
@@ -181,7 +214,7 @@ class _View:
         line.append(f"{icon} ", style=style)
         if self.timing:
             line.append(f"{step.id:>2} ", style="dim")
-        line.append(short_name(step.action_class), style="bold")
+        line.append_text(safe(short_name(step.action_class), "bold"))
         line.append("  ")
         line.append(str(step.state), style=style)
         if self.timing:
@@ -195,8 +228,8 @@ class _View:
                 line.append(f"  {summary}", style="" if step.kind == StepKind.RUN else "dim")
             trigger = self.actions.get(action.trigger_id) if action.trigger_id else None
             if trigger is not None and step.kind == StepKind.RUN:
-                line.append(
-                    f"  (subscribed to {short_name(trigger.action_class)})", style="italic dim"
+                line.append_text(
+                    safe(f"  (subscribed to {short_name(trigger.action_class)})", "italic dim")
                 )
         node = parent.add(line)
         if step.error is not None:
@@ -209,7 +242,7 @@ class _View:
             if key.startswith("__") or value is None:
                 continue
             parts.append(f"{key}={self._value(value)}")
-        text = " ".join(parts)
+        text = printable(" ".join(parts))
         return text if len(text) <= SUMMARY_WIDTH else text[: SUMMARY_WIDTH - 1] + "…"
 
     def _value(self, value: Any) -> str:
@@ -228,9 +261,9 @@ class _View:
         return repr(value) if not isinstance(value, bool | int | float) else str(value)
 
     def _error(self, class_name: str, message: str, traceback: str | None) -> RenderableType:
-        text = Text(f"{class_name}: {message}", style="red")
+        text = safe(f"{class_name}: {message}", "red")
         if self.tracebacks and traceback:
-            return Group(text, Text(traceback.rstrip(), style="dim red"))
+            return Group(text, safe(traceback.rstrip(), "dim red", multiline=True))
         return text
 
 
@@ -259,8 +292,8 @@ def plans_table(plans: list[PlanRecord], *, title: str | None = None) -> Table:
     for plan in plans:
         started = plan.started_at or plan.created_at
         table.add_row(
-            plan.id,
-            Text(plan.label),
+            safe(plan.id),
+            safe(plan.label),
             Text(str(plan.state), style=PLAN_STYLES.get(plan.state, "")),
             Text(str(plan.result), style=PLAN_STYLES.get(plan.result, "")),
             started.astimezone().strftime("%Y-%m-%d %H:%M:%S") if started else "",

@@ -56,12 +56,13 @@ class Retry:
                 f"Retry(attempts={self.attempts}) must allow at least 1 attempt (the first run)"
             )
         for name in ("initial", "max_delay"):
-            seconds(getattr(self, name), f"Retry({name}=...)")
+            value = getattr(self, name)
+            seconds(value, f"Retry({name}={value!r})")
         for name in ("backoff", "jitter"):
             value = getattr(self, name)
             number = isinstance(value, int | float) and not isinstance(value, bool)
             if not number or not math.isfinite(value) or value < 0:
-                raise InvalidArgument(f"Retry({name}={value!r}) must be a finite number >= 0")
+                raise InvalidArgument(f"Retry({name}={value!r}) must be a number >= 0 (finite)")
         if self.jitter > 1:
             raise InvalidArgument(f"Retry(jitter={self.jitter}) is a fraction between 0 and 1")
         on = self.on if isinstance(self.on, tuple) else (self.on,)

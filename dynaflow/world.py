@@ -9,6 +9,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from typing import Any
 
 from dynaflow import registry, signals
@@ -26,7 +27,7 @@ from dynaflow.exceptions import (
     UnknownStep,
     WorldClosed,
 )
-from dynaflow.execution_plan import ExecutionPlan, PlanRecord
+from dynaflow.execution_plan import ExecutionPlan, PlanRecord, WorldRecord
 from dynaflow.executor import Executor, InlineExecutor, PlanFuture, ThreadedExecutor
 from dynaflow.executor.steps import call_finalize, call_run
 from dynaflow.middleware.chains import Chains
@@ -39,6 +40,7 @@ from dynaflow.phases import PhaseContext
 from dynaflow.planner import Planner, plan_core
 from dynaflow.services import Services
 from dynaflow.states import FINISHED_STEP_STATES, PlanResult, PlanState, StepKind
+from dynaflow.urls import display_url
 from dynaflow.values import to_json
 
 log = logging.getLogger("dynaflow.world")
@@ -408,6 +410,34 @@ class World:
 
     def __repr__(self) -> str:
         return f"<World {self.id} {self.storage.display_url}>"
+
+    # -- the database and the cluster, for operator surfaces and applications ----------------
+
+    @property
+    def url(self) -> str:
+        """The database URL for display: every password (``user:password@``, ``?password=``)
+        shown as ``***``."""
+        return display_url(self.storage.display_url)
+
+    def worlds(self) -> list[WorldRecord]:
+        """The executor worlds registered on this database (this one included if it has an
+        executor), oldest first. A world whose heartbeat is older than its lease is dead; the
+        next maintenance of a live world takes its plans over and drops it from this list."""
+        self._check_open()
+        return [
+            WorldRecord(
+                row.id, row.hostname, row.pid, row.executor, row.started_at, row.heartbeat_at
+            )
+            for row in self.storage.worlds()
+        ]
+
+    def transaction(self) -> AbstractContextManager[Any]:
+        """A transaction on this world's database for the application's own tables (reading
+        what a finalizer wrote, say): ``with world.transaction() as connection:`` gives a
+        SQLAlchemy ``Connection`` (``None`` on ``memory://``); it commits when the block ends
+        and rolls back if it raises. A nested block in the same thread joins the outer one."""
+        self._check_open()
+        return self.storage.transaction()
 
     # -- internals -------------------------------------------------------------------------
 

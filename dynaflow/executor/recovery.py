@@ -177,21 +177,13 @@ class Recovery(EngineBase):
                 continue
             # only a plan this world still owns: one taken over meanwhile is not ours to touch
             changes = Changes(self.services.world, self.world_id)
-            changes.plan_fields(
-                runtime.plan_id,
-                PlanState.RUNNING,
-                {"world_id": None},
-                owner=self.world_id,
-                history="plan released",
-                at=now(),
-                detail={"reason": "world shut down"},
-            )
-            try:
-                with self.storage.transaction():
-                    if changes.write(self.storage).plan_conflicts:
-                        raise _NotOurs()  # rolls the history row back with it
-            except _NotOurs:
-                pass
+            plan_id = runtime.plan_id
+            changes.plan_fields(plan_id, PlanState.RUNNING, {"world_id": None}, owner=self.world_id)
+            with self.storage.transaction():
+                if not changes.write(self.storage).plan_conflicts:
+                    reason = {"reason": "world shut down"}
+                    changes.note(plan_id, now(), "plan released", detail=reason)
+                    changes.write(self.storage)
             self.end(runtime, it)
         it.changes.committed()
 
@@ -202,10 +194,6 @@ class Recovery(EngineBase):
                 if not future.done():
                     future.set_exception(exc)
         self.plans.clear()
-
-
-class _NotOurs(Exception):
-    """The plan was taken over by another world meanwhile."""
 
 
 def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:

@@ -2,7 +2,7 @@
 
 Each hook receives what it wraps and ``call_next``; it must call ``call_next`` (possibly with
 changed arguments) to go on, and return what it returned. Hooks a subclass does not override are
-left out of the chain entirely, so an unused hook costs nothing.
+left out of the chain entirely, so an unused hook costs nothing. :data:`HOOKS` lists them.
 """
 
 from __future__ import annotations
@@ -12,8 +12,11 @@ from typing import TYPE_CHECKING, Any
 from dynaflow.types import CallNext
 
 if TYPE_CHECKING:
-    from dynaflow.action import Action
     from dynaflow.phases import PhaseContext
+
+#: the action a hook wraps: a :class:`dynaflow.Action` instance (typed loosely, so that a
+#: subclass may annotate it as ``Action`` or its own class; this module sits below the actions)
+Action = Any
 
 
 class Middleware:
@@ -39,20 +42,11 @@ class Middleware:
         """Around the whole finalize phase of a plan."""
         return call_next()
 
-    def delay(self, action: Action, call_next: CallNext, *args: Any, **kwargs: Any) -> Any:
-        """Around scheduling a delayed plan (see ``World.delay``)."""
-        return call_next(*args, **kwargs)
-
-    def hook(self, action: Action, call_next: CallNext, *args: Any) -> Any:
-        """Around an execution-plan hook method."""
-        return call_next(*args)
-
-    def present(self, action: Action, call_next: CallNext) -> Any:
-        """Around presenting an action to an operator surface."""
-        return call_next()
-
     def __repr__(self) -> str:
         return f"{type(self).__qualname__}()"
 
 
-HOOKS = ("plan", "run", "finalize", "plan_phase", "finalize_phase", "delay", "hook", "present")
+#: the hooks that exist. Hooks around delaying a plan, around execution-plan hooks and around
+#: presenting an action to the console come with scheduled plans and the web console, which
+#: call them; until then a middleware method of such a name is an ordinary method.
+HOOKS = ("plan", "run", "finalize", "plan_phase", "finalize_phase")

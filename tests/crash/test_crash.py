@@ -14,6 +14,9 @@ Seeds are printed (``-rA``, or on failure) and repeat with ``DYNAFLOW_CRASH_SEED
 ``DYNAFLOW_CRASH_REPEATS`` (default 20) and ``DYNAFLOW_CRASH_PARALLEL`` (runs at once, default
 4) change the size of the suite; ``DYNAFLOW_CRASH_START_METHOD=spawn`` starts every child as a
 fresh interpreter (see ``harness.START_METHOD``).
+
+Marked ``slow`` (about a minute): ``python -m pytest -m "not slow"`` is the fast suite without
+them; ``.ci/run`` runs everything.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ PARALLEL = int(os.environ.get("DYNAFLOW_CRASH_PARALLEL", "4"))
 BASE_SEED = int(os.environ.get("DYNAFLOW_CRASH_SEED") or random.SystemRandom().randrange(10**6))
 
 Databases = Callable[[str], AbstractContextManager[str]]
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture

@@ -10,16 +10,18 @@ fixed, and these are their regression tests:
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dynaflow import Action, World
+from dynaflow import Action, World, signals
 
 GATES: dict[str, threading.Event] = {}
 ARRIVED: dict[str, threading.Event] = {}
@@ -93,6 +95,31 @@ def wait_for(predicate: Any, timeout: float, what: str) -> None:
         time.sleep(0.01)
 
 
+@contextmanager
+def outcome_handled(plan_id: str) -> Iterator[threading.Event]:
+    """An event set when the world deals with a step outcome of ``plan_id``: a dynaflow warning
+    naming the plan (an outcome dropped) or a step of the plan changing state (one applied)."""
+    handled = threading.Event()
+
+    class Warned(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno >= logging.WARNING and plan_id in record.getMessage():
+                handled.set()
+
+    def changed(sender: Any, **kwargs: Any) -> None:
+        if kwargs.get("plan_id") == plan_id:
+            handled.set()
+
+    handler, logger = Warned(), logging.getLogger("dynaflow")
+    logger.addHandler(handler)
+    signals.step_state_changed.connect(changed)
+    try:
+        yield handled
+    finally:
+        signals.step_state_changed.disconnect(changed)
+        logger.removeHandler(handler)
+
+
 def run_step(world: World, plan_id: str, name: str) -> Any:
     plan = world.get_plan(plan_id)
     action = next(a for a in plan.actions if a.input.get("name") == name)
@@ -130,7 +157,7 @@ def test_a_failed_takeover_does_not_leave_the_plan_stuck(url: str) -> None:
 
         b.storage.load_plan = stale_load_plan  # type: ignore[method-assign]
         wait_for(loaded.is_set, 10, "B to try to take the plan over")
-        wait_for(lambda: "A" not in {w.id for w in a.storage.worlds()}, 10, "B to drop A's row")
+        wait_for(lambda: "A" not in {w.id for w in a.worlds()}, 10, "B to drop A's row")
         gate("one#1").set()  # A, alive, finishes step one meanwhile
         wait_for(lambda: run_step(a, plan_id, "one").state == "success", 10, "A to finish one")
         # A's stall ends: from now on it beats like B (every lease / 3); its first heartbeat
@@ -166,7 +193,11 @@ def test_a_world_declared_dead_ignores_outcomes_from_its_previous_life(url: str)
     still ran. (When the late outcome landed in the same scheduler iteration as the takeover,
     it was worse: the runtime counted -1 busy steps and the plan stayed 'running' forever; a
     version of the test above whose second step was running, not suspended, hit that in about
-    half of the runs.)"""
+    half of the runs.)
+
+    The test waits until A has dealt with run #1's outcome, whichever way: it dropped it (the
+    engine warns about an outcome for a plan it no longer runs) or applied it (the step's state
+    changes). Only then does it look, so it cannot pass before the race has happened."""
     a = World(url, lease=30, world_id="A")
     try:
         plan_id = a.plan(OneGated).id
@@ -177,8 +208,9 @@ def test_a_world_declared_dead_ignores_outcomes_from_its_previous_life(url: str)
         assert arrived("solo#2").wait(10), "the step was not run again"
         assert a.id != "A"
 
-        gate("solo#1").set()  # the run A started in its previous life ends now
-        time.sleep(1.0)
+        with outcome_handled(plan_id) as handled:
+            gate("solo#1").set()  # the run A started in its previous life ends now
+            assert handled.wait(10), "A never dealt with the outcome of run #1"
         plan = a.get_plan(plan_id)
         step = run_step(a, plan_id, "solo")
         assert (plan.state, step.state) == ("running", "running"), (
@@ -186,10 +218,10 @@ def test_a_world_declared_dead_ignores_outcomes_from_its_previous_life(url: str)
             f"and the step {step.state} with output "
             f"{next(x.output for x in plan.actions if x.id == step.action_id)}"
         )
+        stopped = a.follow(plan_id)
         gate("solo#2").set()
-        wait_for(lambda: a.get_plan(plan_id).state == "stopped", 10, "the plan to stop")
-        plan = a.get_plan(plan_id)
-        assert plan.result == "success"
+        plan = stopped.result(timeout=10)
+        assert (plan.state, plan.result) == ("stopped", "success")
         assert next(x.output for x in plan.actions if x.id == step.action_id) == {"attempt": 2}
     finally:
         for event in list(GATES.values()):

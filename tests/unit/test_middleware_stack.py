@@ -88,8 +88,17 @@ def test_compose_rejects_an_unknown_hook() -> None:
         compose([A()], "walk", lambda target: None)
 
 
+@pytest.mark.parametrize("hook", ["delay", "hook", "present"])
+def test_hooks_nothing_calls_yet_do_not_exist(hook: str) -> None:
+    """delay, hook and present come with scheduled plans and the console, which call them."""
+    assert not hasattr(Middleware, hook)
+    with pytest.raises(ConfigurationError, match=f"unknown middleware hook '{hook}'"):
+        compose([A()], hook, lambda target: None)
+
+
 def test_the_base_class_has_a_pass_through_hook_for_every_phase() -> None:
-    assert set(HOOKS) >= {"plan", "run", "finalize", "plan_phase", "finalize_phase"}
+    assert HOOKS == ("plan", "run", "finalize", "plan_phase", "finalize_phase")
+    assert all(callable(getattr(Middleware, hook)) for hook in HOOKS)
     base = Middleware()
     assert base.run("act", lambda *a: a, 1, 2) == (1, 2)
     assert base.plan("act", lambda *a, **k: (a, k), 1, k=2) == ((1,), {"k": 2})
