@@ -239,7 +239,9 @@ class Action:
         if (delay is None) == (at is None):
             raise InvalidArgument("plan_event() takes either delay= (seconds) or at= (a datetime)")
         if delay is not None:
-            due = now() + timedelta(seconds=seconds(delay, f"plan_event(delay={delay!r}): the delay"))
+            due = now() + timedelta(
+                seconds=seconds(delay, f"plan_event(delay={delay!r}): the delay")
+            )
         else:
             if not isinstance(at, datetime) or at.tzinfo is None:
                 raise InvalidArgument(f"plan_event(at={at!r}) needs a timezone-aware datetime")
