@@ -163,6 +163,7 @@ class World:
         kwargs: dict[str, Any],
         key: str | None,
     ) -> tuple[str, BaseException | None]:
+        """Plan, or find the plan with ``key``: ``(plan id, planning failure)``."""
         self._check_open()
         if not (isinstance(action_class, type) and issubclass(action_class, Action)):
             raise ConfigurationError(
@@ -217,11 +218,12 @@ class World:
             raise PlanningFailed(plan_id, failure) from failure
         record = self.storage.get_plan_record(plan_id)
         if record.state == PlanState.PLANNED:
-            future = self.operators.execute(plan_id)
+            # a keyed plan: if another caller starts it first, follow that execution
+            future = self.operators.execute(plan_id, follow_if_taken=key is not None)
         elif record.state == PlanState.STOPPED:
             future = PlanFuture(self, plan_id)
             future.set_result(plan_id)
-        else:  # an existing keyed plan still executing here: follow it
+        else:  # an existing keyed plan still executing, here or elsewhere: follow it
             future = self.operators.follow(plan_id)
         return Triggered(plan_id, future)
 

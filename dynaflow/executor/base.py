@@ -77,6 +77,10 @@ class EngineBase:
         self.check_events = False
         #: the earliest due time of a timer of a plan run here
         self.next_due: datetime | None = None
+        #: futures following plans run elsewhere, by plan id (see ``watching``)
+        self.watched: dict[str, list[Future[Any]]] = {}
+        #: look at the watched plans' rows in the next iteration
+        self.check_watched = False
 
     @property
     def world_id(self) -> str:
@@ -127,6 +131,9 @@ class EngineBase:
 
     def cancellable(self, step: StepRuntime) -> bool:
         raise NotImplementedError  # stopping
+
+    def follow(self, plan_id: str, future: Future[Any]) -> None:
+        raise NotImplementedError  # watching
 
 
 def _resolver(future: Future[Any], plan_id: str) -> Callable[[], None]:

@@ -39,17 +39,27 @@ from dynaflow.executor.recovery import Recovery
 from dynaflow.executor.scheduling import Scheduling
 from dynaflow.executor.stopping import Stopping
 from dynaflow.executor.timers import Timers
+from dynaflow.executor.watching import Watching
 
 log = logging.getLogger("dynaflow.executor")
 
 
-class Engine(Recovery, Stopping, Timers, Outcomes, Scheduling):
+class Engine(Watching, Recovery, Stopping, Timers, Outcomes, Scheduling):
     # -- called from any thread: each queues a message for the next iteration -----------------
 
-    def execute(self, plan_id: str, future: Future[Any], only: int | None = None) -> None:
+    def execute(
+        self,
+        plan_id: str,
+        future: Future[Any],
+        only: int | None = None,
+        *,
+        follow_if_taken: bool = False,
+    ) -> None:
         """Run a planned or paused plan (``only``: of its failed steps, re-run just this
-        one); ``future`` resolves when its execution here ends."""
-        self.inbox.put(Execute(plan_id, future, only=only))
+        one); ``future`` resolves when its execution ends. If another world starts it first,
+        ``future`` fails with ``ConcurrentModification`` — or, with ``follow_if_taken``,
+        follows that execution."""
+        self.inbox.put(Execute(plan_id, future, only=only, follow_if_taken=follow_if_taken))
 
     def take_over(self, plan_id: str, from_world: str | None) -> None:
         """Take over a running plan: released by a world that shut down (``None``), or owned
@@ -70,8 +80,22 @@ class Engine(Recovery, Stopping, Timers, Outcomes, Scheduling):
         self.inbox.put(Halt(plan_id, future))
 
     def follow_plan(self, plan_id: str, future: Future[Any]) -> None:
-        """Resolve ``future`` when the plan's execution here ends (at once if not run here)."""
+        """Resolve ``future`` when the plan's execution ends, here or wherever it runs."""
         self.inbox.put(Follow(plan_id, future))
+
+    def tick(self) -> None:
+        """Time passed: look for events other processes queued for plans run here, and at
+        the plans followed elsewhere."""
+        if self.plans:
+            self.check_events = True
+        if self.watched:
+            self.check_watched = True
+
+    def has_work(self) -> bool:
+        """Whether an iteration has anything to do now."""
+        return (
+            not self.inbox.empty() or self.check_events or self.check_watched or self.timers_due()
+        )
 
     def call(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` inside the next scheduler iteration."""
@@ -101,8 +125,8 @@ class Engine(Recovery, Stopping, Timers, Outcomes, Scheduling):
             match message:
                 case StepDone(outcome, origin):
                     self.on_step_done(outcome, origin, it)
-                case Execute(plan_id, future, takeover, only):
-                    self.start(plan_id, future, it, takeover=takeover, only=only)
+                case Execute():
+                    self.start(message, it)
                 case RetryStep():
                     self.on_retry_step(message, it)
                 case EventSent():
@@ -121,6 +145,8 @@ class Engine(Recovery, Stopping, Timers, Outcomes, Scheduling):
                     fn()
         if self.check_events or self.timers_due():
             self.deliver_events(it)
+        if self.check_watched:
+            self.poll_watched()
         for runtime in list(it.touched.values()):
             if self.plans.get(runtime.plan_id) is runtime:
                 self.advance(runtime, it)

@@ -38,13 +38,14 @@ class InlineExecutor:
             try:
                 self._maintain()
                 engine = self.engine
+                engine.check_watched = bool(engine.watched)
                 while True:
                     messages = engine.drain()
                     if messages:
                         engine.process(messages)
                     elif self.tasks:
                         engine.report(self.tasks.popleft()())
-                    elif engine.check_events or engine.timers_due():
+                    elif engine.has_work():
                         engine.process([])
                     else:
                         return

@@ -34,6 +34,8 @@ class Execute:
     future: Future[Any]
     takeover: Takeover | None = None
     only: int | None = None
+    #: another world started it first: follow that execution rather than fail
+    follow_if_taken: bool = False
 
 
 @dataclass(frozen=True, slots=True)

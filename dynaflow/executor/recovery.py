@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
-from concurrent.futures import Future
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +13,7 @@ from dynaflow.clock import now
 from dynaflow.exceptions import ConcurrentModification, InvalidState, UnknownPlan
 from dynaflow.execution_plan import StepError
 from dynaflow.executor.base import EXECUTABLE, EngineBase, Iteration
-from dynaflow.executor.messages import RetryStep, Takeover
+from dynaflow.executor.messages import Execute, RetryStep, Takeover
 from dynaflow.runtime import PlanRuntime
 from dynaflow.states import PlanResult, PlanState, StepState
 from dynaflow.transitions import Changes
@@ -24,23 +23,23 @@ S = StepState
 
 
 class Recovery(EngineBase):
-    def start(
-        self,
-        plan_id: str,
-        future: Future[Any],
-        it: Iteration,
-        takeover: Takeover | None = None,
-        only: int | None = None,
-    ) -> None:
+    def start(self, message: Execute, it: Iteration) -> None:
         """Run a planned or paused plan (``only``: of its failed steps, re-run just this one),
         or take over a running one (``takeover``)."""
+        plan_id, future = message.plan_id, message.future
         runtime = self.plans.get(plan_id)
         if runtime is not None:  # already executing (or a halted one finishing a step) here
             runtime.futures.append(future)
             return
         try:
-            runtime = self._claim_plan(plan_id, takeover, only, it)
-        except (UnknownPlan, InvalidState, ConcurrentModification) as exc:
+            runtime = self._claim_plan(plan_id, message.takeover, message.only, it)
+        except (ConcurrentModification, InvalidState) as exc:
+            if message.follow_if_taken:  # another world started it first
+                self.follow(plan_id, future)
+            else:
+                future.set_exception(exc)
+            return
+        except UnknownPlan as exc:
             future.set_exception(exc)
             return
         except Exception as exc:
@@ -141,7 +140,7 @@ class Recovery(EngineBase):
         plan_id, step_id, future = message.plan_id, message.step_id, message.future
         runtime = self.plans.get(plan_id)
         if runtime is None:  # ended meanwhile: run it as a paused plan
-            self.start(plan_id, future, it, only=step_id)
+            self.start(Execute(plan_id, future, only=step_id), it)
             return
         step = runtime.steps.get(step_id)
         if step is None or step.state != S.ERROR or step.busy:
@@ -157,13 +156,6 @@ class Recovery(EngineBase):
         runtime.ready.add(step_id)
         runtime.futures.append(future)
         it.touched[plan_id] = runtime
-
-    def follow(self, plan_id: str, future: Future[Any]) -> None:
-        runtime = self.plans.get(plan_id)
-        if runtime is not None:
-            runtime.futures.append(future)
-        else:
-            future.set_result(plan_id)
 
     def release_plans(self) -> None:
         """On shutdown: plans with nothing running are released (still ``running``, with no

@@ -25,6 +25,8 @@ log = logging.getLogger("dynaflow.executor")
 
 #: how often the scheduler thread looks at the inbox when nobody wakes it
 TICK = 1.0
+#: how often it looks at the rows of plans followed elsewhere
+WATCH_TICK = 0.2
 
 
 class ThreadedExecutor:
@@ -75,7 +77,7 @@ class ThreadedExecutor:
             try:
                 self._local.collected = collected
                 messages = engine.drain()
-                if messages or engine.check_events or engine.timers_due():
+                if messages or engine.has_work():
                     due = engine.next_due
                     try:
                         engine.process(messages)
@@ -89,7 +91,7 @@ class ThreadedExecutor:
                 self._lock.release()
             with self._idle:
                 self._idle.notify_all()
-            if engine.inbox.empty() and not engine.check_events and not engine.timers_due():
+            if not engine.has_work():
                 return
 
     def _work(self, task: Task | None) -> None:
@@ -113,9 +115,10 @@ class ThreadedExecutor:
             timeout = tick
             if engine.next_due is not None:
                 timeout = min(TICK, max(0.0, (engine.next_due - now()).total_seconds()))
-            if not self._wake.wait(timeout) and engine.plans:
-                # a tick: look for events other processes queued for plans run here
-                engine.check_events = True
+            if engine.watched:
+                timeout = min(timeout, WATCH_TICK)
+            if not self._wake.wait(timeout):
+                engine.tick()
             self._wake.clear()
             self._pump()
 

@@ -19,10 +19,14 @@ class Operators:
         self.services = services
         self.executor = executor
 
-    def execute(self, plan_id: str, only: int | None = None) -> PlanFuture:
+    def execute(
+        self, plan_id: str, only: int | None = None, *, follow_if_taken: bool = False
+    ) -> PlanFuture:
+        """Run a planned or paused plan; ``follow_if_taken``: if another world starts it
+        first, follow that execution instead of failing."""
         executor = self._executor()
         future = PlanFuture(self.services.world, plan_id)
-        executor.engine.execute(plan_id, future, only)
+        executor.engine.execute(plan_id, future, only, follow_if_taken=follow_if_taken)
         executor.run_pending()
         return future
 
