@@ -10,27 +10,50 @@ import inspect
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Protocol
 
 from pydantic import BaseModel
 
-from dynaflow import registry
-from dynaflow.clock import now
+from dynaflow import clock, registry
+from dynaflow.clock import now, seconds
 from dynaflow.events import TIMEOUT, TIMER, RunContext, Suspend, SuspendedHandle
 from dynaflow.exceptions import ConfigurationError, InvalidArgument, InvalidState, PlanningError
 from dynaflow.flows import Concurrence, Sequence
 from dynaflow.middleware.stack import MiddlewareSpec, MiddlewareStack
 from dynaflow.persistence.base import EventRow
 from dynaflow.rescue import Rescue, Retry
+from dynaflow.types import WorldHandle
 from dynaflow.values import to_json
 
 if TYPE_CHECKING:
     from dynaflow.middleware.base import Middleware
-    from dynaflow.planner import Planner
-    from dynaflow.world import World
 
 #: key of the action input that holds captured request context (see ContextMiddleware)
 CONTEXT_KEY = "__context__"
+
+
+class Planning(Protocol):
+    """What an action calls on the planner while its ``plan`` runs."""
+
+    def plan_self(self, action: Action, input: dict[str, Any]) -> None: ...
+
+    def plan_action(
+        self,
+        cls: type[Action],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        parent: Action | None,
+        trigger: Action | None = None,
+    ) -> Action: ...
+
+    def scope(self, flow: Sequence | Concurrence) -> AbstractContextManager[None]: ...
+
+
+class Connections(Protocol):
+    """Where an action finds the connection of the current phase transaction (the storage)."""
+
+    def current_connection(self) -> Any: ...
 
 
 class Action:
@@ -72,14 +95,15 @@ class Action:
     id: int
     plan_id: str
     step_id: int | None
-    world: World
+    world: WorldHandle
     input: Any
     output: Any
     raw_input: dict[str, Any]
     triggering_action: Action | None
     has_planned_self: bool
-    _planner: Planner | None
+    _planner: Planning | None
     _run_context: RunContext | None
+    _connections: Connections | None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -117,7 +141,31 @@ class Action:
             model = getattr(cls, name)
             if model is not None and not (isinstance(model, type) and issubclass(model, BaseModel)):
                 raise ConfigurationError(f"{cls.__qualname__}.{name} must be a pydantic BaseModel")
-        registry.register(cls)
+        registry.register(cls, _subscription_targets(cls))
+
+    @classmethod
+    def instance(
+        cls,
+        world: WorldHandle,
+        plan_id: str,
+        action_id: int,
+        step_id: int | None,
+        connections: Connections | None = None,
+    ) -> Action:
+        """A bare instance (``__init__`` is not called): what the planner and the executor
+        fill in. The one place action instances are made."""
+        action: Action = cls.__new__(cls)
+        action.id = action_id
+        action.plan_id = plan_id
+        action.step_id = step_id
+        action.world = world
+        action.triggering_action = None
+        action.has_planned_self = step_id is not None
+        action._planner = None
+        action._run_context = None
+        action._connections = connections
+        action.raw_input = {}
+        return action
 
     @classmethod
     def use(
@@ -160,7 +208,7 @@ class Action:
         """Inside this block, planned steps may run at the same time (the default)."""
         return self._planning("concurrence").scope(Concurrence())
 
-    def _planning(self, what: str) -> Planner:
+    def _planning(self, what: str) -> Planning:
         planner = getattr(self, "_planner", None)
         if planner is None:
             raise PlanningError(
@@ -191,11 +239,9 @@ class Action:
         if (delay is None) == (at is None):
             raise InvalidArgument("plan_event() takes either delay= (seconds) or at= (a datetime)")
         if delay is not None:
-            if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
-                raise InvalidArgument(
-                    f"plan_event(delay={delay!r}): the delay must be a number of seconds >= 0"
-                )
-            due = now() + timedelta(seconds=delay)
+            due = now() + timedelta(
+                seconds=seconds(delay, f"plan_event(delay={delay!r}): the delay")
+            )
         else:
             if not isinstance(at, datetime) or at.tzinfo is None:
                 raise InvalidArgument(f"plan_event(at={at!r}) needs a timezone-aware datetime")
@@ -207,8 +253,7 @@ class Action:
     def schedule_timeout(self, seconds: float) -> None:
         """Error this step if it is still running or suspended ``seconds`` from now."""
         context = self._context("schedule_timeout")
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
-            raise InvalidArgument(f"schedule_timeout({seconds!r}): give a number of seconds > 0")
+        clock.seconds(seconds, f"schedule_timeout({seconds!r})", positive=True)
         at = now()
         row = EventRow(
             context.plan_id,
@@ -247,7 +292,8 @@ class Action:
     def connection(self) -> Any:
         """The SQLAlchemy connection of the current phase transaction (finalize and plan phases
         with the TransactionMiddleware), or ``None``. Write your own tables through it."""
-        return self.world.storage.current_connection()
+        connections = getattr(self, "_connections", None)
+        return connections.current_connection() if connections is not None else None
 
     def __repr__(self) -> str:
         ident = getattr(self, "id", "?")
@@ -267,6 +313,20 @@ class Cancellable:
 
     def abort(self) -> None:
         self.cancel()
+
+
+def _subscription_targets(cls: type[Action]) -> tuple[type[Action], ...]:
+    subscribe = cls.__dict__.get("subscribe")
+    if subscribe is None:
+        return ()
+    targets = subscribe if isinstance(subscribe, tuple) else (subscribe,)
+    for target in targets:
+        if not (isinstance(target, type) and issubclass(target, Action)):
+            raise ConfigurationError(
+                f"{registry.class_name(cls)}.subscribe must be an Action class or a tuple of "
+                f"them, got {target!r}"
+            )
+    return targets
 
 
 def _takes_event(run: Callable[..., Any]) -> bool:

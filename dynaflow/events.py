@@ -11,14 +11,27 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from enum import StrEnum
+from typing import Any
 
 from dynaflow.persistence.base import EventRow
+from dynaflow.types import WorldHandle
 
-if TYPE_CHECKING:
-    from dynaflow.world import World
 
-EVENT, TIMER, TIMEOUT, RETRY = "event", "timer", "timeout", "retry"
+class EventKind(StrEnum):
+    """What a queued event row is (stored as its value)."""
+
+    #: sent with ``World.event``: delivered to ``run(event)``
+    EVENT = "event"
+    #: planned with ``plan_event``: delivered to ``run(event)`` when due
+    TIMER = "timer"
+    #: planned with ``schedule_timeout``: errors the step if it is unfinished when due
+    TIMEOUT = "timeout"
+    #: the next attempt under a ``Retry`` policy
+    RETRY = "retry"
+
+
+EVENT, TIMER, TIMEOUT, RETRY = EventKind
 
 
 class Suspend(BaseException):
@@ -36,7 +49,7 @@ class Suspend(BaseException):
 class SuspendedHandle:
     """Given to a suspend callback: lets anyone holding the world wake the step."""
 
-    world: World
+    world: WorldHandle
     plan_id: str
     step_id: int
 

@@ -27,7 +27,7 @@ class PlanningFailed(DynaflowError):
         self.plan_id = plan_id
         self.cause = cause
         super().__init__(
-            f"planning of plan {plan_id} failed: {type(cause).__name__}: {cause} "
+            f"planning of plan {plan_id} failed: {type(cause).__name__}: {describe(cause)} "
             "(the plan is stopped with result 'error'; world.get_plan(plan_id) shows the step)"
         )
 
@@ -103,9 +103,20 @@ class InvalidArgument(DynaflowError, ValueError):
     """An argument out of range or of the wrong kind (a negative delay, an empty interval list)."""
 
 
-class InvalidInput(DynaflowError, ValueError):
-    """An action's resolved input failed its ``Input`` model."""
-
-
 class EventRejected(DynaflowError):
     """An event for a step that is unknown, finished, or finished before handling it."""
+
+
+class InvalidInput(DynaflowError, ValueError):
+    """An action's resolved input (or its output) failed its ``Input`` (``Output``) model."""
+
+
+def describe(exc: BaseException) -> str:
+    """``str(exc)``, or a stand-in naming the class when its ``__str__`` itself raises: the
+    message of a user's exception must never take the error handling down with it."""
+    try:
+        return str(exc)
+    except BaseException as inner:
+        return (
+            f"<unprintable {type(exc).__qualname__}: its __str__ raised {type(inner).__qualname__}>"
+        )

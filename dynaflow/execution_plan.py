@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from dynaflow.exceptions import UnknownStep
+from dynaflow.exceptions import UnknownStep, describe
 from dynaflow.flows import expand
 from dynaflow.states import PlanResult, PlanState, StepKind, StepState
 
@@ -29,7 +29,7 @@ class StepError:
 
     @classmethod
     def from_exception(cls, exc: BaseException, traceback: str | None = None) -> StepError:
-        return cls(type(exc).__qualname__, str(exc), traceback)
+        return cls(type(exc).__qualname__, describe(exc), traceback)
 
     def __str__(self) -> str:
         return f"{self.class_name}: {self.message}"

@@ -11,7 +11,7 @@ import itertools
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -21,6 +21,7 @@ from dynaflow.clock import now
 from dynaflow.exceptions import PlanningError
 from dynaflow.execution_plan import ActionRecord, PlanRecord, StepError, StepRecord
 from dynaflow.persistence.base import HistoryRow, NewPlan
+from dynaflow.services import Services
 from dynaflow.states import PlanResult, PlanState, StepKind, StepState
 from dynaflow.values import (
     OutputRef,
@@ -30,9 +31,6 @@ from dynaflow.values import (
     validation_problems,
     with_refs_as_objects,
 )
-
-if TYPE_CHECKING:
-    from dynaflow.world import World
 
 
 class _Failed:
@@ -45,8 +43,8 @@ class _Failed:
 
 
 class Planner:
-    def __init__(self, world: World, plan_id: str, key: str | None = None) -> None:
-        self.world = world
+    def __init__(self, services: Services, plan_id: str, key: str | None = None) -> None:
+        self.services = services
         self.plan_id = plan_id
         self.key = key
         self.created_at = now()
@@ -61,7 +59,7 @@ class Planner:
         #: the first exception raised by any plan() — even one a parent caught
         self.failure: BaseException | None = None
         self.history: list[HistoryRow] = [
-            HistoryRow(plan_id, self.created_at, "plan planning", world_id=world.id)
+            HistoryRow(plan_id, self.created_at, "plan planning", world_id=services.id)
         ]
 
     # -- called by actions -----------------------------------------------------------------
@@ -79,16 +77,16 @@ class Planner:
             raise PlanningError(
                 f"{cls!r} is not an Action class; plan_action() takes Action subclasses"
             )
-        action: Action = cls.__new__(cls)
-        action.id = len(self.actions) + 1
-        action.plan_id = self.plan_id
-        action.world = self.world
-        action.step_id = None
-        action.raw_input = {}
+        action = cls.instance(
+            self.services.world,
+            self.plan_id,
+            len(self.actions) + 1,
+            None,
+            self.services.storage,
+        )
         action.input = cls.Input.model_construct() if cls.Input else {}
         action.output = OutputRef(action.id, cls.action_class_name)
         action.triggering_action = trigger
-        action.has_planned_self = False
         action._planner = self
         self.actions.append(action)
         self.parents[action.id] = parent.id if parent is not None else None
@@ -108,7 +106,7 @@ class Planner:
                     f"{cls.action_class_name}.plan{plan_signature(cls)} does not accept "
                     f"args={args!r} kwargs={kwargs!r}: {exc}"
                 ) from None
-            self.world.chain(cls, "plan")(action, *args, **kwargs)
+            self.services.chains.action(cls, "plan")(action, *args, **kwargs)
         except BaseException as exc:
             self._record_failure(step, action, exc, started)
             raise
@@ -121,10 +119,10 @@ class Planner:
             state=StepState.SUCCESS,
             ended_at=ended,
             duration=_seconds(started, ended),
-            world_id=self.world.id,
+            world_id=self.services.id,
         )
         self.history.append(
-            HistoryRow(self.plan_id, ended, "step success", step["id"], self.world.id)
+            HistoryRow(self.plan_id, ended, "step success", step["id"], self.services.id)
         )
         return action
 
@@ -212,7 +210,7 @@ class Planner:
             for action in self.actions
         ]
         steps = [StepRecord(**step) for step in self.steps]
-        history = [*self.history, HistoryRow(self.plan_id, at, event, world_id=self.world.id)]
+        history = [*self.history, HistoryRow(self.plan_id, at, event, world_id=self.services.id)]
         return NewPlan(record, actions, steps, edges, history)
 
     # -- internals -------------------------------------------------------------------------
@@ -255,7 +253,7 @@ class Planner:
             ended_at=ended,
             duration=_seconds(started, ended),
             error=error,
-            world_id=self.world.id,
+            world_id=self.services.id,
         )
         self.history.append(
             HistoryRow(
@@ -263,7 +261,7 @@ class Planner:
                 ended,
                 "step error",
                 step["id"],
-                self.world.id,
+                self.services.id,
                 {"error": error.to_json()},
             )
         )

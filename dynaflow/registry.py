@@ -10,20 +10,20 @@ from __future__ import annotations
 import logging
 import threading
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING
+from typing import Any
 
-from dynaflow.exceptions import ConfigurationError, UnknownActionClass
-
-if TYPE_CHECKING:
-    from dynaflow.action import Action
+from dynaflow.exceptions import UnknownActionClass
 
 log = logging.getLogger("dynaflow.registry")
 
 ENTRY_POINT_GROUP = "dynaflow.actions"
 
+#: an Action subclass (typed loosely: this module sits below ``dynaflow.action``)
+ActionClass = type[Any]
+
 _lock = threading.Lock()
-_by_name: dict[str, type[Action]] = {}
-_subscribers: dict[type[Action], list[type[Action]]] = {}
+_by_name: dict[str, ActionClass] = {}
+_subscribers: dict[ActionClass, list[ActionClass]] = {}
 _entry_points_loaded = False
 
 
@@ -32,27 +32,16 @@ def class_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def register(cls: type[Action]) -> None:
-    """Record ``cls`` by name and its subscriptions (called by ``Action.__init_subclass__``)."""
-    subscribe = cls.__dict__.get("subscribe")
-    targets: tuple[type, ...] = ()
-    if subscribe is not None:
-        targets = subscribe if isinstance(subscribe, tuple) else (subscribe,)
-        from dynaflow.action import Action
-
-        for target in targets:
-            if not (isinstance(target, type) and issubclass(target, Action)):
-                raise ConfigurationError(
-                    f"{class_name(cls)}.subscribe must be an Action class or a tuple of them, "
-                    f"got {target!r}"
-                )
+def register(cls: ActionClass, subscribes_to: tuple[ActionClass, ...] = ()) -> None:
+    """Record ``cls`` by name and the classes it subscribes to (called, checked, by
+    ``Action.__init_subclass__``)."""
     with _lock:
         _by_name[class_name(cls)] = cls
-        for target in targets:
+        for target in subscribes_to:
             _subscribers.setdefault(target, []).append(cls)
 
 
-def resolve(name: str) -> type[Action]:
+def resolve(name: str) -> ActionClass:
     """The class registered as ``name``; loads entry points first if it is not known yet."""
     cls = _by_name.get(name)
     if cls is None:
@@ -63,7 +52,18 @@ def resolve(name: str) -> type[Action]:
     return cls
 
 
-def subscribers(cls: type[Action]) -> list[type[Action]]:
+def attribute(name: str, attr: str, default: Any, fallback: str) -> Any:
+    """``attr`` of the class registered as ``name``. If no such class is known in this
+    process, log a warning saying what happens instead (``fallback``) and return ``default``."""
+    try:
+        cls = resolve(name)
+    except UnknownActionClass as exc:
+        log.warning("%s; %s", exc, fallback)
+        return default
+    return getattr(cls, attr, default)
+
+
+def subscribers(cls: ActionClass) -> list[ActionClass]:
     """Action classes that subscribe to ``cls``, in registration order."""
     return _subscribers.get(cls, [])
 
@@ -87,7 +87,7 @@ def load_entry_points() -> None:
             )
 
 
-def known() -> dict[str, type[Action]]:
+def known() -> dict[str, ActionClass]:
     """A copy of the name -> class map."""
     with _lock:
         return dict(_by_name)

@@ -34,7 +34,6 @@ STEP_STYLES: dict[str, tuple[str, str]] = {
     StepState.SUSPENDED: ("⏸", "yellow"),
     StepState.SUCCESS: ("✔", "green"),
     StepState.ERROR: ("✘", "bold red"),
-    StepState.SKIPPING: ("↷", "magenta"),
     StepState.SKIPPED: ("↷", "magenta"),
     StepState.CANCELLED: ("⊘", "red"),
 }

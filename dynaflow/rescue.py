@@ -1,12 +1,14 @@
-"""What happens when a step fails: rescue strategies and retry policies (DESIGN §6)."""
+"""What happens when a step fails: rescue strategies and retry policies."""
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from dynaflow.clock import seconds
 from dynaflow.exceptions import InvalidArgument
 
 
@@ -53,10 +55,14 @@ class Retry:
             raise InvalidArgument(
                 f"Retry(attempts={self.attempts}) must allow at least 1 attempt (the first run)"
             )
-        for name in ("initial", "backoff", "max_delay", "jitter"):
+        for name in ("initial", "max_delay"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise InvalidArgument(f"Retry({name}={value!r}) must be a number >= 0")
+            seconds(value, f"Retry({name}={value!r})")
+        for name in ("backoff", "jitter"):
+            value = getattr(self, name)
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not number or not math.isfinite(value) or value < 0:
+                raise InvalidArgument(f"Retry({name}={value!r}) must be a number >= 0 (finite)")
         if self.jitter > 1:
             raise InvalidArgument(f"Retry(jitter={self.jitter}) is a fraction between 0 and 1")
         on = self.on if isinstance(self.on, tuple) else (self.on,)
@@ -66,7 +72,11 @@ class Retry:
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1 for the first run)."""
-        delay = min(self.max_delay, self.initial * self.backoff ** (attempt - 1))
+        try:
+            grown = self.initial * self.backoff ** (attempt - 1)
+        except OverflowError:
+            grown = math.inf
+        delay = min(self.max_delay, grown)
         if self.jitter:
             delay *= 1 + random.uniform(-self.jitter, self.jitter)
         return max(0.0, delay)

@@ -1,7 +1,8 @@
 """Plan and step states, and the one table of allowed transitions.
 
-Every state change goes through :func:`check_step` / :func:`check_plan`; the storage layer then
-makes the change a compare-and-set, so two processes can never both move a step out of a state.
+Every state change goes through :class:`dynaflow.transitions.Changes`, which checks it here
+(:func:`check_step` / :func:`check_plan`) before it is written; the storage layer then makes the
+change a compare-and-set, so two processes can never both move a step out of a state.
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ from dynaflow.exceptions import IllegalTransition
 
 
 class PlanState(StrEnum):
-    PENDING = "pending"
-    SCHEDULED = "scheduled"
-    PLANNING = "planning"
+    """A plan is stored once planning has ended: ``planned``, or ``stopped`` if it failed."""
+
     PLANNED = "planned"
     RUNNING = "running"
     PAUSED = "paused"
@@ -35,7 +35,6 @@ class StepState(StrEnum):
     SUSPENDED = "suspended"
     SUCCESS = "success"
     ERROR = "error"
-    SKIPPING = "skipping"
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
 
@@ -49,9 +48,6 @@ class StepKind(StrEnum):
 P, S = PlanState, StepState
 
 PLAN_TRANSITIONS: dict[PlanState, frozenset[PlanState]] = {
-    P.PENDING: frozenset({P.SCHEDULED, P.PLANNING, P.STOPPED}),
-    P.SCHEDULED: frozenset({P.PLANNING, P.STOPPED}),
-    P.PLANNING: frozenset({P.PLANNED, P.STOPPED}),
     P.PLANNED: frozenset({P.RUNNING, P.STOPPED}),
     P.RUNNING: frozenset({P.PAUSED, P.STOPPED}),
     P.PAUSED: frozenset({P.RUNNING, P.STOPPED}),
@@ -59,12 +55,11 @@ PLAN_TRANSITIONS: dict[PlanState, frozenset[PlanState]] = {
 }
 
 STEP_TRANSITIONS: dict[StepState, frozenset[StepState]] = {
-    S.PENDING: frozenset({S.RUNNING, S.SKIPPING, S.SKIPPED, S.CANCELLED}),
+    S.PENDING: frozenset({S.RUNNING, S.SKIPPED, S.CANCELLED}),
     # running -> pending: a step taken over after a crash is handed out again (idempotent actions)
     S.RUNNING: frozenset({S.SUCCESS, S.ERROR, S.SUSPENDED, S.CANCELLED, S.PENDING}),
     S.SUSPENDED: frozenset({S.RUNNING, S.SUCCESS, S.ERROR, S.CANCELLED}),
-    S.ERROR: frozenset({S.RUNNING, S.PENDING, S.SKIPPING, S.SKIPPED, S.CANCELLED}),
-    S.SKIPPING: frozenset({S.SKIPPED, S.ERROR}),
+    S.ERROR: frozenset({S.RUNNING, S.SKIPPED, S.CANCELLED}),
     S.SUCCESS: frozenset(),
     S.SKIPPED: frozenset(),
     S.CANCELLED: frozenset(),
@@ -97,6 +92,6 @@ def plan_result(step_states: list[StepState]) -> PlanResult:
         return PlanResult.CANCELLED
     if S.ERROR in seen:
         return PlanResult.ERROR
-    if S.SKIPPED in seen or S.SKIPPING in seen:
+    if S.SKIPPED in seen:
         return PlanResult.WARNING
     return PlanResult.SUCCESS

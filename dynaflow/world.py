@@ -6,23 +6,21 @@ import logging
 import os
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
-from datetime import timedelta
 from typing import Any
 
 from dynaflow import registry, signals
 from dynaflow.action import Action
 from dynaflow.clock import now
+from dynaflow.cluster import Cluster
 from dynaflow.events import EVENT, current_context
 from dynaflow.exceptions import (
     ConcurrentModification,
     ConfigurationError,
     EventRejected,
-    InvalidState,
     PlanningFailed,
     StorageError,
     UnknownPlan,
@@ -30,17 +28,18 @@ from dynaflow.exceptions import (
     WorldClosed,
 )
 from dynaflow.execution_plan import ExecutionPlan, PlanRecord, WorldRecord
-from dynaflow.executor import InlineExecutor, PlanFuture, ThreadedExecutor
+from dynaflow.executor import Executor, InlineExecutor, PlanFuture, ThreadedExecutor
 from dynaflow.executor.steps import call_finalize, call_run
-from dynaflow.middleware import stack as middleware_stack
-from dynaflow.middleware.stack import MiddlewareSpec, MiddlewareStack, compose
+from dynaflow.middleware.chains import Chains
+from dynaflow.middleware.stack import MiddlewareSpec, MiddlewareStack
 from dynaflow.middleware.transaction import TransactionMiddleware
-from dynaflow.operators import check_stoppable, skip_offline, stop_offline
+from dynaflow.operators.online import Operators, check_ids
 from dynaflow.persistence import Storage, open_storage
-from dynaflow.persistence.base import EventRow, WorldRow
+from dynaflow.persistence.base import EventRow
 from dynaflow.phases import PhaseContext
 from dynaflow.planner import Planner, plan_core
-from dynaflow.states import FINISHED_STEP_STATES, PlanResult, PlanState, StepKind, StepState
+from dynaflow.services import Services
+from dynaflow.states import FINISHED_STEP_STATES, PlanResult, PlanState, StepKind
 from dynaflow.urls import display_url
 from dynaflow.values import to_json
 
@@ -100,50 +99,52 @@ class World:
             )
         if isinstance(lease, bool) or not isinstance(lease, int | float) or lease <= 0:
             raise ConfigurationError(f"World(lease=...) must be seconds > 0, got {lease!r}")
-        self.id = world_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        #: seconds without a heartbeat after which a world counts as dead and its plans are
-        #: taken over; heartbeats go every lease / 3
-        self.lease = float(lease)
-        self._next_maintenance = 0.0
-        self._incarnation = 0
-        self.auto_rescue = auto_rescue
-        self.shutdown_timeout = shutdown_timeout
-        self.middleware = MiddlewareStack([TransactionMiddleware(), *middleware])
-        self._chains: dict[tuple[Any, str], tuple[int, Callable[..., Any]]] = {}
-        self._closed = False
-        self._close_lock = threading.Lock()
         registry.load_entry_points()
         self.storage: Storage = open_storage(url, migrate=migrate)
-        self.executor: InlineExecutor | ThreadedExecutor | None = None
+        self.middleware = MiddlewareStack([TransactionMiddleware(), *middleware])
+        self.services = Services(
+            world=self,
+            storage=self.storage,
+            chains=Chains(self.middleware, _CORES),
+            id=world_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+            auto_rescue=auto_rescue,
+        )
+        self.shutdown_timeout = shutdown_timeout
+        self._closed = False
+        self._close_lock = threading.Lock()
+        #: heartbeats go every lease / 3; a world silent for a lease counts as dead
+        self.cluster = Cluster(self.services, float(lease))
+        self.executor: Executor | None = None
         if executor is not None:
-            started = now()
-            self.storage.register_world(
-                WorldRow(self.id, started, started, socket.gethostname(), os.getpid(), executor)
-            )
+            self.cluster.join(executor)
         if executor == "threads":
-            self.executor = ThreadedExecutor(self, workers)
+            self.executor = ThreadedExecutor(
+                self.services, workers, self.cluster.maintain, self.cluster.lease
+            )
         elif executor == "inline":
-            self.executor = InlineExecutor(self)
+            self.executor = InlineExecutor(self.services, self.cluster.maintain)
+        self.operators = Operators(self.services, self.executor)
         if self.executor is not None:
-            self._adopt_released_plans()
-            self.maintain(force=True)
+            self.cluster.start(self.executor)
 
-    # -- middleware chains -------------------------------------------------------------------
+    @property
+    def id(self) -> str:
+        """This world's id in the worlds table (a world declared dead goes on under a new one)."""
+        return self.services.id
 
-    def chain(self, cls: type[Action], hook: str) -> Callable[..., Any]:
-        """The ``hook`` chain for ``cls``: world middleware outermost, then the class's, around
-        the phase's core. Built once per class and rebuilt only if a stack changes."""
-        key = (cls, hook)
-        cached = self._chains.get(key)
-        if cached is not None and cached[0] == middleware_stack.version:
-            return cached[1]
-        chain = compose([*self.middleware.entries(), *cls.middleware.entries()], hook, _CORES[hook])
-        self._chains[key] = (middleware_stack.version, chain)
-        return chain
+    @property
+    def lease(self) -> float:
+        """Seconds without a heartbeat after which this world counts as dead and its plans are
+        taken over."""
+        return self.cluster.lease
 
-    def phase_chain(self, hook: str, core: Callable[..., Any]) -> Callable[..., Any]:
-        """The ``plan_phase`` / ``finalize_phase`` chain of world middleware around ``core``."""
-        return compose(self.middleware.entries(), hook, core)
+    @lease.setter
+    def lease(self, seconds: float) -> None:
+        self.cluster.lease = float(seconds)
+
+    @property
+    def auto_rescue(self) -> bool:
+        return self.services.auto_rescue
 
     # -- planning and execution --------------------------------------------------------------
 
@@ -172,8 +173,8 @@ class World:
             if existing is not None:
                 return existing.id, None
         plan_id = str(uuid.uuid4())
-        planner = Planner(self, plan_id, key)
-        context = PhaseContext(self, plan_id, "plan")
+        planner = Planner(self.services, plan_id, key)
+        context = PhaseContext(self, plan_id, "plan", self.storage)
         planned = False
 
         def core(context: PhaseContext) -> None:
@@ -186,7 +187,7 @@ class World:
             self.storage.insert_plan(new)
 
         try:
-            self.phase_chain("plan_phase", core)(context)
+            self.services.chains.phase("plan_phase", core)(context)
         except Exception as exc:
             if isinstance(exc, ConcurrentModification) and key is not None:
                 existing = self.storage.find_plan_by_key(key)
@@ -203,31 +204,25 @@ class World:
     def execute(self, plan_id: str) -> PlanFuture:
         """Run a planned or paused plan. The future resolves when its execution ends."""
         self._check_open()
-        executor = self._require_executor()
-        future = PlanFuture(self, plan_id)
-        executor.engine.execute(plan_id, future)
-        executor.run_pending()
-        return future
+        return self.operators.execute(plan_id)
 
     def trigger(
         self, action_class: type[Action], *args: Any, key: str | None = None, **kwargs: Any
     ) -> Triggered:
         """Plan and execute. A planning failure raises :class:`PlanningFailed`. With ``key``, an
         existing plan with that key is returned instead of planning a second one."""
-        executor = self._require_executor()
+        self._require_executor()
         plan_id, failure = self._plan(action_class, args, kwargs, key)
         if failure is not None:
             raise PlanningFailed(plan_id, failure) from failure
-        future = PlanFuture(self, plan_id)
         record = self.storage.get_plan_record(plan_id)
         if record.state == PlanState.PLANNED:
-            executor.engine.execute(plan_id, future)
-            executor.run_pending()
+            future = self.operators.execute(plan_id)
         elif record.state == PlanState.STOPPED:
+            future = PlanFuture(self, plan_id)
             future.set_result(plan_id)
         else:  # an existing keyed plan still executing here: follow it
-            executor.call(lambda: _follow(executor.engine, plan_id, future))
-            executor.run_pending()
+            future = self.operators.follow(plan_id)
         return Triggered(plan_id, future)
 
     # -- events and operators ------------------------------------------------------------------
@@ -247,6 +242,7 @@ class World:
         payload = to_json(event, f"event for step {step_id} of plan {plan_id}")
         future: Future[Any] = Future()
         try:
+            check_ids(plan_id, step_id)
             step = self.storage.get_step(plan_id, step_id)
             if step.kind != StepKind.RUN:
                 raise EventRejected(
@@ -294,75 +290,13 @@ class World:
 
     def _operate(self, plan_id: str, operation: str, abort: bool) -> PlanFuture:
         self._check_open()
-        if not isinstance(plan_id, str):
-            raise UnknownPlan(plan_id)
-        check_stoppable(self, plan_id, operation)
-        future = PlanFuture(self, plan_id)
-        if self.executor is None:
-            stop_offline(self, plan_id, operation)
-            future.set_result(plan_id)
-            return future
-        record = self.storage.get_plan_record(plan_id)
-        engine = self.executor.engine
-        if record.state == PlanState.RUNNING and record.world_id is None:
-            engine.execute(plan_id, Future(), adopt_from=None)  # take it over, then stop it
-        if operation == "cancel":
-            engine.inbox.put(("cancel", plan_id, future, abort))
-        else:
-            engine.inbox.put(("halt", plan_id, future))
-        self.executor.run_pending()
-        return future
-
-    def _adopt_released_plans(self) -> None:
-        """Take over the plans a world released when it shut down (running, no owner)."""
-        assert self.executor is not None
-        for record in self.storage.find_plans(state=[PlanState.RUNNING], order_by="created_at"):
-            if record.world_id is None:
-                self.executor.engine.execute(record.id, Future(), adopt_from=None)
-        self.executor.run_pending()
+        return self.operators.stop(plan_id, operation, abort)
 
     def maintain(self, force: bool = False) -> None:
         """Heartbeat, and take over the plans of worlds whose lease expired. Executors call it
         on their tick (every lease / 3)."""
-        if self.executor is None or self._closed:
-            return
-        clock = time.monotonic()
-        if not force and clock < self._next_maintenance:
-            return
-        self._next_maintenance = clock + self.lease / 3
-        at = now()
-        storage, engine = self.storage, self.executor.engine
-        if not storage.heartbeat(self.id, at):
-            # declared dead: another world takes (or took) over the plans owned under the old
-            # id. Drop them here and carry on under a new id, so that whatever a failed
-            # takeover left behind is still seen as orphaned (never owned by a live world)
-            old = self.id
-            self._incarnation += 1
-            self.id = f"{old.split('~')[0]}~{self._incarnation}"
-            log.error(
-                "world %s missed its lease and was declared dead; it stops running its plans "
-                "(other worlds take them over) and goes on as %s",
-                old,
-                self.id,
-            )
-            self.executor.call(
-                lambda: engine.fail_all(
-                    ConcurrentModification(f"world {old} lost its plans to another world")
-                )
-            )
-            storage.register_world(WorldRow(self.id, at, at, socket.gethostname(), os.getpid()))
-        cutoff = at - timedelta(seconds=self.lease)
-        taken = False
-        for plan_id, owner in storage.orphaned_plans(cutoff):
-            if owner != self.id:
-                log.warning("taking over plan %s from world %s (lease expired)", plan_id, owner)
-                engine.execute(plan_id, Future(), adopt_from=owner)
-                taken = True
-        for world in storage.worlds():
-            if world.id != self.id and world.heartbeat_at < cutoff:
-                storage.unregister_world(world.id)
-        if taken:
-            self.executor.run_pending()
+        if not self._closed:
+            self.cluster.maintain(force)
 
     # -- operators: resume, skip, retry ---------------------------------------------------------
 
@@ -370,8 +304,8 @@ class World:
         """Run a paused plan again: failed steps run again, finished ones are left, and the
         finalize phase runs again in full (finalizers must be idempotent). The future resolves
         when its execution ends. Raises :class:`InvalidState` unless the plan is paused."""
-        record = self._paused(plan_id, "resumed")
-        return self.execute(record.id)
+        self._check_open()
+        return self.operators.resume(plan_id)
 
     def skip(self, plan_id: str, step_id: int, *, resume: bool = False) -> PlanFuture:
         """Skip a failed step of a paused plan: it, every step consuming its output (directly
@@ -380,60 +314,20 @@ class World:
         once the plan is resumed (``resume=True`` does so at once). The result becomes
         ``warning``."""
         self._check_open()
-        self._paused(plan_id, "changed by skip")
-        skip_offline(self, plan_id, step_id)
-        if resume:
-            return self.execute(plan_id)
-        future = PlanFuture(self, plan_id)
-        future.set_result(plan_id)
-        return future
+        return self.operators.skip(plan_id, step_id, resume)
 
     def retry(self, plan_id: str, step_id: int) -> PlanFuture:
         """Run one failed step again now, without resuming the other failed ones; when it
         succeeds, the steps after it go on. The future resolves when the execution ends."""
-        executor = self._require_executor()
-        record = self.storage.get_plan_record(plan_id)
-        step = self.storage.get_step(plan_id, step_id)
-        if step.state != StepState.ERROR:
-            raise InvalidState(
-                f"step {step_id} of plan {plan_id} is {step.state}; only a failed step can be "
-                "retried"
-            )
-        future = PlanFuture(self, plan_id)
-        if record.state == PlanState.PAUSED:
-            executor.engine.execute(plan_id, future, only=step_id)
-        elif record.state == PlanState.RUNNING:
-            executor.engine.inbox.put(("retry", plan_id, step_id, future))
-        else:
-            raise InvalidState(f"plan {plan_id} is {record.state}; it cannot be retried")
-        executor.run_pending()
-        return future
-
-    def _paused(self, plan_id: str, what: str) -> PlanRecord:
-        self._check_open()
-        if not isinstance(plan_id, str):
-            raise UnknownPlan(plan_id)
-        record = self.storage.get_plan_record(plan_id)
-        if record.state != PlanState.PAUSED:
-            raise InvalidState(
-                f"plan {plan_id} is {record.state}; only a paused plan can be {what}"
-                + (" (it is still executing; wait for it)" if record.state == "running" else "")
-            )
-        return record
+        self._require_executor()
+        return self.operators.retry(plan_id, step_id)
 
     def follow(self, plan_id: str) -> PlanFuture:
         """A future for the end of the plan's current execution: it resolves when the plan
         stops or pauses here, or at once if no executor of this world is running it."""
         self._check_open()
         self.storage.get_plan_record(plan_id)  # UnknownPlan
-        future = PlanFuture(self, plan_id)
-        executor = self.executor
-        if executor is None:
-            future.set_result(plan_id)
-            return future
-        executor.call(lambda: _follow(executor.engine, plan_id, future))
-        executor.run_pending()
-        return future
+        return self.operators.follow(plan_id)
 
     def run_pending(self) -> None:
         """Inline executor: run everything that is ready now, until nothing more is."""
@@ -500,8 +394,7 @@ class World:
         try:
             if self.executor is not None:
                 self.executor.shutdown(self.shutdown_timeout if timeout is None else timeout)
-                # plans still owned (steps that outlived the timeout) are taken over at once
-                self.storage.unregister_world(self.id)
+                self.cluster.leave()
         finally:
             self.storage.close()
 
@@ -552,7 +445,7 @@ class World:
         if self._closed:
             raise WorldClosed()
 
-    def _require_executor(self) -> InlineExecutor | ThreadedExecutor:
+    def _require_executor(self) -> Executor:
         self._check_open()
         if self.executor is None:
             raise ConfigurationError(
@@ -563,14 +456,6 @@ class World:
 
     def _signal_plan(self, plan_id: str, state: PlanState, result: PlanResult) -> None:
         signals.emit(signals.plan_state_changed, self, plan_id=plan_id, state=state, result=result)
-
-
-def _follow(engine: Any, plan_id: str, future: PlanFuture) -> None:
-    runtime = engine.plans.get(plan_id)
-    if runtime is not None:
-        runtime.futures.append(future)
-    else:
-        future.set_result(plan_id)
 
 
 def _filters(

@@ -4,4 +4,7 @@ from dynaflow.executor.futures import PlanFuture
 from dynaflow.executor.inline import InlineExecutor
 from dynaflow.executor.threaded import ThreadedExecutor
 
-__all__ = ["InlineExecutor", "PlanFuture", "ThreadedExecutor"]
+#: what a world with an executor runs
+Executor = InlineExecutor | ThreadedExecutor
+
+__all__ = ["Executor", "InlineExecutor", "PlanFuture", "ThreadedExecutor"]

@@ -6,154 +6,111 @@ is paused."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
 
 from dynaflow.clock import now
 from dynaflow.exceptions import ConcurrentModification
 from dynaflow.execution_plan import StepError
-from dynaflow.executor.runtime import PlanRuntime, StepRuntime
-from dynaflow.executor.steps import build_action, error_of
-from dynaflow.persistence.base import Batch, Claim, HistoryRow, PlanUpdate, StepUpdate
+from dynaflow.executor.messages import Finalized, FinalizeResult
+from dynaflow.executor.steps import error_of
 from dynaflow.phases import PhaseContext
-from dynaflow.states import PlanResult, PlanState, StepState, plan_result
-
-if TYPE_CHECKING:
-    from dynaflow.world import World
+from dynaflow.rebuild import build_action
+from dynaflow.runtime import PlanRuntime
+from dynaflow.services import Services
+from dynaflow.states import DONE_STEP_STATES, PlanResult, PlanState, StepState, plan_result
+from dynaflow.transitions import Changes, DetachedStep
 
 log = logging.getLogger("dynaflow.executor")
 
 CLAIMABLE = frozenset({StepState.PENDING, StepState.ERROR})
+S = StepState
 
 
-def finalize_task(world: World, runtime: PlanRuntime) -> tuple[Any, ...]:
-    """Run every finalize step not yet successful, in planning order, in one transaction (through
-    the finalize_phase middleware chain); on error record it in a new transaction and pause."""
-    storage = world.storage
+def finalize_task(services: Services, runtime: PlanRuntime) -> Finalized:
+    """Run the finalize phase; report the plan's and the finalize steps' new states."""
+    storage = services.storage
     plan_id = runtime.plan_id
     pending = [
-        sid
+        DetachedStep.of(runtime.steps[sid])
         for sid in runtime.finalize_order
-        if runtime.steps[sid].state not in (StepState.SUCCESS, StepState.SKIPPED)
+        if runtime.steps[sid].state not in DONE_STEP_STATES
     ]
-    current: list[int] = []
+    changes = Changes(services.world, services.id)
+    current: list[DetachedStep] = []
 
     def core(context: PhaseContext) -> None:
-        for step_id in pending:
-            step = runtime.steps[step_id]
+        for step in pending:
             started = now()
-            result = storage.write(
-                Batch(claims=[Claim(plan_id, [step_id], CLAIMABLE, world.id, started)])
-            )
-            if not result.claimed:
+            changes.claim(plan_id, [step], CLAIMABLE, started)
+            if not changes.write(storage).claimed:
                 raise ConcurrentModification(
-                    f"finalize step {step_id} of plan {plan_id} was changed by another world"
+                    f"finalize step {step.id} of plan {plan_id} was changed by another world"
                 )
-            current[:] = [step_id]
-            action = build_action(world, runtime, step.action_id, step_id)
-            world.chain(type(action), "finalize")(action)
+            changes.running(plan_id, step)
+            current[:] = [step]
+            action = build_action(services, runtime, runtime.steps[step.id].action_id, step.id)
+            services.chains.action(type(action), "finalize")(action)
             ended = now()
-            storage.write(
-                Batch(
-                    steps=[
-                        StepUpdate(
-                            plan_id,
-                            step_id,
-                            StepState.RUNNING,
-                            StepState.SUCCESS,
-                            {"ended_at": ended, "duration": (ended - started).total_seconds()},
-                        )
-                    ],
-                    history=[HistoryRow(plan_id, ended, "step success", step_id, world.id)],
-                )
-            )
+            duration = (ended - started).total_seconds()
+            changes.step(plan_id, step, S.SUCCESS, ended, {"ended_at": ended, "duration": duration})
+            changes.write(storage)
             current.clear()
-        states = [StepState.SUCCESS if sid in pending else s.state for sid, s in _real(runtime)]
         ended = now()
-        storage.write(
-            Batch(
-                plans=[
-                    PlanUpdate(
-                        plan_id,
-                        frozenset({PlanState.RUNNING}),
-                        {
-                            "state": PlanState.STOPPED,
-                            "result": plan_result(states),
-                            "ended_at": ended,
-                        },
-                    )
-                ],
-                history=[HistoryRow(plan_id, ended, "plan stopped", world_id=world.id)],
-            )
+        changes.plan(
+            plan_id,
+            PlanState.RUNNING,
+            PlanState.STOPPED,
+            ended,
+            {"ended_at": ended},
+            result=plan_result(_states(runtime, pending)),
         )
+        changes.write(storage)
 
-    context = PhaseContext(world, plan_id, "finalize")
+    context = PhaseContext(services.world, plan_id, "finalize", storage)
     try:
-        world.phase_chain("finalize_phase", core)(context)
+        services.chains.phase("finalize_phase", core)(context)
     except BaseException as exc:  # user code: SystemExit in a finalizer is an error too
-        error = error_of(exc)
         failed = current[0] if current else None
+        steps: tuple[tuple[int, StepState], ...] = ()
         try:
-            _record_finalize_failure(world, runtime, failed, error)
+            steps = _record_failure(services, runtime, failed, error_of(exc))
         except Exception:
             log.exception("could not record the finalize failure of plan %s", plan_id)
-        changes = [(failed, StepState.RUNNING), (failed, StepState.ERROR)] if failed else []
-        run_states = [s.state for s in runtime.run_steps()]
-        return (
-            "finalized",
-            plan_id,
-            (PlanState.PAUSED, plan_result([*run_states, StepState.ERROR]), changes),
-            runtime,
-        )
-    states = [StepState.SUCCESS if sid in pending else s.state for sid, s in _real(runtime)]
-    return (
-        "finalized",
-        plan_id,
-        (
-            PlanState.STOPPED,
-            plan_result(states),
-            [(sid, state) for sid in pending for state in (StepState.RUNNING, StepState.SUCCESS)],
-        ),
-        runtime,
-    )
+        result = plan_result([*(s.state for s in runtime.run_steps()), S.ERROR])
+        return Finalized(plan_id, FinalizeResult(PlanState.PAUSED, result, steps), runtime)
+    changes.committed()
+    states = tuple((step.id, step.state) for step in pending)
+    result = plan_result(_states(runtime, pending))
+    return Finalized(plan_id, FinalizeResult(PlanState.STOPPED, result, states), runtime)
 
 
-def _real(runtime: PlanRuntime) -> list[tuple[int, StepRuntime]]:
-    return [(sid, s) for sid, s in runtime.steps.items() if not s.barrier]
+def _states(runtime: PlanRuntime, finalized: list[DetachedStep]) -> list[StepState]:
+    """The plan's step states once ``finalized`` have their new states."""
+    new = {step.id: step.state for step in finalized}
+    return [new.get(sid, s.state) for sid, s in runtime.steps.items() if not s.barrier]
 
 
-def _record_finalize_failure(
-    world: World, runtime: PlanRuntime, step_id: int | None, error: StepError
-) -> None:
-    storage = world.storage
-    plan_id = runtime.plan_id
-    at = now()
-    batch = Batch(
-        plans=[
-            PlanUpdate(
-                plan_id,
-                frozenset({PlanState.RUNNING}),
-                {"state": PlanState.PAUSED, "result": PlanResult.ERROR},
-            )
-        ],
-        history=[HistoryRow(plan_id, at, "plan paused", world_id=world.id)],
-    )
+def _record_failure(
+    services: Services, runtime: PlanRuntime, failed: DetachedStep | None, error: StepError
+) -> tuple[tuple[int, StepState], ...]:
+    """In a new transaction: the failed step (rolled back to where it was) errors, the plan
+    pauses. Returns the failed step's new state."""
+    storage, plan_id, at = services.storage, runtime.plan_id, now()
+    changes = Changes(services.world, services.id)
     with storage.transaction():
-        if step_id is not None:
-            # the rolled-back transaction took the step back to where it was: record the attempt
-            storage.write(Batch(claims=[Claim(plan_id, [step_id], CLAIMABLE, world.id, at)]))
-            batch.steps.append(
-                StepUpdate(
-                    plan_id,
-                    step_id,
-                    StepState.RUNNING,
-                    StepState.ERROR,
-                    {"ended_at": at, "error": error.to_json()},
-                )
+        if failed is not None:
+            failed.state = runtime.steps[failed.id].state
+            changes.claim(plan_id, [failed], CLAIMABLE, at)
+            changes.write(storage)
+            changes.running(plan_id, failed)
+            changes.step(
+                plan_id,
+                failed,
+                S.ERROR,
+                at,
+                {"ended_at": at, "error": error.to_json()},
+                {"error": error.to_json()},
             )
-            batch.history.insert(
-                0,
-                HistoryRow(
-                    plan_id, at, "step error", step_id, world.id, {"error": error.to_json()}
-                ),
-            )
-        storage.write(batch)
+        changes.plan(plan_id, PlanState.RUNNING, PlanState.PAUSED, at, result=PlanResult.ERROR)
+        changes.write(storage)
+    changes.committed()
+    return ((failed.id, S.ERROR),) if failed is not None else ()

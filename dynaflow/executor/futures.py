@@ -1,25 +1,26 @@
-"""Futures handed out by ``World.execute`` and ``Triggered``."""
+"""Futures handed out by ``World.execute``, the operators and ``Triggered``."""
 
 from __future__ import annotations
 
 from concurrent.futures import Future
-from typing import TYPE_CHECKING
 
 from dynaflow.execution_plan import ExecutionPlan
-
-if TYPE_CHECKING:
-    from dynaflow.world import World
+from dynaflow.types import WorldHandle
 
 
 class PlanFuture(Future[str]):
     """Resolves when the plan's execution ends (``stopped``, or ``paused`` awaiting an
     operator). ``result()`` returns a fresh snapshot of the plan, loaded when asked for."""
 
-    def __init__(self, world: World, plan_id: str) -> None:
+    def __init__(self, world: WorldHandle, plan_id: str) -> None:
         super().__init__()
         self.world = world
         self.plan_id = plan_id
 
     def result(self, timeout: float | None = None) -> ExecutionPlan:  # type: ignore[override]
         super().result(timeout)
-        return self.world.get_plan(self.plan_id)
+        plan: ExecutionPlan = self.world.get_plan(self.plan_id)
+        return plan
+
+    def __repr__(self) -> str:
+        return f"<PlanFuture plan {self.plan_id} {self._state.lower()}>"

@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
-from dynaflow.executor.engine import Engine, Task
-
-if TYPE_CHECKING:
-    from dynaflow.world import World
+from dynaflow.executor.base import Task
+from dynaflow.executor.engine import Engine
+from dynaflow.services import Services
 
 
 class InlineExecutor:
-    def __init__(self, world: World) -> None:
-        self.world = world
+    """``maintain`` is the world's heartbeat and takeover call, made on every
+    ``run_pending()``."""
+
+    def __init__(self, services: Services, maintain: Callable[[], None]) -> None:
         self.tasks: deque[Task] = deque()
-        self.engine = Engine(world, self.tasks.append)
+        self.engine = Engine(services, self.tasks.append)
+        self._maintain = maintain
         self._lock = threading.RLock()
         self._running = False
 
@@ -34,14 +36,14 @@ class InlineExecutor:
                 return
             self._running = True
             try:
-                self.world.maintain()
+                self._maintain()
                 engine = self.engine
                 while True:
                     messages = engine.drain()
                     if messages:
                         engine.process(messages)
                     elif self.tasks:
-                        engine.inbox.put(self.tasks.popleft()())
+                        engine.report(self.tasks.popleft()())
                     elif engine.check_events or engine.timers_due():
                         engine.process([])
                     else:
@@ -49,8 +51,8 @@ class InlineExecutor:
             finally:
                 self._running = False
 
-    def call(self, fn: Any) -> None:
-        self.engine.inbox.put(("call", fn))
+    def call(self, fn: Callable[[], None]) -> None:
+        self.engine.call(fn)
 
     def shutdown(self, timeout: float) -> None:
         with self._lock:

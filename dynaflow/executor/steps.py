@@ -1,29 +1,26 @@
-"""Worker-side code: rebuild an action from its persisted data and run one phase of it."""
+"""Worker-side code: run one call of a run step and report what came of it."""
 
 from __future__ import annotations
 
-import copy
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from dynaflow import registry
-from dynaflow.action import CONTEXT_KEY, Action
+from dynaflow.action import Action
 from dynaflow.clock import now
 from dynaflow.events import RunContext, Suspend, SuspendedHandle, set_current_context
 from dynaflow.exceptions import EventRejected, InvalidInput, NotJSON
 from dynaflow.execution_plan import StepError
 from dynaflow.persistence.base import EventRow
-from dynaflow.values import resolve, to_json, validation_problems
-
-if TYPE_CHECKING:
-    from dynaflow.executor.runtime import PlanRuntime
-    from dynaflow.world import World
+from dynaflow.rebuild import build_action
+from dynaflow.runtime import PlanRuntime
+from dynaflow.services import Services
+from dynaflow.values import to_json, validation_problems
 
 
 @dataclass(slots=True)
@@ -51,39 +48,6 @@ class StepOutcome:
 
 #: "no event": the first call of run()
 NO_EVENT: Any = object()
-
-
-def build_action(world: World, runtime: PlanRuntime, action_id: int, step_id: int) -> Action:
-    """An instance of the action with resolved, validated input and its saved output."""
-    data = runtime.actions[action_id]
-    cls = registry.resolve(data.action_class)
-    action: Action = cls.__new__(cls)
-    action.id = action_id
-    action.plan_id = runtime.plan_id
-    action.step_id = step_id
-    action.world = world
-    action.triggering_action = None
-    action.has_planned_self = True
-    action._planner = None
-    action._run_context = None
-    where = f"input of {data.action_class}#{action_id}"
-    raw = resolve(data.input, runtime.output_of, where)
-    action.raw_input = raw
-    if cls.Input is not None:
-        fields = {k: v for k, v in raw.items() if k != CONTEXT_KEY}
-        try:
-            action.input = cls.Input.model_validate(fields)
-        except ValidationError as exc:
-            raise InvalidInput(
-                f"{where} is invalid after resolving references: "
-                + validation_problems(exc.errors())
-            ) from None
-    else:
-        action.input = {k: v for k, v in raw.items() if k != CONTEXT_KEY}
-    # a copy: run() may mutate nested values, and the saved output must stay as it was
-    saved = copy.deepcopy(data.output) if data.output else {}
-    action.output = cls.Output.model_construct(**saved) if cls.Output is not None else saved
-    return action
 
 
 def dump_output(action: Action) -> dict[str, Any]:
@@ -114,7 +78,7 @@ def error_of(exc: BaseException) -> StepError:
 
 
 def run_step(
-    world: World,
+    services: Services,
     runtime: PlanRuntime,
     step_id: int,
     action_id: int,
@@ -133,7 +97,7 @@ def run_step(
     outcome.cancelling = cancel
     set_current_context(context)
     try:
-        action = build_action(world, runtime, action_id, step_id)
+        action = build_action(services, runtime, action_id, step_id)
         action._run_context = context
         cls = type(action)
         if cancel:
@@ -144,7 +108,7 @@ def run_step(
         else:
             args = (None,) if cls.run_takes_event else ()
         try:
-            world.chain(cls, "run")(action, *args)
+            services.chains.action(cls, "run")(action, *args)
         except Suspend as suspend:
             outcome.suspended = True
             outcome.callback = suspend.callback

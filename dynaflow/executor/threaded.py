@@ -13,14 +13,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
 
 from dynaflow.clock import now
-from dynaflow.executor.engine import Engine, Task
-
-if TYPE_CHECKING:
-    from dynaflow.world import World
+from dynaflow.executor.base import Task
+from dynaflow.executor.engine import Engine
+from dynaflow.services import Services
 
 log = logging.getLogger("dynaflow.executor")
 
@@ -29,24 +28,31 @@ TICK = 1.0
 
 
 class ThreadedExecutor:
-    def __init__(self, world: World, workers: int) -> None:
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix=f"dynaflow-worker-{world.id}")
-        self.world = world
-        self.engine = Engine(world, self._dispatch)
+    """``maintain`` is the world's heartbeat and takeover call, made every ``lease`` / 6
+    seconds on a thread of its own."""
+
+    def __init__(
+        self, services: Services, workers: int, maintain: Callable[[], None], lease: float
+    ) -> None:
+        name = services.id
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix=f"dynaflow-worker-{name}")
+        self.engine = Engine(services, self._dispatch)
+        self._maintain = maintain
+        self._lease = lease
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._idle = threading.Condition()
         self._local = threading.local()
         self._stopping = False
         self._thread = threading.Thread(
-            target=self._loop, name=f"dynaflow-scheduler-{world.id}", daemon=True
+            target=self._loop, name=f"dynaflow-scheduler-{name}", daemon=True
         )
         self._thread.start()
         # heartbeats on a thread of their own: a long scheduler iteration must not make a live
         # world look dead to the others
         self._beat_stop = threading.Event()
         self._beat = threading.Thread(
-            target=self._heartbeat, name=f"dynaflow-heartbeat-{world.id}", daemon=True
+            target=self._heartbeat, name=f"dynaflow-heartbeat-{name}", daemon=True
         )
         self._beat.start()
 
@@ -93,7 +99,7 @@ class ThreadedExecutor:
             except BaseException:  # tasks report their own errors; this is a bug in dynaflow
                 log.exception("executor task crashed")
                 raise
-            self.engine.inbox.put(message)
+            self.engine.report(message)
             collected: list[Task] = []
             self._pump(collected)
             task = collected.pop(0) if collected else None
@@ -102,7 +108,7 @@ class ThreadedExecutor:
 
     def _loop(self) -> None:
         engine = self.engine
-        tick = min(TICK, self.world.lease / 3)
+        tick = min(TICK, self._lease / 3)
         while not self._stopping:
             timeout = tick
             if engine.next_due is not None:
@@ -114,9 +120,9 @@ class ThreadedExecutor:
             self._pump()
 
     def _heartbeat(self) -> None:
-        while not self._beat_stop.wait(self.world.lease / 6):
+        while not self._beat_stop.wait(self._lease / 6):
             try:
-                self.world.maintain()
+                self._maintain()
             except Exception:
                 log.exception("heartbeat or takeover failed; trying again on the next beat")
 
@@ -126,9 +132,9 @@ class ThreadedExecutor:
         """Wake the scheduler thread to look at the inbox now."""
         self._wake.set()
 
-    def call(self, fn: Any) -> None:
+    def call(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` inside a scheduler iteration."""
-        self.engine.inbox.put(("call", fn))
+        self.engine.call(fn)
         self._wake.set()
 
     def shutdown(self, timeout: float) -> None:

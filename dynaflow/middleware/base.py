@@ -12,8 +12,11 @@ from typing import TYPE_CHECKING, Any
 from dynaflow.types import CallNext
 
 if TYPE_CHECKING:
-    from dynaflow.action import Action
     from dynaflow.phases import PhaseContext
+
+#: the action a hook wraps: a :class:`dynaflow.Action` instance (typed loosely, so that a
+#: subclass may annotate it as ``Action`` or its own class; this module sits below the actions)
+Action = Any
 
 
 class Middleware:

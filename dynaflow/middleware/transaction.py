@@ -16,9 +16,9 @@ from dynaflow.types import CallNext
 
 class TransactionMiddleware(Middleware):
     def plan_phase(self, plan: PhaseContext, call_next: CallNext) -> Any:
-        with plan.world.storage.transaction():
+        with plan.transaction():
             return call_next()
 
     def finalize_phase(self, plan: PhaseContext, call_next: CallNext) -> Any:
-        with plan.world.storage.transaction():
+        with plan.transaction():
             return call_next()

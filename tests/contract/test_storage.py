@@ -204,8 +204,8 @@ def test_update_steps_reports_conflicts_and_applies_the_rest(storage: Storage) -
         StepUpdate(plan_id, 99, P, S, dict(done)),  # conflict: no such step
         StepUpdate(plan_id, 6, P, E, dict(failed)),
         # the same step twice: applied in the order given
-        StepUpdate(plan_id, 5, P, StepState.SKIPPING),
-        StepUpdate(plan_id, 5, StepState.SKIPPING, StepState.SKIPPED, {"ended_at": ended}),
+        StepUpdate(plan_id, 5, P, R),
+        StepUpdate(plan_id, 5, R, StepState.SKIPPED, {"ended_at": ended}),
     ]
     conflicts = storage.update_steps(updates)
 

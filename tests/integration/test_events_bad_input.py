@@ -126,12 +126,12 @@ class PlansEvent(Action):
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        ({"delay": -1}, "plan_event(delay=-1): the delay must be a number of seconds >= 0"),
+        ({"delay": -1}, "plan_event(delay=-1): the delay must be a number >= 0"),
         ({"delay": "soon"}, "plan_event(delay='soon')"),
         ({}, "plan_event() takes either delay= (seconds) or at= (a datetime)"),
         ({"delay": 5, "at": "2030-01-01T00:00:00+00:00"}, "takes either delay="),
         ({"at": "2030-01-01T00:00:00"}, "needs a timezone-aware datetime"),
-        ({"timeout": 0}, "schedule_timeout(0): give a number of seconds > 0"),
+        ({"timeout": 0}, "schedule_timeout(0) must be a number > 0"),
     ],
     ids=["negative-delay", "delay-not-a-number", "neither", "both", "naive-at", "zero-timeout"],
 )

@@ -1,14 +1,30 @@
-"""The executor's in-memory cache of one executing plan. The database stays the source of
-truth: a runtime is built from :meth:`Storage.load_plan` and every change to it is also written."""
+"""The in-memory record of one plan being executed (the executor's cache) or operated on. The
+database stays the source of truth: a runtime is built from :meth:`Storage.load_plan` and every
+state change to it goes through :class:`~dynaflow.transitions.Changes`, which writes it too."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from dynaflow.execution_plan import ExecutionPlan
 from dynaflow.states import DONE_STEP_STATES, StepKind, StepState
+
+
+class Cancel(Enum):
+    """Where a run step is in its plan's cancellation."""
+
+    #: the plan is not being cancelled
+    NONE = "none"
+    #: the plan is being cancelled (``Action.cancel_requested`` is true)
+    REQUESTED = "requested"
+    #: a ``Cancellable`` step is to get its ``cancel()``/``abort()`` call when it next suspends
+    DUE = "due"
+    #: ``cancel()``/``abort()`` was called: the step ends ``cancelled`` when it next finishes
+    SENT = "sent"
 
 
 @dataclass(slots=True)
@@ -29,12 +45,9 @@ class StepRuntime:
     barrier: bool = False
     #: ids of sent events seen while the step could not take them (rejected if it finishes)
     waiting_events: set[int] = field(default_factory=set)
-    #: set when the plan is cancelled (``Action.cancel_requested`` reads it, from any thread)
-    cancel_requested: bool = False
-    #: a Cancellable step to be given its cancel()/abort() call when it next suspends
-    cancel_due: bool = False
-    #: cancel()/abort() was called: the step ends ``cancelled`` when it next finishes
-    cancel_sent: bool = False
+    #: its part in a cancellation of the plan (read from any thread by ``cancel_requested``)
+    cancel: Cancel = Cancel.NONE
+    #: the cancellation is an abort: ``abort()`` is called in place of ``cancel()``
     abort: bool = False
     #: why the step timed out while running: its outcome becomes this error
     timed_out: str | None = None
@@ -46,6 +59,11 @@ class StepRuntime:
     attempt: int = 1
     #: ids of the timers (plan_event, timeouts, retries) queued for the step
     timers: set[int] = field(default_factory=set)
+
+    @property
+    def cancel_requested(self) -> bool:
+        """The plan is being cancelled (``Action.cancel_requested`` reads it, from any thread)."""
+        return self.cancel is not Cancel.NONE
 
 
 @dataclass(slots=True)
@@ -60,9 +78,9 @@ class ActionRuntime:
 class PlanRuntime:
     """Step states, the run graph and the actions of one plan an executor is running."""
 
-    def __init__(self, plan: ExecutionPlan, rerun: bool | int = True) -> None:
-        """``rerun``: which failed run steps run again — all (``True``, resume), none
-        (``False``, taking a running plan over), or the one with that id (retry of a step)."""
+    def __init__(self, plan: ExecutionPlan, rerun: Collection[int] | None = None) -> None:
+        """``rerun``: the failed run steps that run again — ``None`` for all of them (resume),
+        else only these (empty when taking a running plan over, one id for a retry)."""
         self.plan_id = plan.id
         self.futures: list[Future[Any]] = []
         self.actions = {
@@ -97,8 +115,7 @@ class PlanRuntime:
         self.blocked: set[int] = {
             s.id
             for s in self.steps.values()
-            if s.state == StepState.ERROR
-            and not (rerun is True or (rerun is not False and s.id == rerun))
+            if s.state == StepState.ERROR and rerun is not None and s.id not in rerun
         }
         self.ready: set[int] = set()
         self.refresh_ready()

@@ -1,0 +1,112 @@
+"""Worlds on one database: registration, heartbeats, leases, and the takeover of plans whose
+world is gone (its lease expired) or released them (it shut down).
+
+Each executor world has a row in the worlds table and beats its heartbeat every lease / 3.
+A world whose heartbeat is older than the lease counts as dead: any other executor world takes
+its running plans over (the engine re-runs or errors their interrupted steps). A world that
+finds its own row gone was declared dead: it drops its plans and goes on under a new id.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from datetime import timedelta
+
+from dynaflow.clock import now
+from dynaflow.exceptions import ConcurrentModification
+from dynaflow.executor import Executor
+from dynaflow.persistence.base import WorldRow
+from dynaflow.services import Services
+from dynaflow.states import PlanState
+
+log = logging.getLogger("dynaflow.cluster")
+
+
+class Cluster:
+    """This world's membership: ``lease`` seconds without a heartbeat and it counts as dead."""
+
+    def __init__(self, services: Services, lease: float) -> None:
+        self.services = services
+        self.lease = lease
+        self.executor: Executor | None = None
+        self._next_beat = 0.0
+        self._incarnation = 0
+
+    def join(self, kind: str) -> None:
+        """Register this world as an executor world of ``kind``."""
+        self._register(kind)
+
+    def start(self, executor: Executor) -> None:
+        """With the executor running: adopt released plans, beat, take over dead worlds' plans."""
+        self.executor = executor
+        self.adopt_released()
+        self.maintain(force=True)
+
+    def adopt_released(self) -> None:
+        """Take over the plans a world released when it shut down (running, no owner)."""
+        assert self.executor is not None
+        storage = self.services.storage
+        for record in storage.find_plans(state=[PlanState.RUNNING], order_by="created_at"):
+            if record.world_id is None:
+                self.executor.engine.take_over(record.id, None)
+        self.executor.run_pending()
+
+    def maintain(self, force: bool = False) -> None:
+        """Heartbeat, and take over the plans of worlds whose lease expired. Executors call it
+        on their tick; it acts every lease / 3 (at once with ``force``)."""
+        executor = self.executor
+        if executor is None:
+            return
+        clock = time.monotonic()
+        if not force and clock < self._next_beat:
+            return
+        self._next_beat = clock + self.lease / 3
+        at = now()
+        storage, engine = self.services.storage, executor.engine
+        if not storage.heartbeat(self.services.id, at):
+            self._declared_dead()
+        cutoff = at - timedelta(seconds=self.lease)
+        taken = False
+        for plan_id, owner in storage.orphaned_plans(cutoff):
+            if owner != self.services.id:
+                log.warning("taking over plan %s from world %s (lease expired)", plan_id, owner)
+                engine.take_over(plan_id, owner)
+                taken = True
+        for world in storage.worlds():
+            if world.id != self.services.id and world.heartbeat_at < cutoff:
+                storage.unregister_world(world.id)
+        if taken:
+            executor.run_pending()
+
+    def leave(self) -> None:
+        """Unregister (after shutdown): plans still owned, whose steps outlived the shutdown
+        timeout, are taken over at once by the others."""
+        self.services.storage.unregister_world(self.services.id)
+
+    def _declared_dead(self) -> None:
+        """Another world declared this one dead and takes (or took) over the plans owned under
+        the old id. Drop them here and carry on under a new id, so that whatever a failed
+        takeover left behind is still seen as orphaned (never owned by a live world)."""
+        assert self.executor is not None
+        old = self.services.id
+        self._incarnation += 1
+        self.services.id = f"{old.split('~')[0]}~{self._incarnation}"
+        log.error(
+            "world %s missed its lease and was declared dead; it stops running its plans "
+            "(other worlds take them over) and goes on as %s",
+            old,
+            self.services.id,
+        )
+        engine = self.executor.engine
+        lost = ConcurrentModification(f"world {old} lost its plans to another world")
+        self.executor.call(lambda: engine.fail_all(lost))
+        self._register(None)
+
+    def _register(self, kind: str | None) -> None:
+        at = now()
+        self.services.storage.register_world(
+            WorldRow(self.services.id, at, at, socket.gethostname(), os.getpid(), kind)
+        )

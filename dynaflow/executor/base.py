@@ -1,0 +1,137 @@
+"""The engine's shared state, one scheduler iteration, and the seams between its parts.
+
+The engine is one class assembled from parts, each in its own module: scheduling and claims
+(:mod:`.scheduling`), outcomes and conclusion (:mod:`.outcomes`), events, timers and timeouts
+(:mod:`.timers`), stopping (:mod:`.stopping`) and recovery (:mod:`.recovery`). Each part is a
+mixin over :class:`EngineBase`, which holds the state they share and declares the calls they
+make on each other.
+"""
+
+from __future__ import annotations
+
+import queue
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future
+from datetime import datetime
+from typing import Any
+
+from dynaflow.execution_plan import StepError
+from dynaflow.executor.messages import Message
+from dynaflow.persistence.base import Storage
+from dynaflow.runtime import PlanRuntime, StepRuntime
+from dynaflow.services import Services
+from dynaflow.states import PlanState, StepState
+from dynaflow.transitions import Changes
+
+S = StepState
+Task = Callable[[], Message]
+#: step states a claim moves to running
+CLAIMABLE = frozenset({S.PENDING, S.ERROR})
+SUSPENDED = frozenset({S.SUSPENDED})
+EXECUTABLE = frozenset({PlanState.PLANNED, PlanState.PAUSED})
+
+
+class Iteration:
+    """What one scheduler iteration collects before it commits."""
+
+    __slots__ = ("changes", "claims", "touched", "wakes")
+
+    def __init__(self, changes: Changes) -> None:
+        #: the state changes and other writes of the iteration, and what waits for the commit
+        self.changes = changes
+        self.touched: dict[str, PlanRuntime] = {}
+        #: (runtime, step ids) claimed from pending/error
+        self.claims: list[tuple[PlanRuntime, list[int]]] = []
+        #: (plan id, step id) -> (runtime, event payload, event id, cancel call)
+        self.wakes: dict[tuple[str, int], tuple[PlanRuntime, Any, int | None, bool]] = {}
+
+    @property
+    def batch(self) -> Any:
+        return self.changes.batch
+
+    @property
+    def after(self) -> list[Callable[[], None]]:
+        return self.changes.after
+
+
+class EngineBase:
+    """State shared by the engine's parts. Only the thread running a scheduler iteration
+    touches it, except :attr:`inbox` (any thread)."""
+
+    def __init__(self, services: Services, dispatch: Callable[[Task], None]) -> None:
+        self.services = services
+        self.storage: Storage = services.storage
+        self.dispatch = dispatch
+        self.inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
+        self.plans: dict[str, PlanRuntime] = {}
+        #: tasks handed to workers whose outcome is not back yet
+        self.busy = 0
+        #: shutting down: no new claims, plans are released
+        self.stopping = False
+        #: futures of ``World.event`` senders, by event id
+        self.event_futures: dict[int, Future[Any]] = {}
+        #: events handled (None) or rejected before their sender's future was registered
+        self.early_verdicts: OrderedDict[int, BaseException | None] = OrderedDict()
+        #: look for deliverable events in the next iteration
+        self.check_events = False
+        #: the earliest due time of a timer of a plan run here
+        self.next_due: datetime | None = None
+
+    @property
+    def world_id(self) -> str:
+        return self.services.id
+
+    def iteration(self) -> Iteration:
+        return Iteration(Changes(self.services.world, self.services.id))
+
+    def end(self, runtime: PlanRuntime, it: Iteration, keep: bool = False) -> None:
+        """The plan's execution here is over: resolve its futures after the commit (and after
+        the signals of its last changes). ``keep``: a halted plan whose steps still run stays
+        to record their outcomes."""
+        if not keep:
+            del self.plans[runtime.plan_id]
+        futures, plan_id = list(runtime.futures), runtime.plan_id
+        runtime.futures.clear()
+        it.after.extend(_resolver(future, plan_id) for future in futures)
+
+    # -- calls between the parts (each defined by one part) ------------------------------------
+
+    def advance(self, runtime: PlanRuntime, it: Iteration) -> None:
+        raise NotImplementedError  # scheduling
+
+    def wake(
+        self,
+        runtime: PlanRuntime,
+        step: StepRuntime,
+        payload: Any,
+        event_id: int | None,
+        cancel: bool,
+        it: Iteration,
+    ) -> None:
+        raise NotImplementedError  # scheduling
+
+    def conclude(self, runtime: PlanRuntime, it: Iteration) -> None:
+        raise NotImplementedError  # outcomes
+
+    def fail_step(
+        self, runtime: PlanRuntime, step: StepRuntime, error: StepError, it: Iteration
+    ) -> None:
+        raise NotImplementedError  # timers
+
+    def reject_waiting(self, runtime: PlanRuntime, step: StepRuntime, it: Iteration) -> None:
+        raise NotImplementedError  # timers
+
+    def resolve_event(self, it: Iteration, event_id: int, error: BaseException | None) -> None:
+        raise NotImplementedError  # timers
+
+    def cancellable(self, step: StepRuntime) -> bool:
+        raise NotImplementedError  # stopping
+
+
+def _resolver(future: Future[Any], plan_id: str) -> Callable[[], None]:
+    def resolve() -> None:
+        if not future.done():
+            future.set_result(plan_id)
+
+    return resolve

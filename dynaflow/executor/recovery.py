@@ -1,0 +1,202 @@
+"""Starting and recovering plans: execute a planned or paused plan, take over one a world left
+running (its interrupted steps re-run or error), release plans at shutdown."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from concurrent.futures import Future
+from datetime import datetime
+from typing import Any
+
+from dynaflow import registry
+from dynaflow.clock import now
+from dynaflow.exceptions import ConcurrentModification, InvalidState, UnknownPlan
+from dynaflow.execution_plan import StepError
+from dynaflow.executor.base import EXECUTABLE, EngineBase, Iteration
+from dynaflow.executor.messages import RetryStep, Takeover
+from dynaflow.runtime import PlanRuntime
+from dynaflow.states import PlanResult, PlanState, StepState
+from dynaflow.transitions import Changes
+
+log = logging.getLogger("dynaflow.executor")
+S = StepState
+
+
+class Recovery(EngineBase):
+    def start(
+        self,
+        plan_id: str,
+        future: Future[Any],
+        it: Iteration,
+        takeover: Takeover | None = None,
+        only: int | None = None,
+    ) -> None:
+        """Run a planned or paused plan (``only``: of its failed steps, re-run just this one),
+        or take over a running one (``takeover``)."""
+        runtime = self.plans.get(plan_id)
+        if runtime is not None:  # already executing (or a halted one finishing a step) here
+            runtime.futures.append(future)
+            return
+        try:
+            runtime = self._claim_plan(plan_id, takeover, only, it)
+        except (UnknownPlan, InvalidState, ConcurrentModification) as exc:
+            future.set_exception(exc)
+            return
+        except Exception as exc:
+            log.exception("could not start plan %s", plan_id)
+            future.set_exception(exc)
+            return
+        runtime.futures.append(future)
+        self.plans[plan_id] = runtime
+        it.touched[plan_id] = runtime
+        if any(s.state == S.SUSPENDED for s in runtime.steps.values()):
+            self.check_events = True
+            self.next_due = _earliest(self.next_due, self.storage.next_due(self.world_id))
+            for row in self.storage.plan_events(plan_id):
+                if row.due_at is not None and row.step_id in runtime.steps and row.id is not None:
+                    runtime.steps[row.step_id].timers.add(row.id)
+
+    def _claim_plan(
+        self, plan_id: str, takeover: Takeover | None, only: int | None, it: Iteration
+    ) -> PlanRuntime:
+        """Make this world the plan's owner, in its own transaction; its signal goes out
+        with the iteration's."""
+        plan = self.storage.load_plan(plan_id)
+        at = now()
+        changes = Changes(self.services.world, self.world_id)
+        rerun: Collection[int] | None = None if only is None else (only,)
+        if takeover is not None:
+            if plan.state != PlanState.RUNNING:
+                raise InvalidState(
+                    f"plan {plan_id} is {plan.state}; only a running plan is taken over"
+                )
+            runtime = PlanRuntime(plan, rerun=())
+            changes.plan_fields(
+                plan_id,
+                PlanState.RUNNING,
+                {"world_id": self.world_id},
+                owner=takeover.from_world,
+                history="plan running",
+                at=at,
+                detail={"from": takeover.from_world},
+            )
+            changes.signal_plan(plan_id, PlanState.RUNNING, plan.result)
+            self._recover_interrupted(runtime, takeover, at, changes)
+        elif plan.state in EXECUTABLE:
+            runtime = PlanRuntime(plan, rerun)
+            fields: dict[str, Any] = {"world_id": self.world_id}
+            if plan.started_at is None:
+                fields["started_at"] = at
+            changes.plan(
+                plan_id, plan.state, PlanState.RUNNING, at, fields, result=PlanResult.PENDING
+            )
+        else:
+            raise InvalidState(
+                f"plan {plan_id} is {plan.state}; only planned or paused plans can be "
+                "executed (a stopped plan is finished, a running one is already executing)"
+            )
+        with self.storage.transaction():
+            written = changes.write(self.storage)
+            if written.plan_conflicts:
+                raise ConcurrentModification(
+                    f"plan {plan_id} was started by another world first; wait for it with "
+                    "world.get_plan()"
+                )
+            if written.step_conflicts:
+                raise ConcurrentModification(
+                    f"steps of plan {plan_id} changed while it was being taken over"
+                )
+        it.after.extend(changes.after)
+        return runtime
+
+    def _recover_interrupted(
+        self, runtime: PlanRuntime, takeover: Takeover, at: datetime, changes: Changes
+    ) -> None:
+        """Steps left ``running`` by a world that died: an ``idempotent`` action runs again,
+        any other errors with "abnormal termination" (and its rescue strategy applies)."""
+        gone = takeover.from_world
+        for step in runtime.steps.values():
+            if step.barrier or step.state != S.RUNNING:
+                continue
+            again = registry.attribute(
+                step.action_class, "idempotent", False, "it is not run again (not idempotent)"
+            )
+            if again:
+                reason = f"interrupted when world {gone} stopped; idempotent, so it runs again"
+                changes.step(runtime.plan_id, step, S.PENDING, at, None, {"reason": reason})
+            else:
+                error = StepError(
+                    "AbnormalTermination",
+                    f"abnormal termination: world {gone} stopped while the step ran; it "
+                    "is not marked idempotent, so it is not run again on its own",
+                ).to_json()
+                fields = {"ended_at": at, "error": error}
+                changes.step(runtime.plan_id, step, S.ERROR, at, fields, {"error": error})
+                runtime.blocked.add(step.id)
+        runtime.refresh_ready()
+
+    def on_retry_step(self, message: RetryStep, it: Iteration) -> None:
+        """``World.retry`` of a step of a plan running here: run it again now."""
+        plan_id, step_id, future = message.plan_id, message.step_id, message.future
+        runtime = self.plans.get(plan_id)
+        if runtime is None:  # ended meanwhile: run it as a paused plan
+            self.start(plan_id, future, it, only=step_id)
+            return
+        step = runtime.steps.get(step_id)
+        if step is None or step.state != S.ERROR or step.busy:
+            future.set_exception(
+                InvalidState(
+                    f"step {step_id} of plan {plan_id} is "
+                    f"{step.state if step else 'unknown'}; only a failed step can be retried"
+                )
+            )
+            return
+        runtime.blocked.discard(step_id)
+        runtime.rescued.discard(step_id)
+        runtime.ready.add(step_id)
+        runtime.futures.append(future)
+        it.touched[plan_id] = runtime
+
+    def follow(self, plan_id: str, future: Future[Any]) -> None:
+        runtime = self.plans.get(plan_id)
+        if runtime is not None:
+            runtime.futures.append(future)
+        else:
+            future.set_result(plan_id)
+
+    def release_plans(self) -> None:
+        """On shutdown: plans with nothing running are released (still ``running``, with no
+        owner) for the next executor world to adopt; suspended steps keep waiting for their
+        persisted events and timers. Plans whose steps still run keep this world as owner, for
+        crash recovery to take over."""
+        self.stopping = True
+        it = self.iteration()
+        for runtime in list(self.plans.values()):
+            if runtime.busy:
+                continue
+            # only a plan this world still owns: one taken over meanwhile is not ours to touch
+            changes = Changes(self.services.world, self.world_id)
+            plan_id = runtime.plan_id
+            changes.plan_fields(plan_id, PlanState.RUNNING, {"world_id": None}, owner=self.world_id)
+            with self.storage.transaction():
+                if not changes.write(self.storage).plan_conflicts:
+                    reason = {"reason": "world shut down"}
+                    changes.note(plan_id, now(), "plan released", detail=reason)
+                    changes.write(self.storage)
+            self.end(runtime, it)
+        it.changes.committed()
+
+    def fail_all(self, exc: BaseException) -> None:
+        """The scheduler cannot go on (the database failed): end every waiting future."""
+        for runtime in list(self.plans.values()):
+            for future in runtime.futures:
+                if not future.done():
+                    future.set_exception(exc)
+        self.plans.clear()
+
+
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None or b is None:
+        return a or b
+    return min(a, b)
