@@ -81,6 +81,8 @@ class EngineBase:
         self.watched: dict[str, list[Future[Any]]] = {}
         #: look at the watched plans' rows in the next iteration
         self.check_watched = False
+        #: plans whose steps another world changed (a claim did not hold): read them again
+        self.stale: set[str] = set()
 
     @property
     def world_id(self) -> str:

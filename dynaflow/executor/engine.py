@@ -94,7 +94,11 @@ class Engine(Watching, Recovery, Stopping, Timers, Outcomes, Scheduling):
     def has_work(self) -> bool:
         """Whether an iteration has anything to do now."""
         return (
-            not self.inbox.empty() or self.check_events or self.check_watched or self.timers_due()
+            not self.inbox.empty()
+            or bool(self.stale)
+            or self.check_events
+            or self.check_watched
+            or self.timers_due()
         )
 
     def call(self, fn: Callable[[], None]) -> None:
@@ -143,6 +147,8 @@ class Engine(Watching, Recovery, Stopping, Timers, Outcomes, Scheduling):
                     self.follow(plan_id, future)
                 case Call(fn):
                     fn()
+        if self.stale:
+            self.resync(it)
         if self.check_events or self.timers_due():
             self.deliver_events(it)
         if self.check_watched:

@@ -15,7 +15,13 @@ from dynaflow.execution_plan import StepError
 from dynaflow.executor.base import EXECUTABLE, EngineBase, Iteration
 from dynaflow.executor.messages import Execute, RetryStep, Takeover
 from dynaflow.runtime import PlanRuntime
-from dynaflow.states import PlanResult, PlanState, StepState
+from dynaflow.states import (
+    DONE_STEP_STATES,
+    FINISHED_STEP_STATES,
+    PlanResult,
+    PlanState,
+    StepState,
+)
 from dynaflow.transitions import Changes
 
 log = logging.getLogger("dynaflow.executor")
@@ -156,6 +162,46 @@ class Recovery(EngineBase):
         runtime.ready.add(step_id)
         runtime.futures.append(future)
         it.touched[plan_id] = runtime
+
+    def resync(self, it: Iteration) -> None:
+        """Plans whose steps another world changed under this one (an operator's skip in
+        another process, say): take the steps' states from the database and go on from there;
+        a plan this world no longer owns is dropped here, its futures following it elsewhere."""
+        stale, self.stale = self.stale, set()
+        for plan_id in sorted(stale):
+            runtime = self.plans.get(plan_id)
+            if runtime is None:
+                continue
+            plan = self.storage.load_plan(plan_id)
+            if plan.state != PlanState.RUNNING or plan.record.world_id != self.world_id:
+                log.warning("plan %s is no longer run by this world; following it", plan_id)
+                del self.plans[plan_id]
+                for future in runtime.futures:
+                    self.follow(plan_id, future)
+                continue
+            for record in plan.steps:
+                step = runtime.steps.get(record.id)
+                if step is None or step.busy or step.state == record.state:
+                    continue
+                log.warning(
+                    "step %s of plan %s was changed by another world: %s, not %s",
+                    record.id,
+                    plan_id,
+                    record.state,
+                    step.state,
+                )
+                was_done = step.state in DONE_STEP_STATES
+                step.state = StepState(record.state)
+                if step.state == StepState.ERROR:
+                    runtime.blocked.add(step.id)  # failed elsewhere: left to the rescue
+                else:
+                    runtime.blocked.discard(step.id)
+                if step.state in DONE_STEP_STATES and not was_done:
+                    runtime.completed(step.id)
+                if step.state in FINISHED_STEP_STATES:
+                    self.reject_waiting(runtime, step, it)
+            runtime.refresh_ready()
+            it.touched[plan_id] = runtime
 
     def release_plans(self) -> None:
         """On shutdown: plans with nothing running are released (still ``running``, with no

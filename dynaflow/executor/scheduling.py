@@ -106,3 +106,4 @@ class Scheduling(EngineBase):
         step.handling = None
         runtime.busy -= 1
         self.busy -= 1
+        self.stale.add(runtime.plan_id)  # read it again next iteration, and go on from there

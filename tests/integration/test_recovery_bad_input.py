@@ -292,3 +292,36 @@ def test_an_action_with_an_unknown_rescue_strategy() -> None:
 def test_a_world_with_a_bad_lease(lease: Any) -> None:
     with pytest.raises(ConfigurationError, match=r"World\(lease=\.\.\.\) must be seconds > 0"):
         World("memory://", executor="inline", lease=lease)
+
+
+class SkippedElsewhereMeanwhile:
+    """The other world skips a failed step right after this world read the plan as paused
+    (with that step still in error) to resume it: this world's view is stale."""
+
+    def __init__(self, world: World, other: World, step_id: int) -> None:
+        self.other, self.step_id, self.original = other, step_id, world.storage.load_plan
+        self.done = False
+        world.storage.load_plan = self.load_plan  # type: ignore[method-assign]
+
+    def load_plan(self, plan_id: str) -> Any:
+        plan = self.original(plan_id)
+        if not self.done and plan.state == "paused":
+            self.done = True
+            self.other.skip(plan_id, self.step_id).result(timeout=WAIT)
+        return plan
+
+
+@pytest.mark.sql
+def test_a_resume_on_a_view_a_skip_made_stale_still_ends(world_factory: Any, probe: Probe) -> None:
+    """Issue 12 item 2: a skip from another world lands between the resume reading the plan
+    and taking it; the resume must not leave the plan running with every step finished."""
+    resuming, skipping = world_factory(), world_factory()
+    plan = trigger(resuming, Graph, ["seq", "a", "b"], ["a"])
+    SkippedElsewhereMeanwhile(resuming, skipping, sid(plan, "a"))
+
+    done = resuming.resume(plan.id).result(timeout=WAIT)
+
+    assert (done.state, done.result) == ("stopped", "warning")
+    assert [runs(name) for name in "ab"] == [1, 1]  # a was skipped, not run again
+    states = {s.id: s.state for s in done.steps}
+    assert states[sid(done, "a")] == "skipped" and states[sid(done, "b")] == "success"
