@@ -9,6 +9,7 @@ from dynaflow.exceptions import (
     DatabaseUnavailable,
     DynaflowError,
     EventRejected,
+    ExecutorError,
     IllegalTransition,
     InvalidArgument,
     InvalidInput,
@@ -96,6 +97,7 @@ __all__ = [
     "ConcurrentModification",
     "EventRejected",
     "WorldClosed",
+    "ExecutorError",
     # ... in the database
     "StorageError",
     "DatabaseUnavailable",

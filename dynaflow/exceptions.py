@@ -78,6 +78,11 @@ class MissingOutputKey(DynaflowError, KeyError):
     """An output reference points at a key its producer never set."""
 
 
+class ExecutorError(DynaflowError):
+    """The executor failed while handling a request; the plans it held are taken up again
+    from the database (a bug in dynaflow if the database is fine: please report it)."""
+
+
 class StorageError(DynaflowError):
     """The database could not be opened, or holds something this code cannot use."""
 

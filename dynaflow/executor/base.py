@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from dynaflow.execution_plan import StepError
-from dynaflow.executor.messages import Message
+from dynaflow.executor.messages import Execute, Message
 from dynaflow.persistence.base import Storage
 from dynaflow.runtime import PlanRuntime, StepRuntime
 from dynaflow.services import Services
@@ -35,7 +35,7 @@ EXECUTABLE = frozenset({PlanState.PLANNED, PlanState.PAUSED})
 class Iteration:
     """What one scheduler iteration collects before it commits."""
 
-    __slots__ = ("changes", "claims", "touched", "wakes")
+    __slots__ = ("changes", "claims", "touched", "undispatched", "wakes")
 
     def __init__(self, changes: Changes) -> None:
         #: the state changes and other writes of the iteration, and what waits for the commit
@@ -45,6 +45,8 @@ class Iteration:
         self.claims: list[tuple[PlanRuntime, list[int]]] = []
         #: (plan id, step id) -> (runtime, event payload, event id, cancel call)
         self.wakes: dict[tuple[str, int], tuple[PlanRuntime, Any, int | None, bool]] = {}
+        #: tasks counted busy that are not handed to a worker yet (they wait for the commit)
+        self.undispatched = 0
 
     @property
     def batch(self) -> Any:
@@ -83,13 +85,32 @@ class EngineBase:
         self.check_watched = False
         #: plans whose steps another world changed (a claim did not hold): read them again
         self.stale: set[str] = set()
+        #: plans dropped by a failed iteration, with their futures: taken up again from the
+        #: database once no task is in flight and ``recover_at`` (monotonic) has passed
+        self.recovering: dict[str, list[Future[Any]]] = {}
+        self.recover_at = 0.0
+        #: failed iterations in a row (the backoff before taking plans up again)
+        self.failures = 0
+        #: messages of the current iteration handled so far
+        self.handled = 0
+        self.current: Iteration | None = None
 
     @property
     def world_id(self) -> str:
         return self.services.id
 
     def iteration(self) -> Iteration:
-        return Iteration(Changes(self.services.world, self.services.id))
+        self.current = Iteration(Changes(self.services.world, self.services.id))
+        return self.current
+
+    def counted(self, it: Iteration, tasks: int) -> None:
+        """``tasks`` more are busy: handed to workers once the iteration commits."""
+        self.busy += tasks
+        it.undispatched += tasks
+
+    def uncounted(self, it: Iteration, tasks: int = 1) -> None:
+        """``tasks`` counted busy are handed to workers, or will not be (a claim failed)."""
+        it.undispatched -= tasks
 
     def end(self, runtime: PlanRuntime, it: Iteration, keep: bool = False) -> None:
         """The plan's execution here is over: resolve its futures after the commit (and after
@@ -102,6 +123,9 @@ class EngineBase:
         it.after.extend(_resolver(future, plan_id) for future in futures)
 
     # -- calls between the parts (each defined by one part) ------------------------------------
+
+    def start(self, message: Execute, it: Iteration) -> None:
+        raise NotImplementedError  # recovery
 
     def advance(self, runtime: PlanRuntime, it: Iteration) -> None:
         raise NotImplementedError  # scheduling

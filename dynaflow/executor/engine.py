@@ -20,6 +20,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from dynaflow.clock import now
+from dynaflow.executor.faults import Faults
 from dynaflow.executor.messages import (
     Call,
     Cancel,
@@ -44,7 +45,7 @@ from dynaflow.executor.watching import Watching
 log = logging.getLogger("dynaflow.executor")
 
 
-class Engine(Watching, Recovery, Stopping, Timers, Outcomes, Scheduling):
+class Engine(Faults, Watching, Recovery, Stopping, Timers, Outcomes, Scheduling):
     # -- called from any thread: each queues a message for the next iteration -----------------
 
     def execute(
@@ -96,6 +97,7 @@ class Engine(Watching, Recovery, Stopping, Timers, Outcomes, Scheduling):
         return (
             not self.inbox.empty()
             or bool(self.stale)
+            or self.recovery_due()
             or self.check_events
             or self.check_watched
             or self.timers_due()
@@ -122,10 +124,22 @@ class Engine(Watching, Recovery, Stopping, Timers, Outcomes, Scheduling):
             except queue.Empty:
                 return messages
 
+    def iterate(self, messages: list[Message]) -> None:
+        """One iteration; if it fails, nothing of it was committed: drop what it held and take
+        the plans up again from the database (see :mod:`.faults`)."""
+        try:
+            self.process(messages)
+        except BaseException as exc:  # a failed iteration must never strand plans
+            self.iteration_failed(exc, messages)
+
     def process(self, messages: list[Message]) -> None:
         """One iteration: apply ``messages``, deliver due events, commit one batch, dispatch."""
         it = self.iteration()
-        for message in messages:
+        self.handled = -1
+        if self.recovery_due():
+            self.take_up_again(it)
+        for index, message in enumerate(messages):
+            self.handled = index
             match message:
                 case StepDone(outcome, origin):
                     self.on_step_done(outcome, origin, it)
@@ -147,6 +161,7 @@ class Engine(Watching, Recovery, Stopping, Timers, Outcomes, Scheduling):
                     self.follow(plan_id, future)
                 case Call(fn):
                     fn()
+        self.handled = len(messages)
         if self.stale:
             self.resync(it)
         if self.check_events or self.timers_due():
@@ -171,4 +186,5 @@ class Engine(Watching, Recovery, Stopping, Timers, Outcomes, Scheduling):
                     self.check_events = True  # queued with an outcome: deliver next iteration
                 elif self.next_due is None or row.due_at < self.next_due:
                     self.next_due = row.due_at
+        self.failures = 0
         it.changes.committed()

@@ -9,12 +9,17 @@ exactly the timers that are due.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 
 from dynaflow.executor.base import Task
 from dynaflow.executor.engine import Engine
 from dynaflow.services import Services
+
+#: failed iterations in a row after which ``run_pending`` returns with plans still to take up
+#: again (the next call tries again)
+RECOVERY_ATTEMPTS = 5
 
 
 class InlineExecutor:
@@ -42,11 +47,14 @@ class InlineExecutor:
                 while True:
                     messages = engine.drain()
                     if messages:
-                        engine.process(messages)
+                        engine.iterate(messages)
                     elif self.tasks:
                         engine.report(self.tasks.popleft()())
                     elif engine.has_work():
-                        engine.process([])
+                        engine.iterate([])
+                    elif engine.recovering and engine.failures <= RECOVERY_ATTEMPTS:
+                        # a failed iteration: wait out its backoff, then take the plans up again
+                        time.sleep(max(0.0, engine.recover_at - time.monotonic()))
                     else:
                         return
             finally:

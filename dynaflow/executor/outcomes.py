@@ -165,13 +165,17 @@ class Outcomes(EngineBase):
     def _finalize(self, runtime: PlanRuntime, it: Iteration) -> None:
         runtime.finalizing = True
         runtime.busy += 1
-        self.busy += 1
+        self.counted(it, 1)
         services, dispatch = self.services, self.dispatch
 
         def task() -> Finalized:
             return finalize_task(services, runtime)
 
-        it.after.append(lambda: dispatch(task))
+        def hand_out() -> None:
+            self.uncounted(it)
+            dispatch(task)
+
+        it.after.append(hand_out)
 
     def on_finalized(self, message: Finalized, it: Iteration) -> None:
         """The finalize phase ended (its changes are committed and signalled)."""

@@ -48,10 +48,6 @@ class Recovery(EngineBase):
         except UnknownPlan as exc:
             future.set_exception(exc)
             return
-        except Exception as exc:
-            log.exception("could not start plan %s", plan_id)
-            future.set_exception(exc)
-            return
         runtime.futures.append(future)
         self.plans[plan_id] = runtime
         it.touched[plan_id] = runtime
@@ -121,6 +117,10 @@ class Recovery(EngineBase):
         """Steps left ``running`` by a world that died: an ``idempotent`` action runs again,
         any other errors with "abnormal termination" (and its rescue strategy applies)."""
         gone = takeover.from_world
+        if gone == self.world_id:
+            cause = "its outcome could not be recorded (a scheduler iteration of this world failed)"
+        else:
+            cause = f"world {gone} stopped while the step ran"
         for step in runtime.steps.values():
             if step.barrier or step.state != S.RUNNING:
                 continue
@@ -128,13 +128,13 @@ class Recovery(EngineBase):
                 step.action_class, "idempotent", False, "it is not run again (not idempotent)"
             )
             if again:
-                reason = f"interrupted when world {gone} stopped; idempotent, so it runs again"
+                reason = f"interrupted: {cause}; idempotent, so it runs again"
                 changes.step(runtime.plan_id, step, S.PENDING, at, None, {"reason": reason})
             else:
                 error = StepError(
                     "AbnormalTermination",
-                    f"abnormal termination: world {gone} stopped while the step ran; it "
-                    "is not marked idempotent, so it is not run again on its own",
+                    f"abnormal termination: {cause}; it is not marked idempotent, so it is not "
+                    "run again on its own",
                 ).to_json()
                 fields = {"ended_at": at, "error": error}
                 changes.step(runtime.plan_id, step, S.ERROR, at, fields, {"error": error})

@@ -38,7 +38,7 @@ class Scheduling(EngineBase):
             for step in steps:
                 step.busy = True
             runtime.busy += len(ids)
-            self.busy += len(ids)
+            self.counted(it, len(ids))
             it.claims.append((runtime, ids))
             return
         if runtime.busy == 0 and not runtime.finalizing:
@@ -58,7 +58,7 @@ class Scheduling(EngineBase):
         step.handling = event_id
         step.waiting_events.discard(event_id or 0)
         runtime.busy += 1
-        self.busy += 1
+        self.counted(it, 1)
         it.changes.claim(runtime.plan_id, [step], frozenset({S.SUSPENDED}), now())
         it.wakes[(runtime.plan_id, step.id)] = (runtime, payload, event_id, cancel)
         it.touched[runtime.plan_id] = runtime
@@ -68,12 +68,14 @@ class Scheduling(EngineBase):
         for runtime, ids in it.claims:
             for step_id in ids:
                 step = runtime.steps[step_id]
+                self.uncounted(it)
                 if (runtime.plan_id, step_id) in claimed:
                     self._run(runtime, step, it, NO_EVENT, None, False)
                 else:
                     self._unclaimed(runtime, step)
         for (plan_id, step_id), (runtime, payload, event_id, cancel) in it.wakes.items():
             step = runtime.steps[step_id]
+            self.uncounted(it)
             if (plan_id, step_id) in claimed:
                 self._run(runtime, step, it, payload, event_id, cancel)
             else:

@@ -79,11 +79,7 @@ class ThreadedExecutor:
                 messages = engine.drain()
                 if messages or engine.has_work():
                     due = engine.next_due
-                    try:
-                        engine.process(messages)
-                    except BaseException as exc:
-                        log.exception("scheduler iteration failed; failing its plans")
-                        engine.fail_all(exc)
+                    engine.iterate(messages)
                     if engine.next_due is not None and (due is None or engine.next_due < due):
                         self._wake.set()  # an earlier timer: the scheduler thread re-times its nap
             finally:
@@ -159,7 +155,7 @@ class ThreadedExecutor:
                 timeout,
             )
         with self._lock:
-            self.engine.process(self.engine.drain())
+            self.engine.iterate(self.engine.drain())
             self.engine.release_plans()
         self._stopping = True
         self._wake.set()
