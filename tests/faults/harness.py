@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from crash.harness import start_method  # tests/ is on sys.path (no __init__.py there)
 
 from dynaflow.persistence import migrate, tables
 
-from crash.harness import start_method  # tests/ is on sys.path (no __init__.py there)
 from . import actions
 from .child import process_main
 
