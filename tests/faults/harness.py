@@ -246,9 +246,10 @@ class ChildWorld:
         (status, value), seconds = self.replies.pop(tag)
         return status, value, seconds
 
-    def call(self, operation: str, timeout: float = ANSWER, **arguments: Any) -> Any:
-        """Ask for ``operation`` and return its value; its error raises :class:`ChildFailed`."""
-        status, value, _ = self.answer(self.send(operation, **arguments), timeout)
+    def call(self, operation: str, within: float = ANSWER, **arguments: Any) -> Any:
+        """Ask for ``operation`` and return its value (within ``within`` seconds); its error
+        raises :class:`ChildFailed`."""
+        status, value, _ = self.answer(self.send(operation, **arguments), within)
         if status != "ok":
             raise ChildFailed(f"{operation} failed in the child: {value['traceback']}", self.log)
         return value
