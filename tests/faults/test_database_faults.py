@@ -127,22 +127,23 @@ def test_postgres_connections_terminated_mid_run(pg_admin: sa.Engine, tmp_path: 
 
 # -- item 4: SQLite disk full ----------------------------------------------------------------------
 
-#: the file-size limit: well below the database file, so that every write of a page fails
+#: the file-size limit: far below the size of the database and its WAL, so that every write of
+#: a page fails with EFBIG, which SQLite reports as "disk I/O error" (SQLITE_IOERR_WRITE; a
+#: full disk, ENOSPC, would be "database or disk is full": the same fault to the engine)
 FSIZE = 1024
 
 
 @pytest.mark.timeout(180)
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 12 item 4: 'database or disk is full' reaches the caller as a raw "
-    "sqlite3.OperationalError, the other plan's future never resolves, and both plans stay "
-    "'running' after the limit is lifted",
+    reason="issue 12 item 4: the failed write reaches both callers as a raw "
+    "sqlite3.OperationalError ('disk I/O error') and both plans stay 'running', owned by the "
+    "live world, 20 s after the limit is lifted",
 )
 def test_sqlite_disk_full_mid_run(sqlite_template: Path, tmp_path: Path) -> None:
     """A world in a child process runs two plans of 10 steps of 0.1 s; at a seeded moment the
     process gets a file-size limit of 1 KiB (``RLIMIT_FSIZE``; SIGXFSZ ignored, so every write
-    to the database or its WAL fails with EFBIG: "database or disk is full"), held for a seeded
-    0.5-1.5 s, then lifted.
+    to the database or its WAL fails with EFBIG), held for a seeded 0.5-1.5 s, then lifted.
 
     Demanded: no raw ``sqlite3.OperationalError`` (or SQLAlchemy's) reaches a caller (a
     ``DynaflowError`` at most), both futures resolve, and within 20 s of the lift both plans

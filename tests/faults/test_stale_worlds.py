@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 import signal
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,22 @@ def of_world(world_id: str | None, base: str) -> bool:
     """Whether ``world_id`` is the world ``base`` (or ``base`` going on under a new id after it
     was declared dead: ``base~1``, ...)."""
     return world_id is not None and (world_id == base or world_id.startswith(f"{base}~"))
+
+
+def holds_write_lock(url: str) -> bool:
+    """Whether another connection holds the write lock of a SQLite database now (always
+    ``False`` on PostgreSQL, where a stopped world's open transaction locks only its rows)."""
+    if not url.startswith("sqlite"):
+        return False
+    conn = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=0.05, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return False
+    except sqlite3.OperationalError:
+        return True
+    finally:
+        conn.close()
 
 
 def takeover_of(row: Row, owner: str) -> int | None:
@@ -111,6 +128,12 @@ def stall_round(
         assert any(m[1] == "s2" for m in started), f"s2 never started: {started}"
         time.sleep(rng.uniform(0.0, 0.3))
         a.signal(signal.SIGSTOP)
+        for _ in range(5):  # stopped inside a write transaction, A would lock B out (SQLite)
+            if not holds_write_lock(url):
+                break
+            a.signal(signal.SIGCONT)
+            time.sleep(0.01)
+            a.signal(signal.SIGSTOP)
         row = wait_for(
             lambda: reader.plan(plan_id), lambda row: takeover_of(row, a_id) is not None, 15
         )
