@@ -1,7 +1,7 @@
 """Database faults injected for real under a live world (issue 12, items 3, 4 and 9).
 
 * item 3: PostgreSQL backends of the world terminated (``pg_terminate_backend``) mid-run;
-* item 4: SQLite "database or disk is full": the world's process gets a file-size limit
+* item 4: SQLite disk full: the world's process gets a file-size limit
   (``RLIMIT_FSIZE``, SIGXFSZ ignored, so writes fail with EFBIG) mid-run, later lifted;
 * item 9: SQLite: a long finalize holds the write lock while another process triggers a plan.
 
@@ -83,7 +83,9 @@ def test_postgres_connections_terminated_mid_run(pg_admin: sa.Engine, tmp_path: 
 
     Demanded: the caller (``trigger`` and the future's ``result`` in the child) never sees a raw
     ``sqlalchemy.exc.OperationalError`` (a ``DynaflowError`` at most), and within 20 s the plan
-    ends ``stopped``/``success`` in that same world, which is still alive."""
+    ends ``stopped``/``success`` in that same world, which is still alive.
+
+    Run: ``python -m pytest tests/faults -rA -k connections_terminated``"""
     seed = base_seed("terminated backends")
     problems: list[str] = []
     with postgres_database(pg_admin) as url:
@@ -148,7 +150,9 @@ def test_sqlite_disk_full_mid_run(sqlite_template: Path, tmp_path: Path) -> None
     Demanded: no raw ``sqlite3.OperationalError`` (or SQLAlchemy's) reaches a caller (a
     ``DynaflowError`` at most), both futures resolve, and within 20 s of the lift both plans
     end ``stopped``; a plan the world released instead (``running``, no owner) is finished by
-    a new world."""
+    a new world.
+
+    Run: ``python -m pytest tests/faults -rA -k disk_full``"""
     rng = random.Random(base_seed("disk full"))
     with (
         sqlite_database(sqlite_template, tmp_path, "full") as url,
@@ -212,7 +216,9 @@ def test_a_long_finalize_does_not_starve_other_writers(
 
     Demanded (the better of issue 12's two options): G's ``trigger(...).wait()`` returns the
     plan ``stopped``/``success`` within 2 s, while the finalize still runs; and F's plan ends
-    ``stopped``/``success`` too."""
+    ``stopped``/``success`` too.
+
+    Run: ``python -m pytest tests/faults -rA -k long_finalize``"""
     started, ended = tmp_path / "finalize.started", tmp_path / "finalize.ended"
     with (
         sqlite_database(sqlite_template, tmp_path, "finalize") as url,

@@ -56,7 +56,9 @@ def test_skip_and_resume_at_the_same_moment(
     few milliseconds ahead, is seeded). Demanded, every round: each call returns or raises a
     dynaflow error (``InvalidState``, ``ConcurrentModification``), the resume's future resolves
     and the plan ends ``stopped`` or ``paused`` within a few seconds, never ``running`` with
-    nothing left to run; a skip that returned left ``s2`` skipped."""
+    nothing left to run; a skip that returned left ``s2`` skipped.
+
+    Run: ``python -m pytest tests/faults -rA -k skip_and_resume``"""
     seed = base_seed(f"skip/resume race on {storage}")
     problems: list[str] = []
     outcomes: dict[str, int] = {}
@@ -124,7 +126,9 @@ def test_the_same_key_triggered_from_two_processes_at_once(
     """Worlds P and Q call ``trigger(Quick, key=k).wait()`` at the same moment (a new key each
     round, seeded offset of a few milliseconds). Demanded, every round: exactly one plan has
     the key; both callers' ``wait()`` return a snapshot of that plan (neither raises); it ends
-    ``stopped``/``success``."""
+    ``stopped``/``success``.
+
+    Run: ``python -m pytest tests/faults -rA -k same_key_triggered``"""
     seed = base_seed(f"keyed trigger race on {storage}")
     problems: list[str] = []
     outcomes: dict[str, int] = {}

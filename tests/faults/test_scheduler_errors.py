@@ -58,7 +58,9 @@ def test_a_failing_scheduler_iteration_strands_no_plan(world: World) -> None:
     """Plan B has a step running (gated); plan A's only step fails, and its retry policy asks
     for a delay of 1e12 s. Demanded: plan A does not stay ``running``: it ends ``paused`` or
     ``stopped`` with the error recorded on its step, and its future resolves (with the plan,
-    or a dynaflow error); plan B, unrelated, runs on and ends ``stopped``/``success``."""
+    or a dynaflow error); plan B, unrelated, runs on and ends ``stopped``/``success``.
+
+    Run: ``python -m pytest tests/faults -rA -k failing_scheduler_iteration``"""
     GATE.clear()
     ARRIVED.clear()
     problems = []

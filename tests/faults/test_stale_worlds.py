@@ -84,7 +84,9 @@ def test_a_stalled_world_cannot_write_after_its_plan_was_taken_over(
     Demanded, every round: no history row of the plan is written by A (under any id) after
     B's takeover row, so no "step success" of A for ``s2`` and no claim of ``s3``; A never
     starts ``s3`` or ``s4``; and the plan ends consistently: stopped/success, or paused with
-    ``s2`` in error and then finished by a resume (stopped/success)."""
+    ``s2`` in error and then finished by a resume (stopped/success).
+
+    Run: ``python -m pytest tests/faults -rA -k stalled_world``"""
     seed = base_seed(f"stalled world on {storage}")
     problems: list[str] = []
     outcomes: dict[str, int] = {}
@@ -223,7 +225,9 @@ def test_a_healthy_world_is_not_taken_over_by_one_with_a_shorter_lease(
     """World A (lease 60 s: it beats every 20 s) runs a step of 5 s; world B (lease 2 s) runs
     beside it the whole time. Demanded: A's lease is judged by A's own setting, so B never
     takes the plan over; the step succeeds, once, in A, never marked "abnormal
-    termination"."""
+    termination".
+
+    Run: ``python -m pytest tests/faults -rA -k shorter_lease``"""
     with databases("lease") as url:
         found = healthy_world_round(url, tmp_path, {"lease": 60.0}, {"lease": 2.0})
     assert not found, "; ".join(found)
@@ -243,7 +247,9 @@ def test_a_healthy_world_is_not_taken_over_by_one_whose_clock_runs_ahead(
     """World A (lease 3 s) runs a step of 5 s; world B (lease 3 s, another process whose
     dynaflow clock runs 120 s ahead of the wall clock) runs beside it the whole time.
     Demanded: expiry is judged by one clock (the database's), so B never takes the plan over;
-    the step succeeds, once, in A, never marked "abnormal termination"."""
+    the step succeeds, once, in A, never marked "abnormal termination".
+
+    Run: ``python -m pytest tests/faults -rA -k clock_runs_ahead``"""
     with databases("clock") as url:
         found = healthy_world_round(
             url, tmp_path, {"lease": 3.0}, {"lease": 3.0, "clock_offset": 120.0}
