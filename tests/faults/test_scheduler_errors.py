@@ -50,6 +50,7 @@ class Gated(Action):
 @pytest.mark.executors("threads")
 @pytest.mark.xfail(
     strict=True,
+    raises=AssertionError,
     reason="issue 12 item 5: the retry's due time overflows (OverflowError) inside the "
     "scheduler iteration, which fails every plan of the world: both futures raise the raw "
     "OverflowError and both plans stay 'running'",
