@@ -8,9 +8,9 @@ from datetime import timedelta
 from typing import Any
 
 from dynaflow import registry
-from dynaflow.clock import now
+from dynaflow.clock import now, seconds
 from dynaflow.events import EVENT, RETRY
-from dynaflow.exceptions import EventRejected
+from dynaflow.exceptions import EventRejected, InvalidArgument
 from dynaflow.execution_plan import StepError
 from dynaflow.executor.base import EngineBase, Iteration
 from dynaflow.executor.finalize import finalize_task
@@ -103,7 +103,12 @@ class Outcomes(EngineBase):
         if step.attempt >= policy.attempts:
             return False
         at = outcome.ended_at
-        due = at + timedelta(seconds=policy.delay(step.attempt))
+        try:
+            wait = seconds(policy.delay(step.attempt), f"{step.action_class}.retry.delay()")
+        except (InvalidArgument, ArithmeticError) as exc:
+            log.warning("step %s of plan %s is not retried: %s", step.id, runtime.plan_id, exc)
+            return False
+        due = at + timedelta(seconds=wait)
         detail = {"error": error.to_json(), "attempt": step.attempt, "retry_at": due.isoformat()}
         fields = {"error": detail["error"]}
         it.changes.step(runtime.plan_id, step, S.SUSPENDED, at, fields, detail, event="step error")

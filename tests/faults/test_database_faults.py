@@ -71,12 +71,6 @@ def terminate(admin: sa.Engine, application_name: str) -> int:
 
 @pytest.mark.postgres
 @pytest.mark.timeout(180)
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 12 item 3: after its connections are terminated the caller gets a raw "
-    "sqlalchemy.exc.OperationalError and the plan stays 'running', owned by the live world",
-)
 def test_postgres_connections_terminated_mid_run(pg_admin: sa.Engine, tmp_path: Path) -> None:
     """A world in a child process runs a sequence of 6 steps of 0.2 s; three times during the
     run (seeded moments), every PostgreSQL backend of that world (found by its
@@ -137,13 +131,6 @@ FSIZE = 1024
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 12 item 4: the failed write reaches both callers as a raw "
-    "sqlite3.OperationalError ('disk I/O error') and both plans stay 'running', owned by the "
-    "live world, 20 s after the limit is lifted",
-)
 def test_sqlite_disk_full_mid_run(sqlite_template: Path, tmp_path: Path) -> None:
     """A world in a child process runs two plans of 10 steps of 0.1 s; at a seeded moment the
     process gets a file-size limit of 1 KiB (``RLIMIT_FSIZE``; SIGXFSZ ignored, so every write

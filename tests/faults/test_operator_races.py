@@ -41,13 +41,6 @@ def caller_problem(who: str, status: str, value: Any) -> str | None:
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 12 item 2: when the skip commits between the resume's read of the plan and "
-    "its claim, the resume's future never resolves and the plan stays 'running' with every "
-    "step finished",
-)
 @pytest.mark.parametrize("storage", STORAGES)
 def test_skip_and_resume_at_the_same_moment(
     storage: str, databases: Databases, tmp_path: Path
@@ -115,12 +108,6 @@ def test_skip_and_resume_at_the_same_moment(
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 12 item 8: the loser of two simultaneous triggers of one key gets "
-    "ConcurrentModification (or InvalidState) from wait() instead of the plan",
-)
 @pytest.mark.parametrize("storage", STORAGES)
 def test_the_same_key_triggered_from_two_processes_at_once(
     storage: str, databases: Databases, tmp_path: Path

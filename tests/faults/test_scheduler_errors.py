@@ -48,13 +48,6 @@ class Gated(Action):
 
 
 @pytest.mark.executors("threads")
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 12 item 5: the retry's due time overflows (OverflowError) inside the "
-    "scheduler iteration, which fails every plan of the world: both futures raise the raw "
-    "OverflowError and both plans stay 'running'",
-)
 def test_a_failing_scheduler_iteration_strands_no_plan(world: World) -> None:
     """Plan B has a step running (gated); plan A's only step fails, and its retry policy asks
     for a delay of 1e12 s. Demanded: plan A does not stay ``running``: it ends ``paused`` or
