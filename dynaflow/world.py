@@ -36,7 +36,7 @@ from dynaflow.middleware.stack import MiddlewareSpec, MiddlewareStack, compose
 from dynaflow.middleware.transaction import TransactionMiddleware
 from dynaflow.operators import check_stoppable, skip_offline, stop_offline
 from dynaflow.persistence import Storage, open_storage
-from dynaflow.persistence.base import EventRow, WorldRow
+from dynaflow.persistence.base import EventRow, PlanFilter, WorldRow
 from dynaflow.phases import PhaseContext
 from dynaflow.planner import Planner, plan_core
 from dynaflow.states import FINISHED_STEP_STATES, PlanResult, PlanState, StepKind, StepState
@@ -314,7 +314,8 @@ class World:
     def _adopt_released_plans(self) -> None:
         """Take over the plans a world released when it shut down (running, no owner)."""
         assert self.executor is not None
-        for record in self.storage.find_plans(state=[PlanState.RUNNING], order_by="created_at"):
+        running = PlanFilter(state=(PlanState.RUNNING,))
+        for record in self.storage.find_plans(running, order_by="created_at"):
             if record.world_id is None:
                 self.executor.engine.execute(record.id, Future(), adopt_from=None)
         self.executor.run_pending()
@@ -466,13 +467,12 @@ class World:
             raise ConfigurationError(f"page must be an int >= 1, got {page!r}")
         if not isinstance(per_page, int) or per_page < 1:
             raise ConfigurationError(f"per_page must be an int >= 1, got {per_page!r}")
-        filters = _filters(state, result, label, action)
-        try:
-            return self.storage.find_plans(
-                **filters, offset=(page - 1) * per_page, limit=per_page, order_by=order_by
-            )
-        except ValueError as exc:
-            raise ConfigurationError(str(exc)) from None
+        return self.storage.find_plans(
+            _filters(state, result, label, action),
+            offset=(page - 1) * per_page,
+            limit=per_page,
+            order_by=order_by,
+        )
 
     def count_plans(
         self,
@@ -483,7 +483,7 @@ class World:
         action: type[Action] | str | None = None,
     ) -> int:
         self._check_open()
-        return self.storage.count_plans(**_filters(state, result, label, action))
+        return self.storage.count_plans(_filters(state, result, label, action))
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -545,13 +545,13 @@ def _follow(engine: Any, plan_id: str, future: PlanFuture) -> None:
 
 def _filters(
     state: Any, result: Any, label: str | None, action: type[Action] | str | None
-) -> dict[str, Any]:
-    def states(value: Any, enum: Any, what: str) -> list[Any] | None:
+) -> PlanFilter:
+    def states(value: Any, enum: Any, what: str) -> tuple[Any, ...] | None:
         if value is None:
             return None
         values = [value] if isinstance(value, str) else list(value)
         try:
-            return [enum(v) for v in values]
+            return tuple(enum(v) for v in values)
         except ValueError:
             allowed = ", ".join(e.value for e in enum)
             raise ConfigurationError(
@@ -560,9 +560,9 @@ def _filters(
 
     if isinstance(action, type):
         action = registry.class_name(action)
-    return {
-        "state": states(state, PlanState, "state"),
-        "result": states(result, PlanResult, "result"),
-        "label": label,
-        "action": action,
-    }
+    return PlanFilter(
+        state=states(state, PlanState, "state"),
+        result=states(result, PlanResult, "result"),
+        label=label,
+        action=action,
+    )

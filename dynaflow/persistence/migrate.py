@@ -20,6 +20,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
 
 from dynaflow.exceptions import SchemaMismatch
+from dynaflow.persistence.engine import connect, make_engine
 
 VERSION_TABLE = "dynaflow_alembic_version"
 SCRIPT_LOCATION = Path(__file__).with_name("migrations")
@@ -118,8 +119,6 @@ def ensure_schema(engine: Engine, *, migrate: bool) -> None:
 
 @contextmanager
 def _connection(target: Target, *, write: bool) -> Iterator[Connection]:
-    from dynaflow.persistence.sql import connect, make_engine
-
     if isinstance(target, Connection):
         if write and not target.in_transaction():
             with target.begin():
