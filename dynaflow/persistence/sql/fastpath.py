@@ -63,6 +63,8 @@ class DriverBatchWriter:
             for params in codec.claim_params(claim):
                 sql, values = claim_sql.prepare(params)
                 claimed.update(row[0] for row in cursor.execute(sql, values).fetchall())
+            if not claimed:  # as claim_steps: a claim of a missing plan raises UnknownPlan
+                storage.get_plan_record(claim.plan_id)
             for step_id in dict.fromkeys(claim.step_ids):
                 if step_id in claimed:
                     result.claimed.add((claim.plan_id, step_id))
