@@ -86,20 +86,22 @@ class DriverStatement:
         return state.statement, lambda p: {n: get(p) for n, get in zip(names, getters, strict=True)}
 
     def _getter(self, name: str, expanded: tuple[str, int] | None) -> Callable[[Params], Any]:
-        if expanded is not None:
+        if expanded is not None:  # the index-th value of an expanded list
             key, index = expanded
-            process = self._processors.get(key)
-            if process is None:
-                return lambda p: p[key][index]
+            process = self._processors.get(key, _same)
             return lambda p: process(p[key][index])
-        b, process = self._binds[name], self._processors.get(name)
+        b, process = self._binds[name], self._processors.get(name, _same)
         if not b.required:  # a value written into the statement, e.g. state='running'
-            value = b.effective_value if process is None else process(b.effective_value)
+            value = process(b.effective_value)
             return lambda _p: value
         key = b.key
-        if process is None:
+        if process is _same:
             return lambda p: p[key]
         return lambda p: process(p[key])
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 class BulkInsert:
