@@ -9,16 +9,22 @@ value with the bind processor SQLAlchemy itself would use; no SQL is written twi
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+import sqlite3
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import psycopg
 from sqlalchemy import JSON, Connection, Table, insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter
 
 from dynaflow.persistence.sql.codec import bind
 
-Params = Mapping[str, Any]
+#: the parameters of one execution: by name, or a tuple in the order of the columns given
+Params = Any
+#: what a statement breaking a constraint raises: through SQLAlchemy, or on a driver's cursor
+INTEGRITY_ERRORS = (IntegrityError, sqlite3.IntegrityError, psycopg.errors.IntegrityError)
 #: positional values (SQLite) or named ones (psycopg), as the cursor takes them
 DriverParams = tuple[Any, ...] | dict[str, Any]
 
@@ -31,7 +37,9 @@ class DriverStatement:
     expanded (and cached) per length of its lists, as SQLAlchemy renders it.
     """
 
-    def __init__(self, statement: Any, dialect: Any) -> None:
+    def __init__(
+        self, statement: Any, dialect: Any, columns: tuple[str, ...] | None = None
+    ) -> None:
         compiled = statement.compile(dialect=dialect)
         assert isinstance(compiled, SQLCompiler)
         self._compiled = compiled
@@ -47,6 +55,8 @@ class DriverStatement:
             if (process := b.type.dialect_impl(dialect).bind_processor(dialect)) is not None
         }
         self._forms: dict[tuple[int, ...], tuple[str, Callable[[Params], DriverParams]]] = {}
+        # parameters come as tuples in the order of ``columns`` rather than as a dict
+        self._index = None if columns is None else {name: i for i, name in enumerate(columns)}
 
     def prepare(self, params: Params) -> tuple[str, DriverParams]:
         """The SQL text and the driver's values for one execution."""
@@ -94,10 +104,12 @@ class DriverStatement:
         if not b.required:  # a value written into the statement, e.g. state='running'
             value = process(b.effective_value)
             return lambda _p: value
-        key = b.key
+        at: str | int = b.key if self._index is None else self._index[b.key]
         if process is _same:
-            return lambda p: p[key]
-        return lambda p: process(p[key])
+            return lambda p: p[at]
+        if process(None) is None:  # most processors keep NULL as it is: skip them for NULL
+            return lambda p: None if (value := p[at]) is None else process(value)
+        return lambda p: process(p[at])
 
 
 def _same(value: Any) -> Any:
@@ -116,10 +128,12 @@ class BulkInsert:
     def __init__(self, table: Table, columns: tuple[str, ...], dialect: Any) -> None:
         self.columns = columns
         self._postgres = dialect.name == "postgresql"
-        self.statement = insert(table).values({n: bind(table.c[n]) for n in columns})
+        # inline: no RETURNING of the new ids, which PostgreSQL would send back row by row
+        self.statement = insert(table).values({n: bind(table.c[n]) for n in columns}).inline()
         types = [bind(table.c[name]).type for name in columns]
         self._convert: list[tuple[int, Callable[[Any], Any]]]
         if self._postgres:
+            self._driver = DriverStatement(self.statement, dialect, columns)
             quote = dialect.identifier_preparer.quote
             names = ", ".join(quote(name) for name in columns)
             self._sql = f"COPY {quote(table.name)} ({names}) FROM STDIN"
@@ -135,10 +149,9 @@ class BulkInsert:
     def __call__(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
         if not rows:
             return
+        cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         if self._postgres and len(rows) < self.COPY_FROM:
-            conn.execute(
-                self.statement, [dict(zip(self.columns, row, strict=True)) for row in rows]
-            )
+            cursor.executemany(*self._driver.prepare_many(rows))
             return
         if self._convert:
             converted = []
@@ -150,9 +163,8 @@ class BulkInsert:
                 converted.append(tuple(values))
             rows = converted
         if not self._postgres:
-            conn.exec_driver_sql(self._sql, rows)
+            cursor.executemany(self._sql, rows)
             return
-        driver_connection: Any = conn.connection.dbapi_connection
-        with driver_connection.cursor() as cursor, cursor.copy(self._sql) as copy:
+        with cursor, cursor.copy(self._sql) as copy:
             for row in rows:
                 copy.write_row(row)

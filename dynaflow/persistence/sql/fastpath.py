@@ -72,10 +72,7 @@ class DriverBatchWriter:
                         HistoryRow(claim.plan_id, claim.at, claim.event, step_id, claim.world_id)
                     )
         if history:
-            names = codec.HISTORY_COLUMNS
-            rows = [dict(zip(names, codec.history_row(h), strict=True)) for h in history]
-            insert = self._compiled(self._sql.insert_history.statement)
-            cursor.executemany(*insert.prepare_many(rows))
+            self._sql.insert_history(conn, [codec.history_row(h) for h in history])
         if batch.events:
             storage.add_events(batch.events)
         if batch.drop_events:

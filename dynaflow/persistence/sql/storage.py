@@ -7,11 +7,8 @@ group commit takes the fast path (:mod:`~dynaflow.persistence.sql.fastpath`) whe
 
 from __future__ import annotations
 
-import sqlite3
-
-import psycopg
-
 from dynaflow.persistence.base import Batch, BatchResult
+from dynaflow.persistence.sql.driver import INTEGRITY_ERRORS
 from dynaflow.persistence.sql.fastpath import DriverBatchWriter, SlowPath
 from dynaflow.persistence.sql.leases import SQLLeases
 from dynaflow.persistence.sql.reads import SQLReads
@@ -33,6 +30,6 @@ class SQLStorage(SQLWrites, SQLReads, SQLLeases):
         try:
             with self.transaction() as conn:
                 return self._fast.write(conn, batch, self)
-        except (SlowPath, sqlite3.IntegrityError, psycopg.errors.IntegrityError):
+        except (SlowPath, *INTEGRITY_ERRORS):
             # a missed compare-and-set or a missing plan: the exact path says which
             return super().write(batch)

@@ -30,7 +30,7 @@ from dynaflow.persistence.base import (
 )
 from dynaflow.persistence.sql import codec
 from dynaflow.persistence.sql.codec import CHUNK, val
-from dynaflow.persistence.sql.driver import BulkInsert
+from dynaflow.persistence.sql.driver import INTEGRITY_ERRORS, BulkInsert
 from dynaflow.persistence.sql.transactions import SQLTransactions
 from dynaflow.states import PlanState
 
@@ -61,7 +61,7 @@ class SQLWrites(SQLTransactions):
                 sql.insert_actions(conn, [codec.action_row(plan_id, a) for a in new.actions])
                 sql.insert_steps(conn, [codec.step_row(plan_id, s) for s in new.steps])
                 sql.insert_edges(conn, [(plan_id, f, t) for f, t in new.edges])
-            except IntegrityError as exc:
+            except INTEGRITY_ERRORS as exc:
                 raise _unstorable(plan_id, exc) from exc
             if all(row.plan_id == plan_id for row in new.history):
                 sql.insert_history(conn, [codec.history_row(h) for h in new.history])
@@ -198,8 +198,8 @@ def _compare_and_set(conn: Connection, stmt: Update, params: list[dict[str, Any]
     return [i for i, p in enumerate(params) if conn.execute(stmt, p).rowcount != 1]
 
 
-def _unstorable(plan_id: str, exc: IntegrityError) -> StorageError:
-    reason = " ".join(str(exc.orig).split())
+def _unstorable(plan_id: str, exc: Exception) -> StorageError:
+    reason = " ".join(str(getattr(exc, "orig", exc)).split())
     return StorageError(
         f"plan {plan_id} cannot be stored ({reason}): its rows break a constraint of the "
         "schema (a duplicate action or step id, or a missing value); plan it through a World"
