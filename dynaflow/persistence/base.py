@@ -261,11 +261,13 @@ class Storage(ABC):
     ) -> bool:
         """Set ``fields`` (state, result, started_at, ended_at, world_id, error) on the plan if its
         state is in ``expect`` (any state when ``None``) and, unless ``owner`` is ``...``, its
-        ``world_id`` is ``owner`` (``None``: no owner). Returns whether the row changed."""
+        ``world_id`` is ``owner`` (``None``: no owner). Returns whether the row changed.
+        Another field raises :class:`~dynaflow.exceptions.InvalidArgument`."""
 
     @abstractmethod
     def update_steps(self, updates: Sequence[StepUpdate]) -> list[StepUpdate]:
-        """Apply each update whose step is in its ``expect`` state; return those that were not."""
+        """Apply each update whose step is in its ``expect`` state; return those that were not.
+        A field outside :data:`STEP_FIELDS` raises :class:`~dynaflow.exceptions.InvalidArgument`."""
 
     @abstractmethod
     def claim_steps(self, claim: Claim) -> list[int]:
@@ -274,7 +276,8 @@ class Storage(ABC):
 
     @abstractmethod
     def save_outputs(self, outputs: Sequence[tuple[str, int, dict[str, Any]]]) -> None:
-        """Set ``(plan_id, action_id, output)`` outputs."""
+        """Set ``(plan_id, action_id, output)`` outputs; a missing action raises
+        :class:`~dynaflow.exceptions.UnknownAction`."""
 
     @abstractmethod
     def add_history(self, rows: Sequence[HistoryRow]) -> None:
@@ -389,4 +392,5 @@ class Storage(ABC):
         """How many plans :meth:`find_plans` would return without paging."""
 
     def iter_plans(self, where: PlanFilter = ALL_PLANS, **paging: Any) -> Iterator[PlanRecord]:
+        """:meth:`find_plans`, one record at a time."""
         yield from self.find_plans(where, **paging)

@@ -15,6 +15,8 @@ from dynaflow.exceptions import (
     ConcurrentModification,
     ConfigurationError,
     CorruptRecord,
+    InvalidArgument,
+    StorageError,
     UnknownAction,
     UnknownPlan,
 )
@@ -262,6 +264,20 @@ def test_save_outputs_sets_the_actions_output(storage: Storage) -> None:
     assert [a.output for a in actions] == [{"id": 7}, NESTED]
     with pytest.raises(UnknownAction, match="no action 5"):
         storage.save_outputs([(new.plan.id, 5, {})])
+
+
+def test_updates_of_unknown_fields_are_refused(storage: Storage) -> None:
+    new = make_plan()
+    storage.insert_plan(new)
+    plan_id = new.plan.id
+    with pytest.raises(InvalidArgument, match="colour"):
+        storage.update_plan(plan_id, {"state": PlanState.RUNNING, "colour": "red"})
+    with pytest.raises(InvalidArgument, match="colour"):
+        storage.update_steps(
+            [StepUpdate(plan_id, 1, StepState.PENDING, StepState.RUNNING, {"colour": 1})]
+        )
+    plan = storage.load_plan(plan_id)
+    assert (plan.state, plan.step(1).state) == (PlanState.PLANNED, StepState.PENDING)
 
 
 def test_history_comes_back_in_the_order_it_was_added(storage: Storage) -> None:
@@ -512,6 +528,14 @@ def test_datetimes_in_another_zone_are_stored_as_utc(sql_storage: SQLStorage) ->
     assert created == datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
     assert created is not None and created.tzinfo == UTC
     assert sql_storage.find_plans(order_by="created_at")[0].id == "p"
+
+
+def test_a_plan_whose_rows_break_the_schema_is_a_storage_error(sql_storage: SQLStorage) -> None:
+    new = make_plan("p", steps=2)
+    new.steps[1] = replace(new.steps[1], id=1)  # two steps with id 1
+    with pytest.raises(StorageError, match="plan p cannot be stored"):
+        sql_storage.insert_plan(new)
+    assert sql_storage.count_plans() == 0  # nothing half-written
 
 
 def test_application_code_writes_through_the_ambient_connection(sql_storage: SQLStorage) -> None:
