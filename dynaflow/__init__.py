@@ -20,6 +20,7 @@ from dynaflow.exceptions import (
     PlanningFailed,
     SchemaMismatch,
     StorageError,
+    UnknownAction,
     UnknownActionClass,
     UnknownPlan,
     UnknownStep,
@@ -92,6 +93,7 @@ __all__ = [
     # ... in what was asked of a plan, a step or the world
     "UnknownPlan",
     "UnknownStep",
+    "UnknownAction",
     "InvalidState",
     "IllegalTransition",
     "ConcurrentModification",

@@ -18,7 +18,7 @@ from datetime import timedelta
 from dynaflow.clock import now
 from dynaflow.exceptions import ConcurrentModification
 from dynaflow.executor import Executor
-from dynaflow.persistence.base import WorldRow
+from dynaflow.persistence.base import PlanFilter, WorldRow
 from dynaflow.services import Services
 from dynaflow.states import PlanState
 
@@ -49,7 +49,8 @@ class Cluster:
         """Take over the plans a world released when it shut down (running, no owner)."""
         assert self.executor is not None
         storage = self.services.storage
-        for record in storage.find_plans(state=[PlanState.RUNNING], order_by="created_at"):
+        running = PlanFilter(state=(PlanState.RUNNING,))
+        for record in storage.find_plans(running, order_by="created_at"):
             if record.world_id is None:
                 self.executor.engine.take_over(record.id, None)
         self.executor.run_pending()

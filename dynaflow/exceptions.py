@@ -48,6 +48,15 @@ class UnknownStep(DynaflowError, LookupError):
         )
 
 
+class UnknownAction(DynaflowError, LookupError):
+    def __init__(self, plan_id: Any, action_id: Any) -> None:
+        self.plan_id, self.action_id = plan_id, action_id
+        super().__init__(
+            f"plan {plan_id} has no action {action_id!r}; world.get_plan(plan_id).actions lists "
+            "them"
+        )
+
+
 class UnknownActionClass(DynaflowError, LookupError):
     def __init__(self, name: str) -> None:
         self.name = name

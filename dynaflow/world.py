@@ -35,7 +35,7 @@ from dynaflow.middleware.stack import MiddlewareSpec, MiddlewareStack
 from dynaflow.middleware.transaction import TransactionMiddleware
 from dynaflow.operators.online import Operators, check_ids
 from dynaflow.persistence import Storage, open_storage
-from dynaflow.persistence.base import EventRow
+from dynaflow.persistence.base import EventRow, PlanFilter
 from dynaflow.phases import PhaseContext
 from dynaflow.planner import Planner, plan_core
 from dynaflow.services import Services
@@ -364,13 +364,12 @@ class World:
             raise ConfigurationError(f"page must be an int >= 1, got {page!r}")
         if not isinstance(per_page, int) or per_page < 1:
             raise ConfigurationError(f"per_page must be an int >= 1, got {per_page!r}")
-        filters = _filters(state, result, label, action)
-        try:
-            return self.storage.find_plans(
-                **filters, offset=(page - 1) * per_page, limit=per_page, order_by=order_by
-            )
-        except ValueError as exc:
-            raise ConfigurationError(str(exc)) from None
+        return self.storage.find_plans(
+            _filters(state, result, label, action),
+            offset=(page - 1) * per_page,
+            limit=per_page,
+            order_by=order_by,
+        )
 
     def count_plans(
         self,
@@ -381,7 +380,7 @@ class World:
         action: type[Action] | str | None = None,
     ) -> int:
         self._check_open()
-        return self.storage.count_plans(**_filters(state, result, label, action))
+        return self.storage.count_plans(_filters(state, result, label, action))
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -462,13 +461,13 @@ class World:
 
 def _filters(
     state: Any, result: Any, label: str | None, action: type[Action] | str | None
-) -> dict[str, Any]:
-    def states(value: Any, enum: Any, what: str) -> list[Any] | None:
+) -> PlanFilter:
+    def states(value: Any, enum: Any, what: str) -> tuple[Any, ...] | None:
         if value is None:
             return None
         values = [value] if isinstance(value, str) else list(value)
         try:
-            return [enum(v) for v in values]
+            return tuple(enum(v) for v in values)
         except ValueError:
             allowed = ", ".join(e.value for e in enum)
             raise ConfigurationError(
@@ -477,9 +476,9 @@ def _filters(
 
     if isinstance(action, type):
         action = registry.class_name(action)
-    return {
-        "state": states(state, PlanState, "state"),
-        "result": states(result, PlanResult, "result"),
-        "label": label,
-        "action": action,
-    }
+    return PlanFilter(
+        state=states(state, PlanState, "state"),
+        result=states(result, PlanResult, "result"),
+        label=label,
+        action=action,
+    )

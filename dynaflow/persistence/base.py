@@ -9,18 +9,21 @@ Conventions shared by every method:
 * State changes are compare-and-set: an update names the state it expects, and a row in another
   state is left alone and reported back, never overwritten.
 * Datetimes go in and come out timezone-aware UTC.
+* Errors are dynaflow's own (:mod:`dynaflow.exceptions`), never a bare ``ValueError`` or a
+  driver's.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import EllipsisType
 from typing import Any
 
+from dynaflow.exceptions import ConfigurationError, InvalidArgument
 from dynaflow.execution_plan import (
     ActionRecord,
     ExecutionPlan,
@@ -141,6 +144,72 @@ class Batch:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class PlanFilter:
+    """Which plans :meth:`Storage.find_plans` and :meth:`Storage.count_plans` return: those
+    matching every field that is set. ``state`` and ``result`` match any value given (an empty
+    tuple: no plan); ``label`` and ``action`` (the root action class name) match exactly."""
+
+    state: tuple[PlanState, ...] | None = None
+    result: tuple[PlanResult, ...] | None = None
+    label: str | None = None
+    action: str | None = None
+
+    def matches(self, record: PlanRecord) -> bool:
+        """Whether ``record`` passes the filter (the SQL storage builds its WHERE from the
+        same fields)."""
+        return (
+            (self.state is None or record.state in self.state)
+            and (self.result is None or record.result in self.result)
+            and (self.label is None or record.label == self.label)
+            and (self.action is None or record.root_action_class == self.action)
+        )
+
+
+#: every plan
+ALL_PLANS = PlanFilter()
+#: the plan columns :meth:`Storage.find_plans` can order by
+ORDERABLE = ("created_at", "started_at", "ended_at", "label", "state", "result", "id")
+#: the fields :meth:`Storage.update_plan` may set
+PLAN_FIELDS = frozenset(
+    {
+        "label",
+        "state",
+        "result",
+        "root_action_class",
+        "key",
+        "created_at",
+        "started_at",
+        "ended_at",
+        "world_id",
+        "run_flow",
+        "error",
+    }
+)
+#: the fields a :class:`StepUpdate` may set
+STEP_FIELDS = frozenset(
+    {"started_at", "ended_at", "duration", "error", "world_id", "queue", "position"}
+)
+
+
+def plan_order(order_by: str) -> tuple[str, bool]:
+    """The column and direction (descending?) of ``order_by``, a column of :data:`ORDERABLE`
+    with ``-`` in front for descending."""
+    column = order_by.lstrip("-")
+    if column not in ORDERABLE:
+        raise ConfigurationError(f"cannot order plans by {order_by!r}; use one of {ORDERABLE}")
+    return column, order_by.startswith("-")
+
+
+def check_fields(what: str, names: Iterable[str], allowed: frozenset[str]) -> None:
+    """Raise :class:`InvalidArgument` for update fields of a ``what`` outside ``allowed``."""
+    unknown = set(names) - allowed
+    if unknown:
+        raise InvalidArgument(
+            f"cannot update {what} field(s) {sorted(unknown)}; use {sorted(allowed)}"
+        )
+
+
 @dataclass(slots=True)
 class BatchResult:
     #: (plan_id, step_id) pairs the claims moved to running
@@ -192,11 +261,13 @@ class Storage(ABC):
     ) -> bool:
         """Set ``fields`` (state, result, started_at, ended_at, world_id, error) on the plan if its
         state is in ``expect`` (any state when ``None``) and, unless ``owner`` is ``...``, its
-        ``world_id`` is ``owner`` (``None``: no owner). Returns whether the row changed."""
+        ``world_id`` is ``owner`` (``None``: no owner). Returns whether the row changed.
+        Another field raises :class:`~dynaflow.exceptions.InvalidArgument`."""
 
     @abstractmethod
     def update_steps(self, updates: Sequence[StepUpdate]) -> list[StepUpdate]:
-        """Apply each update whose step is in its ``expect`` state; return those that were not."""
+        """Apply each update whose step is in its ``expect`` state; return those that were not.
+        A field outside :data:`STEP_FIELDS` raises :class:`~dynaflow.exceptions.InvalidArgument`."""
 
     @abstractmethod
     def claim_steps(self, claim: Claim) -> list[int]:
@@ -205,7 +276,8 @@ class Storage(ABC):
 
     @abstractmethod
     def save_outputs(self, outputs: Sequence[tuple[str, int, dict[str, Any]]]) -> None:
-        """Set ``(plan_id, action_id, output)`` outputs."""
+        """Set ``(plan_id, action_id, output)`` outputs; a missing action raises
+        :class:`~dynaflow.exceptions.UnknownAction`."""
 
     @abstractmethod
     def add_history(self, rows: Sequence[HistoryRow]) -> None:
@@ -305,31 +377,20 @@ class Storage(ABC):
     @abstractmethod
     def find_plans(
         self,
+        where: PlanFilter = ALL_PLANS,
         *,
-        state: Sequence[PlanState] | None = None,
-        result: Sequence[PlanResult] | None = None,
-        label: str | None = None,
-        action: str | None = None,
         offset: int = 0,
         limit: int | None = None,
         order_by: str = "-created_at",
     ) -> list[PlanRecord]:
-        """Plan rows matching every given filter. ``label`` and ``action`` (root action class
-        name) match exactly; ``order_by`` is a column of the plan row, ``-`` for descending."""
+        """Plan rows passing ``where``, ordered by ``order_by`` (a column of :data:`ORDERABLE`,
+        ``-`` in front for descending; NULLs last either way, ties by id), then paged.
+        Another column raises :class:`~dynaflow.exceptions.ConfigurationError`."""
 
     @abstractmethod
-    def count_plans(
-        self,
-        *,
-        state: Sequence[PlanState] | None = None,
-        result: Sequence[PlanResult] | None = None,
-        label: str | None = None,
-        action: str | None = None,
-    ) -> int:
+    def count_plans(self, where: PlanFilter = ALL_PLANS) -> int:
         """How many plans :meth:`find_plans` would return without paging."""
 
-    def iter_plans(self, **filters: Any) -> Iterator[PlanRecord]:
-        yield from self.find_plans(**filters)
-
-
-ORDERABLE = ("created_at", "started_at", "ended_at", "label", "state", "result", "id")
+    def iter_plans(self, where: PlanFilter = ALL_PLANS, **paging: Any) -> Iterator[PlanRecord]:
+        """:meth:`find_plans`, one record at a time."""
+        yield from self.find_plans(where, **paging)

@@ -12,7 +12,7 @@ from datetime import datetime
 from types import EllipsisType
 from typing import Any
 
-from dynaflow.exceptions import ConcurrentModification, UnknownPlan, UnknownStep
+from dynaflow.exceptions import ConcurrentModification, UnknownAction, UnknownPlan, UnknownStep
 from dynaflow.execution_plan import (
     ActionRecord,
     ExecutionPlan,
@@ -22,16 +22,21 @@ from dynaflow.execution_plan import (
     StepRecord,
 )
 from dynaflow.persistence.base import (
-    ORDERABLE,
+    ALL_PLANS,
+    PLAN_FIELDS,
+    STEP_FIELDS,
     Claim,
     EventRow,
     HistoryRow,
     NewPlan,
+    PlanFilter,
     StepUpdate,
     Storage,
     WorldRow,
+    check_fields,
+    plan_order,
 )
-from dynaflow.states import PlanResult, PlanState, StepState
+from dynaflow.states import PlanState, StepState
 
 
 def _restore(table: dict[int, Any], key: int, value: Any) -> Callable[[], object]:
@@ -137,6 +142,7 @@ class MemoryStorage(Storage):
         expect: frozenset[PlanState] | None = None,
         owner: str | EllipsisType | None = ...,
     ) -> bool:
+        check_fields("plan", fields, PLAN_FIELDS)
         with self._write() as undo:
             plan = self._plan(plan_id)
             if expect is not None and plan.record.state not in expect:
@@ -152,6 +158,8 @@ class MemoryStorage(Storage):
             return True
 
     def update_steps(self, updates: Sequence[StepUpdate]) -> list[StepUpdate]:
+        for update in updates:
+            check_fields("step", update.fields, STEP_FIELDS)
         conflicts = []
         with self._write() as undo:
             for update in updates:
@@ -192,7 +200,9 @@ class MemoryStorage(Storage):
         with self._write() as undo:
             for plan_id, action_id, output in outputs:
                 plan = self._plan(plan_id)
-                old = plan.actions[action_id]
+                old = plan.actions.get(action_id)
+                if old is None:
+                    raise UnknownAction(plan_id, action_id)
                 plan.actions[action_id] = replace(old, output=copy.deepcopy(output))
                 undo.append(_restore(plan.actions, old.id, old))
 
@@ -324,53 +334,25 @@ class MemoryStorage(Storage):
             plan_id = self._keys.get(key)
             return None if plan_id is None else self._plans[plan_id].record
 
-    def _matching(
-        self,
-        state: Sequence[PlanState] | None,
-        result: Sequence[PlanResult] | None,
-        label: str | None,
-        action: str | None,
-    ) -> list[PlanRecord]:
-        with self._lock:
-            records = [p.record for p in self._plans.values()]
-        return [
-            r
-            for r in records
-            if (state is None or r.state in state)
-            and (result is None or r.result in result)
-            and (label is None or r.label == label)
-            and (action is None or r.root_action_class == action)
-        ]
-
     def find_plans(
         self,
+        where: PlanFilter = ALL_PLANS,
         *,
-        state: Sequence[PlanState] | None = None,
-        result: Sequence[PlanResult] | None = None,
-        label: str | None = None,
-        action: str | None = None,
         offset: int = 0,
         limit: int | None = None,
         order_by: str = "-created_at",
     ) -> list[PlanRecord]:
-        column = order_by.lstrip("-")
-        if column not in ORDERABLE:
-            raise ValueError(f"cannot order plans by {order_by!r}; use one of {ORDERABLE}")
-        records = self._matching(state, result, label, action)
+        column, descending = plan_order(order_by)
+        with self._lock:
+            records = [p.record for p in self._plans.values() if where.matches(p.record)]
         # NULLs last in either direction, ties broken by id: the SQL storage orders the same way
         records.sort(key=lambda r: r.id)
         present = [r for r in records if getattr(r, column) is not None]
-        present.sort(key=lambda r: getattr(r, column), reverse=order_by.startswith("-"))
+        present.sort(key=lambda r: getattr(r, column), reverse=descending)
         records = present + [r for r in records if getattr(r, column) is None]
         end = None if limit is None else offset + limit
         return records[offset:end]
 
-    def count_plans(
-        self,
-        *,
-        state: Sequence[PlanState] | None = None,
-        result: Sequence[PlanResult] | None = None,
-        label: str | None = None,
-        action: str | None = None,
-    ) -> int:
-        return len(self._matching(state, result, label, action))
+    def count_plans(self, where: PlanFilter = ALL_PLANS) -> int:
+        with self._lock:
+            return sum(1 for p in self._plans.values() if where.matches(p.record))

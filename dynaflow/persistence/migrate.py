@@ -20,6 +20,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
 
 from dynaflow.exceptions import SchemaMismatch
+from dynaflow.persistence.engine import connect, make_engine
+from dynaflow.urls import display_url
 
 VERSION_TABLE = "dynaflow_alembic_version"
 SCRIPT_LOCATION = Path(__file__).with_name("migrations")
@@ -118,8 +120,6 @@ def ensure_schema(engine: Engine, *, migrate: bool) -> None:
 
 @contextmanager
 def _connection(target: Target, *, write: bool) -> Iterator[Connection]:
-    from dynaflow.persistence.sql import connect, make_engine
-
     if isinstance(target, Connection):
         if write and not target.in_transaction():
             with target.begin():
@@ -166,4 +166,4 @@ def _run(conn: Connection, fn: Callable[..., None], revision: str) -> None:
 
 
 def _where(conn: Connection) -> str:
-    return f"the database {conn.engine.url.render_as_string(hide_password=True)}"
+    return f"the database {display_url(conn.engine.url.render_as_string(hide_password=False))}"

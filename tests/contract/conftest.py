@@ -116,3 +116,20 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/empty.db"
     return str(request.getfixturevalue("pg_fresh_url"))
+
+
+@pytest.fixture(params=["sqlite", POSTGRES])
+def twin_urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """The URLs of two new, empty databases on each SQL backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/a.db", f"sqlite:///{tmp_path}/b.db"
+        return
+    admin: Engine = request.getfixturevalue("pg_admin")
+    schemas = [f"dynaflow_twin_{uuid.uuid4().hex[:12]}" for _ in range(2)]
+    with admin.connect() as conn:
+        for schema in schemas:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    yield _schema_url(schemas[0]), _schema_url(schemas[1])
+    with admin.connect() as conn:
+        for schema in schemas:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))

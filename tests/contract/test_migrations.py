@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
+import subprocess
+import sys
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -178,6 +182,75 @@ def test_several_worlds_migrating_a_new_database_at_once_all_succeed(empty_url: 
         thread.join(30)
     assert errors == []
     assert schema_diffs(url) == []
+
+
+def test_a_new_sqlite_file_waits_for_a_lock_that_blocks_its_switch_to_wal(tmp_path: Path) -> None:
+    # SQLite answers a switch to WAL that meets another connection's write lock with "database
+    # is locked" at once, ignoring busy_timeout: what the first opens of a new file ran into
+    path = tmp_path / "new.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE other_app (x INTEGER)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO other_app VALUES (1)")
+    release = threading.Timer(0.3, holder.execute, ["COMMIT"])
+    release.start()
+    try:
+        started = time.monotonic()
+        SQLStorage(f"sqlite:///{path}").close()
+        assert time.monotonic() - started >= 0.2  # it waited for the lock
+    finally:
+        release.join()
+        holder.close()
+    assert migrate.current(f"sqlite:///{path}") == migrate.head()
+
+
+#: opens the storage of each URL read from stdin; answers "ok" or the error, one line each
+_OPENER = """
+import sys
+from dynaflow.persistence import open_storage
+for line in sys.stdin:
+    try:
+        open_storage(line.strip()).close()
+        print("ok", flush=True)
+    except Exception as exc:
+        print(" ".join(f"{type(exc).__name__}: {exc}".split()), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_processes_opening_a_new_sqlite_file_at_once_all_succeed(tmp_path: Path) -> None:
+    """4 processes open the same new file at once (the URL reaches them together), 10 times."""
+    openers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _OPENER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    try:
+        for attempt in range(10):
+            url = f"sqlite:///{tmp_path / f'new-{attempt}.db'}"
+            for opener in openers:
+                assert opener.stdin is not None
+                opener.stdin.write(url + "\n")
+            for opener in openers:
+                assert opener.stdin is not None
+                opener.stdin.flush()
+            answers = [opener.stdout.readline().strip() for opener in openers if opener.stdout]
+            assert answers == ["ok"] * 4, f"attempt {attempt}: {answers}"
+            engine = make_engine(url)
+            with engine.connect() as conn:
+                versions = conn.execute(text(f"SELECT version_num FROM {migrate.VERSION_TABLE}"))
+                assert versions.scalars().all() == [migrate.head()]
+            engine.dispose()
+            assert schema_diffs(url) == []
+    finally:
+        for opener in openers:
+            if opener.stdin is not None:
+                opener.stdin.close()
+            opener.wait(30)
 
 
 def test_in_memory_sqlite_is_one_database_for_every_thread() -> None:

@@ -11,7 +11,15 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from sqlalchemy import text
 
-from dynaflow.exceptions import ConcurrentModification, CorruptRecord, UnknownPlan
+from dynaflow.exceptions import (
+    ConcurrentModification,
+    ConfigurationError,
+    CorruptRecord,
+    InvalidArgument,
+    StorageError,
+    UnknownAction,
+    UnknownPlan,
+)
 from dynaflow.execution_plan import (
     ActionRecord,
     ExecutionPlan,
@@ -25,6 +33,7 @@ from dynaflow.persistence import (
     Claim,
     HistoryRow,
     NewPlan,
+    PlanFilter,
     PlanUpdate,
     StepUpdate,
     Storage,
@@ -253,8 +262,22 @@ def test_save_outputs_sets_the_actions_output(storage: Storage) -> None:
 
     actions = storage.load_plan(new.plan.id).actions
     assert [a.output for a in actions] == [{"id": 7}, NESTED]
-    with pytest.raises(LookupError):
+    with pytest.raises(UnknownAction, match="no action 5"):
         storage.save_outputs([(new.plan.id, 5, {})])
+
+
+def test_updates_of_unknown_fields_are_refused(storage: Storage) -> None:
+    new = make_plan()
+    storage.insert_plan(new)
+    plan_id = new.plan.id
+    with pytest.raises(InvalidArgument, match="colour"):
+        storage.update_plan(plan_id, {"state": PlanState.RUNNING, "colour": "red"})
+    with pytest.raises(InvalidArgument, match="colour"):
+        storage.update_steps(
+            [StepUpdate(plan_id, 1, StepState.PENDING, StepState.RUNNING, {"colour": 1})]
+        )
+    plan = storage.load_plan(plan_id)
+    assert (plan.state, plan.step(1).state) == (PlanState.PLANNED, StepState.PENDING)
 
 
 def test_history_comes_back_in_the_order_it_was_added(storage: Storage) -> None:
@@ -305,15 +328,18 @@ def ids(records: list[PlanRecord]) -> list[str]:
 def test_find_plans_filters_and_counts(five_plans: Storage) -> None:
     storage = five_plans
     assert ids(storage.find_plans()) == ["e", "b", "c", "a", "d"]
-    assert ids(storage.find_plans(state=[PlanState.STOPPED])) == ["c", "a"]
-    assert ids(storage.find_plans(result=[PlanResult.ERROR, PlanResult.SUCCESS])) == ["c", "a"]
-    assert ids(storage.find_plans(label="import")) == ["c", "a", "d"]
-    assert ids(storage.find_plans(action="app.Export")) == ["b"]
-    assert ids(storage.find_plans(state=[PlanState.STOPPED], label="export")) == []
-    assert storage.find_plans(state=[]) == []
+    assert ids(storage.find_plans(PlanFilter(state=(PlanState.STOPPED,)))) == ["c", "a"]
+    assert ids(storage.find_plans(PlanFilter(result=(PlanResult.ERROR, PlanResult.SUCCESS)))) == [
+        "c",
+        "a",
+    ]
+    assert ids(storage.find_plans(PlanFilter(label="import"))) == ["c", "a", "d"]
+    assert ids(storage.find_plans(PlanFilter(action="app.Export"))) == ["b"]
+    assert ids(storage.find_plans(PlanFilter(state=(PlanState.STOPPED,), label="export"))) == []
+    assert storage.find_plans(PlanFilter(state=())) == []
     assert storage.count_plans() == 5
-    assert storage.count_plans(label="import", state=[PlanState.STOPPED]) == 2
-    assert storage.count_plans(action="app.Root", result=[PlanResult.PENDING]) == 2
+    assert storage.count_plans(PlanFilter(label="import", state=(PlanState.STOPPED,))) == 2
+    assert storage.count_plans(PlanFilter(action="app.Root", result=(PlanResult.PENDING,))) == 2
 
 
 def test_find_plans_orders_with_nulls_last_and_ties_by_id(five_plans: Storage) -> None:
@@ -336,7 +362,7 @@ def test_find_plans_pages(five_plans: Storage) -> None:
 
 
 def test_find_plans_rejects_an_unknown_order(storage: Storage) -> None:
-    with pytest.raises(ValueError, match="created_at"):
+    with pytest.raises(ConfigurationError, match="created_at"):
         storage.find_plans(order_by="-payload")
 
 
@@ -504,6 +530,14 @@ def test_datetimes_in_another_zone_are_stored_as_utc(sql_storage: SQLStorage) ->
     assert sql_storage.find_plans(order_by="created_at")[0].id == "p"
 
 
+def test_a_plan_whose_rows_break_the_schema_is_a_storage_error(sql_storage: SQLStorage) -> None:
+    new = make_plan("p", steps=2)
+    new.steps[1] = replace(new.steps[1], id=1)  # two steps with id 1
+    with pytest.raises(StorageError, match="plan p cannot be stored"):
+        sql_storage.insert_plan(new)
+    assert sql_storage.count_plans() == 0  # nothing half-written
+
+
 def test_application_code_writes_through_the_ambient_connection(sql_storage: SQLStorage) -> None:
     sql_storage.insert_plan(make_plan("p"))
     with pytest.raises(Boom), sql_storage.transaction() as conn:
@@ -542,7 +576,7 @@ def test_readers_do_not_wait_for_a_writer(sql_storage: SQLStorage) -> None:
         assert writing.wait(10)
         # the write lock is held: a reader still gets the committed state, at once
         assert sql_storage.load_plan("p").state == PlanState.PLANNED
-        assert sql_storage.count_plans(state=[PlanState.PLANNED]) == 1
+        assert sql_storage.count_plans(PlanFilter(state=(PlanState.PLANNED,))) == 1
     finally:
         release.set()
         thread.join(10)

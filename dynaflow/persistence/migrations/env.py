@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from dynaflow.persistence.engine import make_engine
 from dynaflow.persistence.migrate import VERSION_TABLE
 from dynaflow.persistence.tables import metadata
 
@@ -32,8 +33,6 @@ def run_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-
-    from dynaflow.persistence.sql import make_engine
 
     engine = make_engine(config.get_main_option("sqlalchemy.url") or "")
     try:

@@ -1,0 +1,137 @@
+"""Connecting to the database: SQLAlchemy engines set up the way dynaflow needs them.
+
+The SQL storage and the migrations both open their connections here: ``postgresql://`` means
+psycopg 3; SQLite files run in WAL mode, and a write transaction takes SQLite's write lock when it
+begins (``BEGIN IMMEDIATE``), so concurrent writers queue instead of failing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.pool import StaticPool
+
+from dynaflow.exceptions import DatabaseUnavailable, StorageError
+from dynaflow.urls import display_url, hide_passwords
+
+#: execution option marking a SQLite connection as a reader: plain (deferred) BEGIN
+READER = "dynaflow_reader"
+#: how long a SQLite connection waits for another one's lock before "database is locked"
+BUSY_TIMEOUT = 30.0
+
+
+def make_engine(url: str | URL) -> Engine:
+    """An engine for a SQLite or PostgreSQL URL, set up the way dynaflow needs it.
+
+    ``postgresql://`` means psycopg 3. SQLite files run in WAL mode and take the write lock when a
+    write transaction begins (``BEGIN IMMEDIATE``), so concurrent writers wait on
+    ``busy_timeout`` instead of failing; an in-memory SQLite is one database shared by all threads.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StorageError(
+            "cannot parse the database URL; expected e.g. sqlite:///dynaflow.db or "
+            "postgresql://user:password@host/dbname"
+        ) from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if is_memory(parsed):
+            engine = create_engine(
+                parsed, poolclass=StaticPool, connect_args={"check_same_thread": False}
+            )
+        else:
+            engine = create_engine(parsed, pool_size=8, max_overflow=-1)
+        _setup_sqlite(engine, wal=not is_memory(parsed))
+        return engine
+    if backend == "postgresql":
+        connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": 10}
+        return create_engine(parsed, connect_args=connect_args, pool_size=8, max_overflow=16)
+    raise StorageError(
+        f"dynaflow stores plans in SQLite or PostgreSQL, not {backend!r} "
+        f"({display_url(parsed.render_as_string(hide_password=False))})"
+    )
+
+
+def is_memory(url: URL) -> bool:
+    """Whether ``url`` is an in-memory SQLite database."""
+    return url.database in (None, "", ":memory:")
+
+
+@contextmanager
+def connect(engine: Engine) -> Iterator[Connection]:
+    """A connection from ``engine``; an unreachable database raises :class:`DatabaseUnavailable`."""
+    try:
+        conn = engine.connect()
+    except DBAPIError as exc:
+        raise DatabaseUnavailable(unavailable(engine.url, exc)) from exc
+    with conn:
+        yield conn
+
+
+def unavailable(url: URL, exc: DBAPIError) -> str:
+    """The message for a database that cannot be opened: where (no password), why, what to do."""
+    reason = hide_passwords(" ".join(str(exc.orig).split()))
+    if url.password:
+        reason = reason.replace(str(url.password), "***")
+    where = display_url(url.render_as_string(hide_password=False))
+    if url.get_backend_name() == "sqlite":
+        hint = "check that its directory exists and that this process may write there"
+    else:
+        hint = (
+            "check that the server is running and reachable at that host and port, and that the "
+            "database name, user and password are right"
+        )
+    return f"cannot open the database {where}: {reason}; {hint}"
+
+
+def _setup_sqlite(engine: Engine, *, wal: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # dynaflow emits BEGIN itself (below); pysqlite's own transaction handling is off
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
+            if wal:
+                _enable_wal(cursor)
+                cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # a write transaction takes the write lock up front: upgrading a read lock later can
+        # fail at once with "database is locked", waiting for it at BEGIN cannot
+        reader = conn.get_execution_options().get(READER)
+        conn.exec_driver_sql("BEGIN" if reader else "BEGIN IMMEDIATE")
+
+
+def _enable_wal(cursor: sqlite3.Cursor) -> None:
+    """Switch the file to WAL (a no-op once it is: the mode is stored in the file).
+
+    Switching needs the file to itself, and SQLite answers a switch that finds another
+    connection holding a lock with "database is locked" at once, without waiting on
+    ``busy_timeout``: the first connections to a new file, opened together, race here. So wait
+    for the lock the way ``busy_timeout`` would, retrying until it has passed.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    pause = 0.001
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)

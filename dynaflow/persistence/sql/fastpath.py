@@ -1,0 +1,105 @@
+"""The executor's group commit, straight on the driver's cursor (sqlite3 or psycopg): the hot
+path of :meth:`SQLStorage.write <dynaflow.persistence.sql.SQLStorage.write>`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection
+
+from dynaflow.persistence.base import (
+    STEP_FIELDS,
+    Batch,
+    BatchResult,
+    HistoryRow,
+    StepUpdate,
+    Storage,
+)
+from dynaflow.persistence.sql import codec
+from dynaflow.persistence.sql.driver import DriverStatement
+from dynaflow.persistence.sql.statements import Statements
+
+
+class SlowPath(Exception):
+    """A compare-and-set in the fast path missed: redo the batch on the exact path."""
+
+
+class DriverBatchWriter:
+    """The executor's group commit, straight on the driver's cursor (sqlite3 or psycopg).
+
+    SQLAlchemy's per-statement work (compiling, processing every parameter, building results)
+    costs several times what the database itself spends on a small batch, and a batch is
+    written for every step of a sequence. The statements are the storage's own
+    (:class:`Statements`), compiled once as :class:`DriverStatement`, their parameters built by
+    the same codec, so what is written is exactly what the exact path writes. Any
+    compare-and-set that misses raises :class:`SlowPath`; the batch is then rolled back and
+    written by the exact path, which finds out which rows conflicted. psycopg sends an
+    executemany as one pipeline, so a batch costs a few round trips.
+    """
+
+    def __init__(self, statements: Statements, dialect: Any) -> None:
+        self._sql = statements
+        self._dialect = dialect
+        self._driver: dict[int, DriverStatement] = {}
+
+    def write(self, conn: Connection, batch: Batch, storage: Storage) -> BatchResult:
+        """Write ``batch`` in ``conn``'s transaction; plan updates and events go through
+        ``storage`` (the exact path, in the same transaction)."""
+        result = BatchResult()
+        cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        for change in batch.plans:
+            if not storage.update_plan(change.plan_id, change.fields, change.expect, change.owner):
+                result.plan_conflicts.append(change)
+        if batch.steps:
+            self._steps(cursor, batch.steps)
+        if batch.outputs:
+            rows = [codec.output_params(*output) for output in batch.outputs]
+            self._update(cursor, self._sql.save_output, rows)
+        history = list(batch.history)
+        claim_sql = self._compiled(self._sql.claim)
+        for claim in batch.claims:
+            claimed: set[int] = set()
+            for params in codec.claim_params(claim):
+                sql, values = claim_sql.prepare(params)
+                claimed.update(row[0] for row in cursor.execute(sql, values).fetchall())
+            if not claimed:  # as claim_steps: a claim of a missing plan raises UnknownPlan
+                storage.get_plan_record(claim.plan_id)
+            for step_id in dict.fromkeys(claim.step_ids):
+                if step_id in claimed:
+                    result.claimed.add((claim.plan_id, step_id))
+                    history.append(
+                        HistoryRow(claim.plan_id, claim.at, claim.event, step_id, claim.world_id)
+                    )
+        if history:
+            self._sql.insert_history(conn, [codec.history_row(h) for h in history])
+        if batch.events:
+            storage.add_events(batch.events)
+        if batch.drop_events:
+            storage.delete_events(batch.drop_events)
+        return result
+
+    def _steps(self, cursor: Any, updates: Sequence[StepUpdate]) -> None:
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        seen: set[tuple[str, int]] = set()
+        for u in updates:
+            key = (u.plan_id, u.step_id)
+            if key in seen or not u.fields.keys() <= STEP_FIELDS:
+                raise SlowPath  # the same step twice, or unknown fields: the exact path
+            seen.add(key)
+            groups.setdefault(tuple(sorted(u.fields)), []).append(codec.step_update_params(u))
+        for names, rows in groups.items():
+            self._update(cursor, self._sql.step_update(names), rows)
+
+    def _update(self, cursor: Any, statement: Any, rows: list[dict[str, Any]]) -> None:
+        """An executemany of a compare-and-set ``statement``; :class:`SlowPath` if a row missed."""
+        cursor.executemany(*self._compiled(statement).prepare_many(rows))
+        if cursor.rowcount != len(rows):
+            raise SlowPath
+
+    def _compiled(self, statement: Any) -> DriverStatement:
+        # the statements are built once and kept, so their identity is a stable key
+        driver = self._driver.get(id(statement))
+        if driver is None:
+            driver = self._driver[id(statement)] = DriverStatement(statement, self._dialect)
+        return driver

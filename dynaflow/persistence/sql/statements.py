@@ -1,0 +1,276 @@
+"""Every statement of the SQL storage, written once and built once per storage.
+
+Both write paths run these: the plain path through SQLAlchemy, the fast path
+(:mod:`~dynaflow.persistence.sql.fastpath`) as their compiled text on the driver's cursor.
+Parameters are named ``b_*`` (where-clause) and ``v_*`` (values set); the codec
+(:mod:`~dynaflow.persistence.sql.codec`) builds them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Integer,
+    Select,
+    String,
+    Table,
+    Text,
+    any_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    null,
+    or_,
+    select,
+    text,
+    type_coerce,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.sql.dml import Update
+
+from dynaflow.persistence import tables
+from dynaflow.persistence.base import PlanFilter
+from dynaflow.persistence.sql.codec import (
+    ACTION_COLUMNS,
+    EVENT_COLUMNS,
+    HISTORY_COLUMNS,
+    STEP_COLUMNS,
+    STEP_RECORD_COLUMNS,
+    bind,
+    val,
+)
+from dynaflow.persistence.sql.driver import BulkInsert
+from dynaflow.states import PlanState, StepState
+
+P, A, S, E, H = tables.plans, tables.actions, tables.steps, tables.edges, tables.history
+EV, W = tables.events, tables.worlds
+
+WORLD_COLUMNS = ("id", "started_at", "heartbeat_at", "hostname", "pid", "executor")
+
+
+class Statements:
+    """The statements for one dialect. Those that vary with the fields an update sets are built
+    on first use and kept."""
+
+    def __init__(self, dialect: Any) -> None:
+        self.sqlite = sqlite = dialect.name == "sqlite"
+        self._step_updates: dict[tuple[str, ...], Update] = {}
+        self._plan_updates: dict[tuple[tuple[str, ...], bool, bool], Update] = {}
+
+        # -- inserts --
+        self.insert_plan = insert(P).values({c.name: bind(c) for c in P.columns})
+        self.insert_actions = BulkInsert(A, ACTION_COLUMNS, dialect)
+        self.insert_steps = BulkInsert(S, STEP_COLUMNS, dialect)
+        self.insert_edges = BulkInsert(E, ("plan_id", "from_step", "to_step"), dialect)
+        self.insert_history = BulkInsert(H, HISTORY_COLUMNS, dialect)
+        # events get their ids before a driver-level executemany (or COPY) inserts them, so
+        # each row's id is known
+        self.insert_events = BulkInsert(EV, EVENT_COLUMNS, dialect)
+        if sqlite:
+            # the highest id ever used (AUTOINCREMENT keeps it), so ids are never reused
+            self.last_event_id = text(
+                "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = :table), 0)"
+            ).bindparams(table=EV.name)
+        else:
+            sequence = func.pg_get_serial_sequence(EV.name, EV.c.id.name)
+            self.next_event_ids = select(func.nextval(sequence)).select_from(
+                func.generate_series(1, bindparam("b_n", type_=Integer))
+            )
+            self.insert_events_returning = (
+                insert(EV)
+                .values({name: bind(EV.c[name]) for name in EVENT_COLUMNS[1:]})
+                .returning(EV.c.id, sort_by_parameter_order=True)
+            )
+
+        # -- updates and deletes --
+        self.delete_events = delete(EV).where(EV.c.id.in_(bindparam("b_ids", expanding=True)))
+        self.save_output = (
+            update(A)
+            .where(A.c.plan_id == bindparam("b_plan"), A.c.id == bindparam("b_id"))
+            .values(output=bind(A.c.output, "v_output"))
+        )
+        self.claim = (
+            update(S)
+            .where(
+                S.c.plan_id == bindparam("b_plan"),
+                self._one_of(S.c.id, "b_ids"),
+                self._one_of(S.c.state, "b_expect"),
+            )
+            .values(
+                state=StepState.RUNNING.value,
+                started_at=bind(S.c.started_at, "v_at"),
+                ended_at=null(),
+                duration=null(),
+                error=null(),
+                world_id=bind(S.c.world_id, "v_world"),
+            )
+            .returning(S.c.id)
+        )
+
+        # -- reads --
+        self.plan_columns = self.columns(P)
+        self.select_plan = select(*self.plan_columns).where(P.c.id == bindparam("b_id"))
+        self.select_by_key = select(*self.plan_columns).where(P.c.key == bindparam("b_key"))
+        self.select_actions = (
+            select(*self.columns(A, ACTION_COLUMNS[1:]))
+            .where(A.c.plan_id == bindparam("b_id"))
+            .order_by(A.c.id)
+        )
+        self.select_steps = (
+            select(*self.columns(S, STEP_RECORD_COLUMNS))
+            .where(S.c.plan_id == bindparam("b_id"))
+            .order_by(S.c.id)
+        )
+        self.select_step = select(*self.columns(S, STEP_RECORD_COLUMNS)).where(
+            S.c.plan_id == bindparam("b_plan"), S.c.id == bindparam("b_id")
+        )
+        self.select_edges = (
+            select(E.c.from_step, E.c.to_step)
+            .where(E.c.plan_id == bindparam("b_id"))
+            .order_by(E.c.from_step, E.c.to_step)
+        )
+        self.select_history = (
+            select(*self.columns(H)).where(H.c.plan_id == bindparam("b_id")).order_by(H.c.id)
+        )
+        self.existing_plans = select(P.c.id).where(P.c.id.in_(bindparam("b_ids", expanding=True)))
+        # a plan with this id, or this key (a NULL key matches nothing)
+        self.plan_taken = (
+            select(P.c.id)
+            .where(or_(P.c.id == bindparam("b_id"), P.c.key == bindparam("b_key")))
+            .limit(1)
+        )
+        self.existing_steps = select(S.c.plan_id, S.c.id).where(
+            S.c.plan_id.in_(bindparam("b_plans", expanding=True)),
+            S.c.id.in_(bindparam("b_ids", expanding=True)),
+        )
+        self.action_exists = select(A.c.id).where(
+            A.c.plan_id == bindparam("b_plan"), A.c.id == bindparam("b_id")
+        )
+
+        event_columns = self.columns(EV, EVENT_COLUMNS)
+        self.select_plan_events = (
+            select(*event_columns).where(EV.c.plan_id == bindparam("b_id")).order_by(EV.c.id)
+        )
+        # the events of the running plans a world owns
+        owned = select(*event_columns).select_from(EV.join(P, EV.c.plan_id == P.c.id))
+        owned = owned.where(
+            P.c.state == PlanState.RUNNING.value, P.c.world_id == bindparam("b_world")
+        )
+        self.select_due = (
+            owned.where(or_(EV.c.due_at.is_(None), EV.c.due_at <= bind(EV.c.due_at, "b_now")))
+            .order_by(EV.c.id)
+            .limit(bindparam("b_limit", type_=Integer))
+        )
+        self.select_next_due = owned.with_only_columns(func.min(EV.c.due_at)).where(
+            EV.c.due_at > bind(EV.c.due_at, "b_after")
+        )
+
+        # -- worlds --
+        self.insert_world = insert(W).values({n: bind(W.c[n]) for n in WORLD_COLUMNS})
+        self.delete_world = delete(W).where(W.c.id == bindparam("b_id"))
+        self.heartbeat = (
+            update(W)
+            .where(W.c.id == bindparam("b_id"))
+            .values(heartbeat_at=bind(W.c.heartbeat_at, "v_at"))
+        )
+        self.select_worlds = select(*(W.c[n] for n in WORLD_COLUMNS)).order_by(
+            W.c.started_at, W.c.id
+        )
+        alive = select(W.c.id).where(W.c.heartbeat_at >= bind(W.c.heartbeat_at, "b_since"))
+        self.orphaned_plans = select(P.c.id, P.c.world_id).where(
+            P.c.state == PlanState.RUNNING.value,
+            P.c.world_id.is_not(None),
+            P.c.world_id.not_in(alive),
+        )
+
+    def columns(self, table: Table, names: tuple[str, ...] | None = None) -> list[Any]:
+        """``table``'s columns (all, or ``names``); SQLite's JSON selected as its text, which
+        the codec decodes where a bad value can name its row."""
+        return [
+            type_coerce(c, Text).label(c.name) if self.sqlite and isinstance(c.type, JSON) else c
+            for c in (table.c[n] for n in names or table.c.keys())
+        ]
+
+    def _one_of(self, column: Any, name: str) -> ColumnElement[bool]:
+        """``column`` in the list parameter ``name``: an ``IN`` list on SQLite, an array on
+        PostgreSQL (one statement whatever the number of values)."""
+        if self.sqlite:
+            return column.in_(bindparam(name, expanding=True))
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+
+    def step_update(self, names: tuple[str, ...]) -> Update:
+        """Compare-and-set one step from ``b_expect`` to ``b_state``, setting ``v_<names>``."""
+        stmt = self._step_updates.get(names)
+        if stmt is None:
+            values: dict[str, Any] = {"state": bindparam("b_state")}
+            values.update({name: bind(S.c[name], "v_" + name) for name in names})
+            stmt = (
+                update(S)
+                .where(
+                    S.c.plan_id == bindparam("b_plan"),
+                    S.c.id == bindparam("b_id"),
+                    S.c.state == bindparam("b_expect"),
+                )
+                .values(values)
+            )
+            self._step_updates[names] = stmt
+        return stmt
+
+    def plan_update(self, names: tuple[str, ...], cas: bool, owned: bool) -> Update:
+        """Set ``v_<names>`` on plan ``b_id``; if ``cas``, only in a state of ``b_expect``; if
+        ``owned``, only while owned by ``b_owner``."""
+        stmt = self._plan_updates.get((names, cas, owned))
+        if stmt is None:
+            stmt = update(P).where(P.c.id == bindparam("b_id"))
+            if cas:
+                stmt = stmt.where(P.c.state.in_(bindparam("b_expect", expanding=True)))
+            if owned:  # NULL-safe: an owner of None matches a plan no world owns
+                stmt = stmt.where(P.c.world_id.is_not_distinct_from(bind(P.c.world_id, "b_owner")))
+            stmt = stmt.values({name: bind(P.c[name], "v_" + name) for name in names})
+            self._plan_updates[(names, cas, owned)] = stmt
+        return stmt
+
+    def find_plans(
+        self, where: PlanFilter, column: str, descending: bool, offset: int, limit: int | None
+    ) -> Select[Any]:
+        """The plans passing ``where`` ordered by ``column``, NULLs last, ties by id."""
+        ordering = self._sortable(P.c[column])
+        ordering = ordering.desc() if descending else ordering.asc()
+        query = (
+            select(*self.plan_columns)
+            .where(*_plan_where(where))
+            .order_by(ordering.nulls_last(), self._sortable(P.c.id).asc())
+        )
+        if offset:
+            query = query.offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
+        return query
+
+    def count_plans(self, where: PlanFilter) -> Select[Any]:
+        return select(func.count()).select_from(P).where(*_plan_where(where))
+
+    def _sortable(self, column: Any) -> ColumnElement[Any]:
+        # order strings by code point, as Python (and the memory storage) does
+        if not self.sqlite and isinstance(column.type, String):
+            return column.collate("C")
+        return column
+
+
+def _plan_where(where: PlanFilter) -> list[ColumnElement[bool]]:
+    """The WHERE clauses of a :class:`PlanFilter` (its memory twin: ``PlanFilter.matches``)."""
+    clauses: list[ColumnElement[bool]] = []
+    if where.state is not None:
+        clauses.append(P.c.state.in_([val(s) for s in where.state]))
+    if where.result is not None:
+        clauses.append(P.c.result.in_([val(r) for r in where.result]))
+    if where.label is not None:
+        clauses.append(P.c.label == where.label)
+    if where.action is not None:
+        clauses.append(P.c.root_action_class == where.action)
+    return clauses

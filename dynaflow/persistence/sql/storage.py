@@ -1,0 +1,35 @@
+"""The SQL storage: SQLite (embedded, WAL) and PostgreSQL (psycopg 3) through SQLAlchemy Core.
+
+This package is the only code that opens database connections. :class:`SQLStorage` is its
+reads, writes and leases over one set of statements built once per storage; the executor's
+group commit takes the fast path (:mod:`~dynaflow.persistence.sql.fastpath`) when it can.
+"""
+
+from __future__ import annotations
+
+from dynaflow.persistence.base import Batch, BatchResult
+from dynaflow.persistence.sql.driver import INTEGRITY_ERRORS
+from dynaflow.persistence.sql.fastpath import DriverBatchWriter, SlowPath
+from dynaflow.persistence.sql.leases import SQLLeases
+from dynaflow.persistence.sql.reads import SQLReads
+from dynaflow.persistence.sql.writes import SQLWrites
+
+
+class SQLStorage(SQLWrites, SQLReads, SQLLeases):
+    """Plans in SQLite or PostgreSQL. Thread-safe; each thread has its own ambient transaction."""
+
+    def __init__(self, url: str, *, migrate: bool | None = None) -> None:
+        super().__init__(url, migrate=migrate)
+        self._fast = DriverBatchWriter(self._sql, self._engine.dialect)
+
+    def write(self, batch: Batch) -> BatchResult:
+        """The group commit: outside an ambient transaction, straight on the driver's cursor
+        (:mod:`~dynaflow.persistence.sql.fastpath`); else the exact path of the base class."""
+        if self.current_connection() is not None:
+            return super().write(batch)
+        try:
+            with self.transaction() as conn:
+                return self._fast.write(conn, batch, self)
+        except (SlowPath, *INTEGRITY_ERRORS):
+            # a missed compare-and-set or a missing plan: the exact path says which
+            return super().write(batch)

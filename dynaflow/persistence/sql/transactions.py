@@ -1,0 +1,108 @@
+"""What every part of the SQL storage stands on: the engine, one ambient transaction per
+thread, readers that take no write lock, and the existence checks that turn a write that
+changed nothing into :class:`~dynaflow.exceptions.UnknownPlan` or ``UnknownStep``."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
+
+from sqlalchemy import Connection, make_url
+
+from dynaflow.exceptions import UnknownPlan, UnknownStep
+from dynaflow.persistence import migrate as migrations
+from dynaflow.persistence.base import Storage
+from dynaflow.persistence.engine import READER, connect, is_memory, make_engine
+from dynaflow.persistence.sql.codec import CHUNK, Decoder
+from dynaflow.persistence.sql.statements import Statements
+
+
+class SQLTransactions(Storage):
+    """The connection handling shared by the SQL storage's reads, writes and leases."""
+
+    def __init__(self, url: str, *, migrate: bool | None = None) -> None:
+        self._engine = make_engine(url)
+        self.display_url = make_url(url).render_as_string(hide_password=True)
+        self._sqlite = self._engine.dialect.name == "sqlite"
+        self._local = threading.local()
+        # one in-memory SQLite connection serves every thread: its users take turns
+        memory = self._sqlite and is_memory(self._engine.url)
+        self._serial: AbstractContextManager[Any] = threading.RLock() if memory else nullcontext()
+        if self._sqlite:
+            self._reader = self._snapshot = self._engine.execution_options(**{READER: True})
+        else:
+            self._reader = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+            self._snapshot = self._engine.execution_options(isolation_level="REPEATABLE READ")
+        try:
+            migrations.ensure_schema(
+                self._engine, migrate=self._sqlite if migrate is None else migrate
+            )
+        except BaseException:
+            self._engine.dispose()
+            raise
+        self._sql = Statements(self._engine.dialect)
+        self._decode = Decoder(json_as_text=self._sqlite)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        outer: Connection | None = getattr(self._local, "conn", None)
+        if outer is not None:  # nested: join
+            yield outer
+            return
+        with self._serial, connect(self._engine) as conn:
+            self._local.conn = conn
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                self._local.conn = None
+
+    def current_connection(self) -> Connection | None:
+        return getattr(self._local, "conn", None)
+
+    @contextmanager
+    def _read(self, *, snapshot: bool = False) -> Iterator[Connection]:
+        """The ambient connection, else a reader: on SQLite a deferred transaction (no write
+        lock), on PostgreSQL autocommit or, for multi-statement reads, a repeatable-read
+        snapshot."""
+        ambient: Connection | None = getattr(self._local, "conn", None)
+        if ambient is not None:
+            yield ambient
+            return
+        with self._serial, connect(self._snapshot if snapshot else self._reader) as conn:
+            yield conn
+
+    def _missing_plans(self, conn: Connection, plan_ids: Sequence[str]) -> list[str]:
+        """Those of ``plan_ids`` that do not exist, in order."""
+        wanted = list(dict.fromkeys(plan_ids))
+        found: set[str] = set()
+        for i in range(0, len(wanted), CHUNK):
+            chunk = wanted[i : i + CHUNK]
+            found.update(conn.execute(self._sql.existing_plans, {"b_ids": chunk}).scalars())
+        return [plan_id for plan_id in wanted if plan_id not in found]
+
+    def _check_plans(self, conn: Connection, plan_ids: Sequence[str]) -> None:
+        missing = self._missing_plans(conn, plan_ids)
+        if missing:
+            raise UnknownPlan(missing[0])
+
+    def _check_steps(self, conn: Connection, wanted: Sequence[tuple[str, int]]) -> None:
+        """Raise for the first ``(plan_id, step_id)`` that does not exist: UnknownPlan if its
+        plan is missing, else UnknownStep."""
+        wanted = list(dict.fromkeys(wanted))
+        plan_ids = list(dict.fromkeys(plan_id for plan_id, _ in wanted))
+        step_ids = list(dict.fromkeys(step_id for _, step_id in wanted))
+        found: set[tuple[str, int]] = set()
+        for i in range(0, len(plan_ids), CHUNK):
+            for j in range(0, len(step_ids), CHUNK):
+                params = {"b_plans": plan_ids[i : i + CHUNK], "b_ids": step_ids[j : j + CHUNK]}
+                found.update((r[0], r[1]) for r in conn.execute(self._sql.existing_steps, params))
+        for plan_id, step_id in wanted:
+            if (plan_id, step_id) not in found:
+                self._check_plans(conn, [plan_id])
+                raise UnknownStep(plan_id, step_id)
