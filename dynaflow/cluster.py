@@ -1,10 +1,13 @@
 """Worlds on one database: registration, heartbeats, leases, and the takeover of plans whose
 world is gone (its lease expired) or released them (it shut down).
 
-Each executor world has a row in the worlds table and beats its heartbeat every lease / 3.
-A world whose heartbeat is older than the lease counts as dead: any other executor world takes
-its running plans over (the engine re-runs or errors their interrupted steps). A world that
-finds its own row gone was declared dead: it drops its plans and goes on under a new id.
+Each executor world has a row in the worlds table with its own lease, and beats its heartbeat
+every lease / 3. A world counts as dead once its last heartbeat plus its own lease has passed,
+judged on the storage's clock (the database server's), never on the observer's lease or wall
+clock: any other executor world then takes its running plans over (the engine re-runs or
+errors their interrupted steps). A world that finds its own row gone was declared dead: it
+drops its plans and goes on under a new id. Writes are fenced (see ``Batch.owner``): a world
+that lost a plan cannot change it any more, even if it does not know yet.
 """
 
 from __future__ import annotations
@@ -13,9 +16,7 @@ import logging
 import os
 import socket
 import time
-from datetime import timedelta
 
-from dynaflow.clock import now
 from dynaflow.exceptions import ConcurrentModification
 from dynaflow.executor import Executor
 from dynaflow.persistence.base import PlanFilter, WorldRow
@@ -34,9 +35,11 @@ class Cluster:
         self.executor: Executor | None = None
         self._next_beat = 0.0
         self._incarnation = 0
+        self._kind: str | None = None
 
     def join(self, kind: str) -> None:
         """Register this world as an executor world of ``kind``."""
+        self._kind = kind
         self._register(kind)
 
     def start(self, executor: Executor) -> None:
@@ -65,19 +68,18 @@ class Cluster:
         if not force and clock < self._next_beat:
             return
         self._next_beat = clock + self.lease / 3
-        at = now()
         storage, engine = self.services.storage, executor.engine
-        if not storage.heartbeat(self.services.id, at):
+        at = storage.now()
+        if not storage.heartbeat(self.services.id, at, self.lease):
             self._declared_dead()
-        cutoff = at - timedelta(seconds=self.lease)
         taken = False
-        for plan_id, owner in storage.orphaned_plans(cutoff):
+        for plan_id, owner in storage.orphaned_plans(at):
             if owner != self.services.id:
                 log.warning("taking over plan %s from world %s (lease expired)", plan_id, owner)
                 engine.take_over(plan_id, owner)
                 taken = True
         for world in storage.worlds():
-            if world.id != self.services.id and world.heartbeat_at < cutoff:
+            if world.id != self.services.id and world.expires_at < at:
                 storage.unregister_world(world.id)
         if taken:
             executor.run_pending()
@@ -104,10 +106,11 @@ class Cluster:
         engine = self.executor.engine
         lost = ConcurrentModification(f"world {old} lost its plans to another world")
         self.executor.call(lambda: engine.fail_all(lost))
-        self._register(None)
+        self._register(self._kind)
 
     def _register(self, kind: str | None) -> None:
-        at = now()
-        self.services.storage.register_world(
-            WorldRow(self.services.id, at, at, socket.gethostname(), os.getpid(), kind)
+        storage = self.services.storage
+        at = storage.now()
+        storage.register_world(
+            WorldRow(self.services.id, at, at, socket.gethostname(), os.getpid(), kind, self.lease)
         )

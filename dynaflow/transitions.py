@@ -26,7 +26,8 @@ from dynaflow.persistence.base import (
 )
 from dynaflow.states import PlanResult, PlanState, StepState, check_plan, check_step
 
-After = list[Callable[[], None]]
+#: what waits for the commit: callbacks, each with the plan it belongs to (``None``: none)
+After = list[tuple[str | None, Callable[[], None]]]
 
 
 class StepView(Protocol):
@@ -56,15 +57,25 @@ class DetachedStep:
 class Changes:
     """State changes for one transaction, with what to do once it has committed."""
 
-    __slots__ = ("after", "batch", "sender", "world_id")
+    __slots__ = ("after", "batch", "fenced", "sender", "world_id")
 
-    def __init__(self, sender: Any, world_id: str, batch: Batch | None = None) -> None:
+    def __init__(self, sender: Any, world_id: str, *, fenced: bool = False) -> None:
         #: the signal sender (the world)
         self.sender = sender
         self.world_id = world_id
-        self.batch = batch if batch is not None else Batch()
+        #: fencing: each plan's writes land only while ``world_id`` owns the plan
+        self.fenced = fenced
+        self.batch = self._new_batch()
         #: callbacks run after the commit, in order: signals, then futures
         self.after: After = []
+
+    def _new_batch(self) -> Batch:
+        return Batch(owner=self.world_id if self.fenced else None)
+
+    def later(self, callback: Callable[[], None], plan_id: str | None = None) -> None:
+        """Call ``callback`` once the batch has committed (not at all if it was about a plan
+        whose writes were fenced out)."""
+        self.after.append((plan_id, callback))
 
     def step(
         self,
@@ -159,10 +170,11 @@ class Changes:
 
     def signal_plan(self, plan_id: str, state: PlanState, result: Any) -> None:
         sender = self.sender
-        self.after.append(
+        self.later(
             lambda: signals.emit(
                 signals.plan_state_changed, sender, plan_id=plan_id, state=state, result=result
-            )
+            ),
+            plan_id,
         )
 
     def signal_step(self, plan_id: str, step: StepView) -> None:
@@ -176,16 +188,18 @@ class Changes:
             "state": step.state,
         }
         sender = self.sender
-        self.after.append(lambda: signals.emit(signals.step_state_changed, sender, **kwargs))
+        self.later(lambda: signals.emit(signals.step_state_changed, sender, **kwargs), plan_id)
 
     def write(self, storage: Storage) -> BatchResult:
         """Write what was collected (joining this thread's transaction, if there is one) and
         start a new batch; what waits for the commit stays until :meth:`committed`."""
-        batch, self.batch = self.batch, Batch()
+        batch, self.batch = self.batch, self._new_batch()
         return storage.write(batch)
 
-    def committed(self) -> None:
-        """Run what waited for the commit (signals, then futures), once."""
+    def committed(self, fenced: set[str] | frozenset[str] = frozenset()) -> None:
+        """Run what waited for the commit (signals, then futures), once; leave out what
+        belongs to the ``fenced`` plans (their changes did not land)."""
         after, self.after = self.after, []
-        for callback in after:
-            callback()
+        for plan_id, callback in after:
+            if plan_id is None or plan_id not in fenced:
+                callback()

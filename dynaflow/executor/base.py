@@ -35,7 +35,7 @@ EXECUTABLE = frozenset({PlanState.PLANNED, PlanState.PAUSED})
 class Iteration:
     """What one scheduler iteration collects before it commits."""
 
-    __slots__ = ("changes", "claims", "touched", "undispatched", "wakes")
+    __slots__ = ("changes", "claims", "ended", "touched", "undispatched", "wakes")
 
     def __init__(self, changes: Changes) -> None:
         #: the state changes and other writes of the iteration, and what waits for the commit
@@ -47,14 +47,16 @@ class Iteration:
         self.wakes: dict[tuple[str, int], tuple[PlanRuntime, Any, int | None, bool]] = {}
         #: tasks counted busy that are not handed to a worker yet (they wait for the commit)
         self.undispatched = 0
+        #: plans whose execution here ended, with their futures (resolved after the commit)
+        self.ended: list[tuple[str, list[Future[Any]]]] = []
 
     @property
     def batch(self) -> Any:
         return self.changes.batch
 
-    @property
-    def after(self) -> list[Callable[[], None]]:
-        return self.changes.after
+    def later(self, callback: Callable[[], None], plan_id: str | None = None) -> None:
+        """Call ``callback`` after the commit (not if ``plan_id``'s writes were fenced out)."""
+        self.changes.later(callback, plan_id)
 
 
 class EngineBase:
@@ -100,7 +102,7 @@ class EngineBase:
         return self.services.id
 
     def iteration(self) -> Iteration:
-        self.current = Iteration(Changes(self.services.world, self.services.id))
+        self.current = Iteration(Changes(self.services.world, self.services.id, fenced=True))
         return self.current
 
     def counted(self, it: Iteration, tasks: int) -> None:
@@ -118,9 +120,20 @@ class EngineBase:
         to record their outcomes."""
         if not keep:
             del self.plans[runtime.plan_id]
-        futures, plan_id = list(runtime.futures), runtime.plan_id
+        it.ended.append((runtime.plan_id, list(runtime.futures)))
         runtime.futures.clear()
-        it.after.extend(_resolver(future, plan_id) for future in futures)
+
+    def committed(self, it: Iteration, fenced: set[str]) -> None:
+        """The iteration's batch committed: signal, and resolve the futures of the plans whose
+        execution here ended (those of ``fenced`` plans follow them to their new world)."""
+        for plan_id, futures in it.ended:
+            for future in futures:
+                if plan_id in fenced:  # its end did not land: it goes on in another world
+                    self.follow(plan_id, future)
+                else:
+                    it.later(resolver(future, plan_id))
+        it.ended.clear()
+        it.changes.committed(fenced)
 
     # -- calls between the parts (each defined by one part) ------------------------------------
 
@@ -161,8 +174,11 @@ class EngineBase:
     def follow(self, plan_id: str, future: Future[Any]) -> None:
         raise NotImplementedError  # watching
 
+    def lost(self, plan_id: str) -> None:
+        raise NotImplementedError  # engine
 
-def _resolver(future: Future[Any], plan_id: str) -> Callable[[], None]:
+
+def resolver(future: Future[Any], plan_id: str) -> Callable[[], None]:
     def resolve() -> None:
         if not future.done():
             future.set_result(plan_id)

@@ -171,8 +171,12 @@ class Engine(Faults, Watching, Recovery, Stopping, Timers, Outcomes, Scheduling)
         for runtime in list(it.touched.values()):
             if self.plans.get(runtime.plan_id) is runtime:
                 self.advance(runtime, it)
+        fenced: set[str] = set()
         if it.batch:
             result = self.storage.write(it.batch)
+            fenced = result.fenced
+            for plan_id in sorted(fenced):
+                self.lost(plan_id)
             for conflict in result.step_conflicts:
                 log.warning("lost a step update (another world changed it first): %s", conflict)
             self.dispatch_claimed(it, result.claimed)
@@ -187,4 +191,18 @@ class Engine(Faults, Watching, Recovery, Stopping, Timers, Outcomes, Scheduling)
                 elif self.next_due is None or row.due_at < self.next_due:
                     self.next_due = row.due_at
         self.failures = 0
-        it.changes.committed()
+        self.committed(it, fenced)
+
+    def lost(self, plan_id: str) -> None:
+        """Fencing kept this world's writes to the plan out: another world took it over. Stop
+        running it here; its futures follow it there."""
+        log.warning(
+            "plan %s was taken over by another world: world %s stops running it (its last "
+            "writes to it did not land)",
+            plan_id,
+            self.world_id,
+        )
+        runtime = self.plans.pop(plan_id, None)
+        if runtime is not None:
+            for future in runtime.futures:
+                self.follow(plan_id, future)

@@ -34,7 +34,7 @@ def finalize_task(services: Services, runtime: PlanRuntime) -> Finalized:
         for sid in runtime.finalize_order
         if runtime.steps[sid].state not in DONE_STEP_STATES
     ]
-    changes = Changes(services.world, services.id)
+    changes = Changes(services.world, services.id, fenced=True)
     current: list[DetachedStep] = []
 
     def core(context: PhaseContext) -> None:
@@ -69,6 +69,9 @@ def finalize_task(services: Services, runtime: PlanRuntime) -> Finalized:
     try:
         services.chains.phase("finalize_phase", core)(context)
     except BaseException as exc:  # user code: SystemExit in a finalizer is an error too
+        if _lost(services, plan_id):  # fenced out: another world took the plan over
+            lost = FinalizeResult(PlanState.RUNNING, PlanResult.PENDING, (), lost=True)
+            return Finalized(plan_id, lost, runtime)
         failed = current[0] if current else None
         steps: tuple[tuple[int, StepState], ...] = ()
         try:
@@ -83,6 +86,13 @@ def finalize_task(services: Services, runtime: PlanRuntime) -> Finalized:
     return Finalized(plan_id, FinalizeResult(PlanState.STOPPED, result, states), runtime)
 
 
+def _lost(services: Services, plan_id: str) -> bool:
+    try:
+        return services.storage.get_plan_record(plan_id).world_id != services.id
+    except Exception:  # the database is away: not known to be lost; the failure is recorded
+        return False
+
+
 def _states(runtime: PlanRuntime, finalized: list[DetachedStep]) -> list[StepState]:
     """The plan's step states once ``finalized`` have their new states."""
     new = {step.id: step.state for step in finalized}
@@ -95,7 +105,7 @@ def _record_failure(
     """In a new transaction: the failed step (rolled back to where it was) errors, the plan
     pauses. Returns the failed step's new state."""
     storage, plan_id, at = services.storage, runtime.plan_id, now()
-    changes = Changes(services.world, services.id)
+    changes = Changes(services.world, services.id, fenced=True)
     with storage.transaction():
         if failed is not None:
             failed.state = runtime.steps[failed.id].state

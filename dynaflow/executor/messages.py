@@ -62,6 +62,8 @@ class FinalizeResult:
     result: PlanResult
     #: the finalize steps' new states, as the finalize transaction committed them
     steps: tuple[tuple[int, StepState], ...]
+    #: another world took the plan over meanwhile: nothing of the finalize landed
+    lost: bool = False
 
 
 @dataclass(frozen=True, slots=True)

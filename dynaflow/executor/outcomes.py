@@ -76,7 +76,8 @@ class Outcomes(EngineBase):
         if state == S.SUSPENDED:
             self.check_events = True  # events may be waiting for it
             if outcome.callback is not None:
-                it.after.append(self.suspend_callback(runtime.plan_id, step.id, outcome.callback))
+                callback = self.suspend_callback(runtime.plan_id, step.id, outcome.callback)
+                it.later(callback, runtime.plan_id)
         else:
             self.reject_waiting(runtime, step, it)
             if state == S.SUCCESS:
@@ -125,7 +126,7 @@ class Outcomes(EngineBase):
             if row.kind == EVENT:
                 self.check_events = True
             if future is not None:
-                it.after.append(self.register_sender(row, future))
+                it.later(self.register_sender(row, future))
 
     # -- concluding a plan ---------------------------------------------------------------------
 
@@ -180,7 +181,7 @@ class Outcomes(EngineBase):
             self.uncounted(it)
             dispatch(task)
 
-        it.after.append(hand_out)
+        it.later(hand_out, runtime.plan_id)
 
     def on_finalized(self, message: Finalized, it: Iteration) -> None:
         """The finalize phase ended (its changes are committed and signalled)."""
@@ -190,6 +191,9 @@ class Outcomes(EngineBase):
             return
         runtime.busy -= 1
         runtime.finalizing = False
+        if message.result.lost:
+            self.lost(message.plan_id)
+            return
         for step_id, state in message.result.steps:
             runtime.steps[step_id].state = state
         self.end(runtime, it)

@@ -108,7 +108,7 @@ class Recovery(EngineBase):
                 raise ConcurrentModification(
                     f"steps of plan {plan_id} changed while it was being taken over"
                 )
-        it.after.extend(changes.after)
+        it.changes.after.extend(changes.after)
         return runtime
 
     def _recover_interrupted(
@@ -223,7 +223,7 @@ class Recovery(EngineBase):
                     changes.note(plan_id, now(), "plan released", detail=reason)
                     changes.write(self.storage)
             self.end(runtime, it)
-        it.changes.committed()
+        self.committed(it, set())
 
     def fail_all(self, exc: BaseException) -> None:
         """The scheduler cannot go on (the database failed): end every waiting future."""

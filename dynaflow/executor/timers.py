@@ -51,12 +51,13 @@ class Timers(EngineBase):
             future.set_exception(exc)
             return
         if step.state in FINISHED_STEP_STATES:
+            it.batch.unowned.add(plan_id)  # not run here: no ownership to check
             it.batch.drop_events.append(event_id)
             rejection = EventRejected(
                 f"step {step_id} of plan {plan_id} finished ({step.state}) before it "
                 "handled this event"
             )
-            it.after.append(lambda: future.set_exception(rejection))  # once the drop is saved
+            it.later(lambda: future.set_exception(rejection))  # once the drop is saved
         elif not future.done():
             future.set_result(None)  # queued: whoever runs the plan will deliver it
 
@@ -167,7 +168,7 @@ class Timers(EngineBase):
             else:
                 future.set_exception(error)
 
-        it.after.append(resolve)
+        it.later(resolve)
 
     def register_sender(self, row: EventRow, future: Future[Any]) -> Callable[[], None]:
         """After the commit of an event a step sent: its sender's future follows it here."""

@@ -19,10 +19,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import EllipsisType
 from typing import Any
 
+from dynaflow.clock import now as clock_now
 from dynaflow.exceptions import ConfigurationError, InvalidArgument
 from dynaflow.execution_plan import (
     ActionRecord,
@@ -31,6 +32,9 @@ from dynaflow.execution_plan import (
     StepRecord,
 )
 from dynaflow.states import PlanResult, PlanState, StepState
+
+#: a world's lease when none is recorded (rows of an older version)
+DEFAULT_LEASE = 30.0
 
 
 @dataclass(slots=True)
@@ -75,7 +79,8 @@ class EventRow:
 
 @dataclass(slots=True)
 class WorldRow:
-    """An executor world: alive while its ``heartbeat_at`` is younger than the lease."""
+    """An executor world: alive until ``expires_at``, its last heartbeat plus its own lease,
+    both on the storage's clock (:meth:`Storage.now`)."""
 
     id: str
     started_at: datetime
@@ -83,6 +88,12 @@ class WorldRow:
     hostname: str | None = None
     pid: int | None = None
     executor: str | None = None
+    #: seconds without a heartbeat after which the world counts as dead
+    lease: float = DEFAULT_LEASE
+
+    @property
+    def expires_at(self) -> datetime:
+        return self.heartbeat_at + timedelta(seconds=self.lease)
 
 
 @dataclass(slots=True)
@@ -131,6 +142,31 @@ class Batch:
     events: list[EventRow] = field(default_factory=list)
     #: ids of handled, rejected or dropped events to delete
     drop_events: list[int] = field(default_factory=list)
+    #: fencing: the world making these writes. Each plan's writes land only if that world
+    #: still owns the plan when the batch commits (a world that lost a plan to a takeover
+    #: cannot change it); ``None``: unconditional
+    owner: str | None = None
+    #: plans this batch writes to without owning them (exempt from the fencing)
+    unowned: set[str] = field(default_factory=set)
+
+    def plan_ids(self) -> set[str]:
+        """The plans this batch writes to (events it drops aside: only their ids are known)."""
+        ids = {u.plan_id for u in self.plans} | {u.plan_id for u in self.steps}
+        ids |= {o[0] for o in self.outputs} | {h.plan_id for h in self.history}
+        ids |= {c.plan_id for c in self.claims} | {e.plan_id for e in self.events}
+        return ids
+
+    def without(self, plans: set[str], dropped: dict[int, str]) -> Batch:
+        """This batch less every write to ``plans`` (``dropped``: the dropped events' plans)."""
+        return Batch(
+            [u for u in self.plans if u.plan_id not in plans],
+            [u for u in self.steps if u.plan_id not in plans],
+            [o for o in self.outputs if o[0] not in plans],
+            [h for h in self.history if h.plan_id not in plans],
+            [c for c in self.claims if c.plan_id not in plans],
+            [e for e in self.events if e.plan_id not in plans],
+            [i for i in self.drop_events if dropped.get(i) not in plans],
+        )
 
     def __bool__(self) -> bool:
         return bool(
@@ -212,6 +248,8 @@ def check_fields(what: str, names: Iterable[str], allowed: frozenset[str]) -> No
 
 @dataclass(slots=True)
 class BatchResult:
+    #: plans none of whose writes landed: the batch's ``owner`` no longer owns them
+    fenced: set[str] = field(default_factory=set)
     #: (plan_id, step_id) pairs the claims moved to running
     claimed: set[tuple[str, int]] = field(default_factory=set)
     #: step updates whose compare-and-set failed (the row was in another state)
@@ -288,6 +326,7 @@ class Storage(ABC):
         claim moves to running gets a history row with the claim's ``event``."""
         result = BatchResult()
         with self.transaction():
+            batch, result.fenced = self.fence(batch)
             for update in batch.plans:
                 if not self.update_plan(update.plan_id, update.fields, update.expect, update.owner):
                     result.plan_conflicts.append(update)
@@ -310,6 +349,28 @@ class Storage(ABC):
                 self.delete_events(batch.drop_events)
         return result
 
+    def fence(self, batch: Batch) -> tuple[Batch, set[str]]:
+        """Inside the batch's transaction: the batch less the writes to plans its ``owner`` no
+        longer owns, and those plans. The plans it still owns stay locked against a takeover
+        until the transaction ends."""
+        if batch.owner is None:
+            return batch, set()
+        dropped = self.event_plans(batch.drop_events) if batch.drop_events else {}
+        wanted = (batch.plan_ids() | set(dropped.values())) - batch.unowned
+        fenced = wanted - self.owned_plans(sorted(wanted), batch.owner)
+        if not fenced:
+            return batch, fenced
+        return batch.without(fenced, dropped), fenced
+
+    @abstractmethod
+    def owned_plans(self, plan_ids: Sequence[str], owner: str) -> set[str]:
+        """The plans among ``plan_ids`` whose owning world is ``owner``. Called inside a
+        transaction, it locks them against a change of owner until that transaction ends."""
+
+    @abstractmethod
+    def event_plans(self, ids: Sequence[int]) -> dict[int, str]:
+        """The plan of each queued event among ``ids`` (ids gone already are left out)."""
+
     @abstractmethod
     def add_events(self, rows: Sequence[EventRow]) -> None:
         """Queue events; sets each row's ``id`` (ascending in the order given)."""
@@ -324,10 +385,16 @@ class Storage(ABC):
     def register_world(self, world: WorldRow) -> None:
         """Insert (or replace) an executor world's row."""
 
+    def now(self) -> datetime:
+        """The storage's clock, by which every world's lease is judged (the database server's
+        for PostgreSQL, the host's for SQLite, the process's for memory)."""
+        return clock_now()
+
     @abstractmethod
-    def heartbeat(self, world_id: str, at: datetime) -> bool:
-        """Set the world's ``heartbeat_at``; ``False`` if its row is gone (it was declared dead
-        and its plans were taken over)."""
+    def heartbeat(self, world_id: str, at: datetime, lease: float | None = None) -> bool:
+        """Set the world's ``heartbeat_at`` (and its ``lease``, if given): it counts as alive
+        until ``at`` + lease. ``False`` if its row is gone (it was declared dead and its plans
+        were taken over)."""
 
     @abstractmethod
     def unregister_world(self, world_id: str) -> None:
@@ -338,9 +405,9 @@ class Storage(ABC):
         """Every registered world, oldest first."""
 
     @abstractmethod
-    def orphaned_plans(self, alive_since: datetime) -> list[tuple[str, str]]:
+    def orphaned_plans(self, now: datetime) -> list[tuple[str, str]]:
         """``(plan_id, world_id)`` of running plans owned by a world that has no row or whose
-        last heartbeat is older than ``alive_since``."""
+        lease expired before ``now`` (its last heartbeat plus its own lease)."""
 
     # -- reads -----------------------------------------------------------------------------
 

@@ -236,18 +236,39 @@ class MemoryStorage(Storage):
                 row = plan.events.pop(event_id)
                 undo.append(_restore(plan.events, event_id, row))
 
+    def owned_plans(self, plan_ids: Sequence[str], owner: str) -> set[str]:
+        # the caller holds the storage's lock for the whole write: no takeover in between
+        with self._lock:
+            return {
+                plan_id
+                for plan_id in plan_ids
+                if plan_id in self._plans and self._plans[plan_id].record.world_id == owner
+            }
+
+    def event_plans(self, ids: Sequence[int]) -> dict[int, str]:
+        with self._lock:
+            return {
+                i: plan_id
+                for i in ids
+                if (plan_id := self._event_plan.get(i)) is not None
+                and plan_id in self._plans
+                and i in self._plans[plan_id].events
+            }
+
     # -- worlds ----------------------------------------------------------------------------
 
     def register_world(self, world: WorldRow) -> None:
         with self._lock:
             self._worlds[world.id] = replace(world)
 
-    def heartbeat(self, world_id: str, at: datetime) -> bool:
+    def heartbeat(self, world_id: str, at: datetime, lease: float | None = None) -> bool:
         with self._lock:
             world = self._worlds.get(world_id)
             if world is None:
                 return False
             world.heartbeat_at = at
+            if lease is not None:
+                world.lease = lease
             return True
 
     def unregister_world(self, world_id: str) -> None:
@@ -258,9 +279,9 @@ class MemoryStorage(Storage):
         with self._lock:
             return sorted((replace(w) for w in self._worlds.values()), key=lambda w: w.started_at)
 
-    def orphaned_plans(self, alive_since: datetime) -> list[tuple[str, str]]:
+    def orphaned_plans(self, now: datetime) -> list[tuple[str, str]]:
         with self._lock:
-            alive = {w.id for w in self._worlds.values() if w.heartbeat_at >= alive_since}
+            alive = {w.id for w in self._worlds.values() if w.expires_at >= now}
             return [
                 (p.record.id, p.record.world_id)
                 for p in self._plans.values()

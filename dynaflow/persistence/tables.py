@@ -134,4 +134,9 @@ worlds = Table(
     Column("pid", Integer),
     Column("executor", String(32)),
     Column("queues", JSON),
+    # its own lease (seconds) and when that runs out: last heartbeat + lease, on the
+    # database's clock; the others judge it by this, not by their own lease and clock
+    Column("lease", Float),
+    Column("expires_at", UTC),
+    Index(None, "expires_at"),
 )

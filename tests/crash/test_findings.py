@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -127,11 +128,10 @@ def run_step(world: World, plan_id: str, name: str) -> Any:
 
 
 def test_a_failed_takeover_does_not_leave_the_plan_stuck(url: str) -> None:
-    """World A runs a plan and its heartbeat stalls (simulated with a 30 s lease, so that it
-    beats every 10 s; under load, worlds with a short lease stall by themselves). World B
-    (lease 1.5 s) sees A's lease expired and takes the plan over, reading step "one" running;
-    meanwhile A, still alive, finishes it, so B's compare-and-set fails and its takeover is
-    rolled back (silently: a ConcurrentModification on a future nobody reads). But the same
+    """World A runs a plan and its heartbeat stalls (simulated by setting its last heartbeat a
+    minute back; A has a 30 s lease, so it beats every 10 s). World B sees A's lease expired
+    and takes the plan over, reading step "one" running; meanwhile A, still alive, finishes
+    it, so B's compare-and-set fails and its takeover is rolled back (silently: a ConcurrentModification on a future nobody reads). But the same
     maintain() of B unregisters A. When A's stall ends, its heartbeat finds its row gone and A
     drops its plans. Before c2dbf7a it registered again under the same id, and nobody ran the
     plan any more: 'running', owned by A, which was alive, so no world saw it orphaned. Step
@@ -144,6 +144,8 @@ def test_a_failed_takeover_does_not_leave_the_plan_stuck(url: str) -> None:
         assert arrived("one#1").wait(10) and arrived("two").wait(10)
         wait_for(lambda: run_step(a, plan_id, "two").state == "suspended", 10, "two to suspend")
 
+        # A's heartbeat stalls: its lease (its own, on the database's clock) has run out
+        a.storage.heartbeat("A", a.storage.now() - timedelta(seconds=60))
         b = World(url, lease=1.5, world_id="B")
         load_plan = b.storage.load_plan
         loaded, proceed = threading.Event(), threading.Event()

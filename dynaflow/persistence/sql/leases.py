@@ -1,16 +1,36 @@
-"""The SQL storage's cluster rows: executor worlds, their heartbeats, and the plans of worlds
-whose lease ran out."""
+"""The SQL storage's cluster rows: executor worlds, their heartbeats, the plans of worlds whose
+lease ran out, and the ownership check that fences a world out of plans it lost. Leases are
+judged on the database's clock (:meth:`SQLLeases.now`)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
-from dynaflow.persistence.base import WorldRow
+from dynaflow.persistence.base import DEFAULT_LEASE, WorldRow
 from dynaflow.persistence.sql.codec import EPOCH, time_in, time_out
 from dynaflow.persistence.sql.transactions import SQLTransactions
 
+#: ids per ``IN (...)`` list, well under SQLite's bound-parameter limit
+CHUNK = 5000
+
 
 class SQLLeases(SQLTransactions):
+    def now(self) -> datetime:
+        """The database's clock: PostgreSQL's ``clock_timestamp()``, SQLite's ``'now'`` (the
+        host's clock, which every process using the file shares)."""
+        conn = self.current_connection()
+        if conn is not None:
+            value = conn.execute(self._sql.clock).scalar_one()
+        else:
+            with self._read() as reader:
+                value = reader.execute(self._sql.clock).scalar_one()
+        if isinstance(value, str):  # SQLite: 'YYYY-MM-DD HH:MM:SS.SSS', UTC
+            return datetime.fromisoformat(value).replace(tzinfo=UTC)
+        at = time_out(value)
+        assert at is not None
+        return at
+
     def register_world(self, world: WorldRow) -> None:
         row = {
             "id": world.id,
@@ -19,14 +39,27 @@ class SQLLeases(SQLTransactions):
             "hostname": world.hostname,
             "pid": world.pid,
             "executor": world.executor,
+            "lease": world.lease,
+            "expires_at": time_in(world.expires_at),
         }
         with self.transaction() as conn:
             conn.execute(self._sql.delete_world, {"b_id": world.id})
             conn.execute(self._sql.insert_world, row)
 
-    def heartbeat(self, world_id: str, at: datetime) -> bool:
+    def heartbeat(self, world_id: str, at: datetime, lease: float | None = None) -> bool:
         with self.transaction() as conn:
-            params = {"b_id": world_id, "v_at": time_in(at)}
+            if lease is None:
+                row = conn.execute(self._sql.world_lease, {"b_id": world_id}).first()
+                if row is None:
+                    return False
+                lease = row[0] or DEFAULT_LEASE
+            expires = at + timedelta(seconds=lease)
+            params = {
+                "b_id": world_id,
+                "v_at": time_in(at),
+                "v_expires": time_in(expires),
+                "v_lease": lease,
+            }
             return bool(conn.execute(self._sql.heartbeat, params).rowcount)
 
     def unregister_world(self, world_id: str) -> None:
@@ -44,11 +77,28 @@ class SQLLeases(SQLTransactions):
                 r.hostname,
                 r.pid,
                 r.executor,
+                r.lease or DEFAULT_LEASE,
             )
             for r in rows
         ]
 
-    def orphaned_plans(self, alive_since: datetime) -> list[tuple[str, str]]:
-        params = {"b_since": time_in(alive_since)}
+    def orphaned_plans(self, now: datetime) -> list[tuple[str, str]]:
+        params = {"b_now": time_in(now)}
         with self._read() as conn:
             return [(r.id, r.world_id) for r in conn.execute(self._sql.orphaned_plans, params)]
+
+    def owned_plans(self, plan_ids: Sequence[str], owner: str) -> set[str]:
+        owned: set[str] = set()
+        with self.transaction() as conn:
+            for start in range(0, len(plan_ids), CHUNK):
+                params = {"b_ids": list(plan_ids[start : start + CHUNK]), "b_owner": owner}
+                owned.update(row[0] for row in conn.execute(self._sql.owned_plans, params))
+        return owned
+
+    def event_plans(self, ids: Sequence[int]) -> dict[int, str]:
+        found: dict[int, str] = {}
+        with self.transaction() as conn:
+            for start in range(0, len(ids), CHUNK):
+                params = {"b_ids": list(ids[start : start + CHUNK])}
+                found.update((r[0], r[1]) for r in conn.execute(self._sql.event_plans, params))
+        return found

@@ -50,7 +50,16 @@ from dynaflow.states import PlanState, StepState
 P, A, S, E, H = tables.plans, tables.actions, tables.steps, tables.edges, tables.history
 EV, W = tables.events, tables.worlds
 
-WORLD_COLUMNS = ("id", "started_at", "heartbeat_at", "hostname", "pid", "executor")
+WORLD_COLUMNS = (
+    "id",
+    "started_at",
+    "heartbeat_at",
+    "hostname",
+    "pid",
+    "executor",
+    "lease",
+    "expires_at",
+)
 
 
 class Statements:
@@ -176,17 +185,37 @@ class Statements:
         self.heartbeat = (
             update(W)
             .where(W.c.id == bindparam("b_id"))
-            .values(heartbeat_at=bind(W.c.heartbeat_at, "v_at"))
+            .values(
+                heartbeat_at=bind(W.c.heartbeat_at, "v_at"),
+                expires_at=bind(W.c.expires_at, "v_expires"),
+                lease=bind(W.c.lease, "v_lease"),
+            )
         )
+        self.world_lease = select(W.c.lease).where(W.c.id == bindparam("b_id"))
         self.select_worlds = select(*(W.c[n] for n in WORLD_COLUMNS)).order_by(
             W.c.started_at, W.c.id
         )
-        alive = select(W.c.id).where(W.c.heartbeat_at >= bind(W.c.heartbeat_at, "b_since"))
+        alive = select(W.c.id).where(W.c.expires_at >= bind(W.c.expires_at, "b_now"))
         self.orphaned_plans = select(P.c.id, P.c.world_id).where(
             P.c.state == PlanState.RUNNING.value,
             P.c.world_id.is_not(None),
             P.c.world_id.not_in(alive),
         )
+        # fencing: the plans a world still owns, locked against a takeover (PostgreSQL; a
+        # SQLite writer holds the database's one write lock already)
+        self.owned_plans = (
+            select(P.c.id)
+            .where(P.c.id.in_(bindparam("b_ids", expanding=True)))
+            .where(P.c.world_id == bindparam("b_owner"))
+            .with_for_update()
+        )
+        self.event_plans = select(EV.c.id, EV.c.plan_id).where(
+            EV.c.id.in_(bindparam("b_ids", expanding=True))
+        )
+        if self.sqlite:
+            self.clock = select(func.strftime("%Y-%m-%d %H:%M:%f", "now"))
+        else:
+            self.clock = select(func.clock_timestamp())
 
     def columns(self, table: Table, names: tuple[str, ...] | None = None) -> list[Any]:
         """``table``'s columns (all, or ``names``); SQLite's JSON selected as its text, which

@@ -29,7 +29,10 @@ class SQLStorage(SQLWrites, SQLReads, SQLLeases):
             return super().write(batch)
         try:
             with self.transaction() as conn:
-                return self._fast.write(conn, batch, self)
+                mine, fenced = self.fence(batch)
+                result = self._fast.write(conn, mine, self)
+                result.fenced = fenced
+                return result
         except (SlowPath, *INTEGRITY_ERRORS):
             # a missed compare-and-set or a missing plan: the exact path says which
             return super().write(batch)
