@@ -131,8 +131,9 @@ def test_a_failed_takeover_does_not_leave_the_plan_stuck(url: str) -> None:
     """World A runs a plan and its heartbeat stalls (simulated by setting its last heartbeat a
     minute back; A has a 30 s lease, so it beats every 10 s). World B sees A's lease expired
     and takes the plan over, reading step "one" running; meanwhile A, still alive, finishes
-    it, so B's compare-and-set fails and its takeover is rolled back (silently: a ConcurrentModification on a future nobody reads). But the same
-    maintain() of B unregisters A. When A's stall ends, its heartbeat finds its row gone and A
+    it, so B's compare-and-set fails and its takeover is rolled back (silently: a
+    ConcurrentModification on a future nobody reads). But the same maintain() of B
+    unregisters A. When A's stall ends, its heartbeat finds its row gone and A
     drops its plans. Before c2dbf7a it registered again under the same id, and nobody ran the
     plan any more: 'running', owned by A, which was alive, so no world saw it orphaned. Step
     "two" waits (suspended) for an event, so no step of A's is in flight when that happens."""

@@ -66,12 +66,6 @@ def takeover_of(row: Row, owner: str) -> int | None:
 
 
 @pytest.mark.timeout(420)
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 12 item 6: a world continued after losing its plan still writes: 'step "
-    "success' for the step it ran, then claims and runs the next step of the plan",
-)
 @pytest.mark.parametrize("storage", STORAGES)
 def test_a_stalled_world_cannot_write_after_its_plan_was_taken_over(
     storage: str, databases: Databases, tmp_path: Path
@@ -213,13 +207,6 @@ def healthy_world_round(
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 12 item 7: a world with lease 2 s judges A (lease 60 s, heartbeat every "
-    "20 s) dead by its own lease, takes the plan over and marks A's running step 'abnormal "
-    "termination'",
-)
 @pytest.mark.parametrize("storage", STORAGES)
 def test_a_healthy_world_is_not_taken_over_by_one_with_a_shorter_lease(
     storage: str, databases: Databases, tmp_path: Path
@@ -236,13 +223,6 @@ def test_a_healthy_world_is_not_taken_over_by_one_with_a_shorter_lease(
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 12 item 7: a world whose clock runs 120 s ahead sees A's heartbeat as 120 s "
-    "old and declares A dead: A's wait raises ConcurrentModification ('world A lost its "
-    "plans'), the plan is taken over and its running step marked 'abnormal termination'",
-)
 @pytest.mark.parametrize("storage", STORAGES)
 def test_a_healthy_world_is_not_taken_over_by_one_whose_clock_runs_ahead(
     storage: str, databases: Databases, tmp_path: Path
