@@ -44,13 +44,14 @@ def make_engine(url: str | URL) -> Engine:
         parsed = parsed.set(drivername="postgresql+psycopg")
     backend = parsed.get_backend_name()
     if backend == "sqlite":
+        timeout = busy_timeout(parsed)  # checked before SQLAlchemy reads it
         if is_memory(parsed):
             engine = create_engine(
                 parsed, poolclass=StaticPool, connect_args={"check_same_thread": False}
             )
         else:
             engine = create_engine(parsed, pool_size=8, max_overflow=-1)
-        _setup_sqlite(engine, wal=not is_memory(parsed), timeout=busy_timeout(parsed))
+        _setup_sqlite(engine, wal=not is_memory(parsed), timeout=timeout)
         return engine
     if backend == "postgresql":
         connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": 10}

@@ -12,7 +12,8 @@ from dynaflow import exceptions
 #: exceptions that are control flow inside dynaflow, never raised to a user
 INTERNAL = {
     "dynaflow.events.Suspend",  # a BaseException a suspending run() unwinds with
-    "dynaflow.persistence.sql.fastpath.SlowPath",  # the fast write path hands a batch to the exact one
+    # the fast write path hands a batch to the exact one
+    "dynaflow.persistence.sql.fastpath.SlowPath",
 }
 
 
