@@ -5,8 +5,13 @@ from dynaflow.events import SuspendedHandle
 from dynaflow.exceptions import (
     ConcurrentModification,
     ConfigurationError,
+    ConnectionLost,
     CorruptRecord,
+    DatabaseBusy,
+    DatabaseFull,
+    DatabaseReadOnly,
     DatabaseUnavailable,
+    DataRejected,
     DynaflowError,
     EventRejected,
     ExecutorError,
@@ -103,6 +108,11 @@ __all__ = [
     # ... in the database
     "StorageError",
     "DatabaseUnavailable",
+    "ConnectionLost",
+    "DatabaseBusy",
+    "DatabaseFull",
+    "DatabaseReadOnly",
+    "DataRejected",
     "SchemaMismatch",
     "CorruptRecord",
 ]

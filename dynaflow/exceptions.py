@@ -100,6 +100,33 @@ class DatabaseUnavailable(StorageError):
     """The database URL could not be reached."""
 
 
+class ConnectionLost(DatabaseUnavailable):
+    """The connection to the database dropped during a call (the server went away, or its
+    backend was terminated): the call's transaction was rolled back, unless the connection
+    dropped during the commit itself. Reads are retried once on a fresh connection first."""
+
+
+class DatabaseBusy(StorageError):
+    """Another transaction held a lock longer than this one would wait (SQLite's one write
+    lock for longer than the busy timeout; a lock, deadlock or serialization conflict on
+    PostgreSQL). Nothing of the call was written; it may be tried again."""
+
+
+class DatabaseFull(StorageError):
+    """The database could not write its files: the disk or a file-size limit is full, or an
+    I/O error. Nothing of the call was written."""
+
+
+class DatabaseReadOnly(StorageError):
+    """The database takes no writes: a read-only SQLite file or directory (or ``?mode=ro``), or
+    a PostgreSQL standby."""
+
+
+class DataRejected(StorageError):
+    """The database refused a value (too long for its column, a character it cannot store).
+    Nothing of the call was written."""
+
+
 class SchemaMismatch(StorageError):
     """The database schema is newer than this code, or older and not migrated."""
 

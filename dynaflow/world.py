@@ -36,6 +36,7 @@ from dynaflow.middleware.transaction import TransactionMiddleware
 from dynaflow.operators.online import Operators, check_ids
 from dynaflow.persistence import Storage, open_storage
 from dynaflow.persistence.base import EventRow, PlanFilter
+from dynaflow.persistence.limits import check_world_id
 from dynaflow.phases import PhaseContext
 from dynaflow.planner import Planner, plan_core
 from dynaflow.services import Services
@@ -99,6 +100,8 @@ class World:
             )
         if isinstance(lease, bool) or not isinstance(lease, int | float) or lease <= 0:
             raise ConfigurationError(f"World(lease=...) must be seconds > 0, got {lease!r}")
+        if world_id:
+            check_world_id(world_id)
         registry.load_entry_points()
         self.storage: Storage = open_storage(url, migrate=migrate)
         self.middleware = MiddlewareStack([TransactionMiddleware(), *middleware])
@@ -106,7 +109,8 @@ class World:
             world=self,
             storage=self.storage,
             chains=Chains(self.middleware, _CORES),
-            id=world_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+            # a host name can be 253 characters: keep the id within its column
+            id=world_id or f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
             auto_rescue=auto_rescue,
         )
         self.shutdown_timeout = shutdown_timeout

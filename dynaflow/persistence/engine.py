@@ -14,24 +14,24 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
-from dynaflow.exceptions import DatabaseUnavailable, StorageError
-from dynaflow.urls import display_url, hide_passwords
+from dynaflow.exceptions import StorageError
+from dynaflow.persistence.errors import busy_timeout, translated
+from dynaflow.urls import display_url
 
 #: execution option marking a SQLite connection as a reader: plain (deferred) BEGIN
 READER = "dynaflow_reader"
-#: how long a SQLite connection waits for another one's lock before "database is locked"
-BUSY_TIMEOUT = 30.0
 
 
 def make_engine(url: str | URL) -> Engine:
     """An engine for a SQLite or PostgreSQL URL, set up the way dynaflow needs it.
 
     ``postgresql://`` means psycopg 3. SQLite files run in WAL mode and take the write lock when a
-    write transaction begins (``BEGIN IMMEDIATE``), so concurrent writers wait on
-    ``busy_timeout`` instead of failing; an in-memory SQLite is one database shared by all threads.
+    write transaction begins (``BEGIN IMMEDIATE``), so concurrent writers wait for it instead of
+    failing: 30 s, or the URL's ``?timeout=`` seconds; an in-memory SQLite is one database shared
+    by all threads.
     """
     try:
         parsed = make_url(url)
@@ -44,13 +44,14 @@ def make_engine(url: str | URL) -> Engine:
         parsed = parsed.set(drivername="postgresql+psycopg")
     backend = parsed.get_backend_name()
     if backend == "sqlite":
+        timeout = busy_timeout(parsed)  # checked before SQLAlchemy reads it
         if is_memory(parsed):
             engine = create_engine(
                 parsed, poolclass=StaticPool, connect_args={"check_same_thread": False}
             )
         else:
             engine = create_engine(parsed, pool_size=8, max_overflow=-1)
-        _setup_sqlite(engine, wal=not is_memory(parsed))
+        _setup_sqlite(engine, wal=not is_memory(parsed), timeout=timeout)
         return engine
     if backend == "postgresql":
         connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": 10}
@@ -68,41 +69,24 @@ def is_memory(url: URL) -> bool:
 
 @contextmanager
 def connect(engine: Engine) -> Iterator[Connection]:
-    """A connection from ``engine``; an unreachable database raises :class:`DatabaseUnavailable`."""
-    try:
+    """A connection from ``engine``; an unreachable database raises :class:`DatabaseUnavailable`
+    (a read-only or locked one the error of :mod:`~dynaflow.persistence.errors` that says so)."""
+    with translated(engine.url, connecting=True):
         conn = engine.connect()
-    except DBAPIError as exc:
-        raise DatabaseUnavailable(unavailable(engine.url, exc)) from exc
     with conn:
         yield conn
 
 
-def unavailable(url: URL, exc: DBAPIError) -> str:
-    """The message for a database that cannot be opened: where (no password), why, what to do."""
-    reason = hide_passwords(" ".join(str(exc.orig).split()))
-    if url.password:
-        reason = reason.replace(str(url.password), "***")
-    where = display_url(url.render_as_string(hide_password=False))
-    if url.get_backend_name() == "sqlite":
-        hint = "check that its directory exists and that this process may write there"
-    else:
-        hint = (
-            "check that the server is running and reachable at that host and port, and that the "
-            "database name, user and password are right"
-        )
-    return f"cannot open the database {where}: {reason}; {hint}"
-
-
-def _setup_sqlite(engine: Engine, *, wal: bool) -> None:
+def _setup_sqlite(engine: Engine, *, wal: bool, timeout: float) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # dynaflow emits BEGIN itself (below); pysqlite's own transaction handling is off
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
+            cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
             if wal:
-                _enable_wal(cursor)
+                _enable_wal(cursor, timeout)
                 cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
         finally:
@@ -116,7 +100,7 @@ def _setup_sqlite(engine: Engine, *, wal: bool) -> None:
         conn.exec_driver_sql("BEGIN" if reader else "BEGIN IMMEDIATE")
 
 
-def _enable_wal(cursor: sqlite3.Cursor) -> None:
+def _enable_wal(cursor: sqlite3.Cursor, timeout: float) -> None:
     """Switch the file to WAL (a no-op once it is: the mode is stored in the file).
 
     Switching needs the file to itself, and SQLite answers a switch that finds another
@@ -124,7 +108,7 @@ def _enable_wal(cursor: sqlite3.Cursor) -> None:
     ``busy_timeout``: the first connections to a new file, opened together, race here. So wait
     for the lock the way ``busy_timeout`` would, retrying until it has passed.
     """
-    deadline = time.monotonic() + BUSY_TIMEOUT
+    deadline = time.monotonic() + timeout
     pause = 0.001
     while True:
         try:

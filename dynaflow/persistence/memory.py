@@ -36,6 +36,7 @@ from dynaflow.persistence.base import (
     check_fields,
     plan_order,
 )
+from dynaflow.persistence.limits import check_plan
 from dynaflow.states import PlanState, StepState
 
 
@@ -117,6 +118,7 @@ class MemoryStorage(Storage):
     # -- writes ----------------------------------------------------------------------------
 
     def insert_plan(self, new: NewPlan) -> None:
+        check_plan(new)  # the limits of the SQL storages, so that every storage agrees
         new = NewPlan(
             new.plan,
             [_copy_action(a) for a in new.actions],

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, inspect, text
 
 from dynaflow.exceptions import SchemaMismatch
 from dynaflow.persistence.engine import connect, make_engine
+from dynaflow.persistence.errors import translated
 from dynaflow.urls import display_url
 
 VERSION_TABLE = "dynaflow_alembic_version"
@@ -129,7 +130,7 @@ def _connection(target: Target, *, write: bool) -> Iterator[Connection]:
         return
     engine = make_engine(target) if isinstance(target, str) else target
     try:
-        with connect(engine) as conn:
+        with translated(engine.url), connect(engine) as conn:
             if write:
                 with conn.begin():
                     yield conn
@@ -142,7 +143,39 @@ def _connection(target: Target, *, write: bool) -> Iterator[Connection]:
 
 def _current(conn: Connection) -> str | None:
     context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
-    return context.get_current_revision()
+    revisions = context.get_current_heads()
+    if len(revisions) > 1:
+        raise SchemaMismatch(_several(conn, revisions))
+    return revisions[0] if revisions else None
+
+
+def _several(conn: Connection, revisions: tuple[str, ...]) -> str:
+    """What to say about a version table holding more than one revision (it must hold one)."""
+    listed = ", ".join(repr(r) for r in revisions)
+    known = [r for r in revisions if r in known_revisions()]
+    if head() in revisions:
+        keep = head()
+        why = "the newest this dynaflow knows"
+    elif known:
+        keep = max(known, key=_order)
+        why = "the newest of them this dynaflow knows"
+    else:
+        return (
+            f"{_where(conn)} has several revisions in its version table {VERSION_TABLE} "
+            f"({listed}), none of which this dynaflow knows; it must hold one: upgrade dynaflow, "
+            "or restore the table from a backup"
+        )
+    return (
+        f"{_where(conn)} has several revisions in its version table {VERSION_TABLE} ({listed}); "
+        f"it must hold exactly the one the tables are at. If that is {keep!r} ({why}), delete "
+        f"the others (DELETE FROM {VERSION_TABLE} WHERE version_num <> '{keep}'), then run "
+        "`dynaflow db upgrade`"
+    )
+
+
+def _order(revision: str) -> int:
+    """How far ``revision`` is from the first migration (for picking the newest one)."""
+    return sum(1 for _ in _script().iterate_revisions(revision, "base"))
 
 
 def _check_known(revision: str | None, conn: Connection) -> None:

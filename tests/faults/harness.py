@@ -157,6 +157,12 @@ class Reader:
         """The ids of the plan's run steps, in plan order (``s1``, ``s2``, ... of a Chain)."""
         return [sid for sid, (kind, _) in self.plan(plan_id).steps.items() if kind == "run"]
 
+    def plan_ids(self) -> list[str]:
+        """The ids of every plan in the database, oldest first."""
+        P = tables.plans
+        with self.engine.connect() as conn:
+            return list(conn.execute(sa.select(P.c.id).order_by(P.c.created_at)).scalars())
+
     def plans_with_key(self, key: str) -> list[str]:
         P = tables.plans
         with self.engine.connect() as conn:

@@ -1,22 +1,38 @@
 """What every part of the SQL storage stands on: the engine, one ambient transaction per
 thread, readers that take no write lock, and the existence checks that turn a write that
-changed nothing into :class:`~dynaflow.exceptions.UnknownPlan` or ``UnknownStep``."""
+changed nothing into :class:`~dynaflow.exceptions.UnknownPlan` or ``UnknownStep``.
+
+Every connection is used inside :func:`~dynaflow.persistence.errors.translated`, so no
+driver's error leaves the storage: a transaction or read that fails raises the
+:class:`~dynaflow.exceptions.StorageError` that says why. A read whose connection was lost is
+tried once more on a fresh one (:func:`retried`); a write is not (the executor takes its plans
+up again after a failed iteration; a caller sees :class:`~dynaflow.exceptions.ConnectionLost`).
+"""
 
 from __future__ import annotations
 
+import functools
+import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, make_url
 
-from dynaflow.exceptions import UnknownPlan, UnknownStep
+from dynaflow.exceptions import ConnectionLost, UnknownPlan, UnknownStep
 from dynaflow.persistence import migrate as migrations
 from dynaflow.persistence.base import Storage
 from dynaflow.persistence.engine import READER, connect, is_memory, make_engine
+from dynaflow.persistence.errors import translated
 from dynaflow.persistence.sql.codec import CHUNK, Decoder
 from dynaflow.persistence.sql.statements import Statements
+
+log = logging.getLogger("dynaflow.storage")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T", bound="SQLTransactions")
 
 
 class SQLTransactions(Storage):
@@ -54,7 +70,7 @@ class SQLTransactions(Storage):
         if outer is not None:  # nested: join
             yield outer
             return
-        with self._serial, connect(self._engine) as conn:
+        with self._serial, translated(self._engine.url), connect(self._engine) as conn:
             self._local.conn = conn
             try:
                 with conn.begin():
@@ -74,7 +90,8 @@ class SQLTransactions(Storage):
         if ambient is not None:
             yield ambient
             return
-        with self._serial, connect(self._snapshot if snapshot else self._reader) as conn:
+        engine = self._snapshot if snapshot else self._reader
+        with self._serial, translated(self._engine.url), connect(engine) as conn:
             yield conn
 
     def _missing_plans(self, conn: Connection, plan_ids: Sequence[str]) -> list[str]:
@@ -106,3 +123,20 @@ class SQLTransactions(Storage):
             if (plan_id, step_id) not in found:
                 self._check_plans(conn, [plan_id])
                 raise UnknownStep(plan_id, step_id)
+
+
+def retried(read: Callable[Concatenate[T, P], R]) -> Callable[Concatenate[T, P], R]:
+    """``read``, tried once more on a fresh connection if the connection it had was lost
+    (safe: it only reads). Not inside a transaction: that one is lost with its connection."""
+
+    @functools.wraps(read)
+    def reading(self: T, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return read(self, *args, **kwargs)
+        except ConnectionLost as exc:
+            if self.current_connection() is not None:
+                raise
+            log.warning("%s: %s; trying once more on a fresh connection", read.__name__, exc)
+        return read(self, *args, **kwargs)
+
+    return reading

@@ -28,6 +28,7 @@ from dynaflow.persistence.base import (
     StepUpdate,
     check_fields,
 )
+from dynaflow.persistence.limits import check_plan
 from dynaflow.persistence.sql import codec
 from dynaflow.persistence.sql.codec import CHUNK, val
 from dynaflow.persistence.sql.driver import INTEGRITY_ERRORS, BulkInsert
@@ -37,6 +38,7 @@ from dynaflow.states import PlanState
 
 class SQLWrites(SQLTransactions):
     def insert_plan(self, new: NewPlan) -> None:
+        check_plan(new)
         plan, sql = new.plan, self._sql
         if plan.created_at is None:
             raise InvalidArgument(
