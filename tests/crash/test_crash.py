@@ -101,8 +101,11 @@ def test_sigkill_at_a_random_point(
         f"{waiting} with steps suspended on pending timers"
     )
     # the kills hit what they are meant to (a broken harness would pass vacuously)
+    # (with timers, steps spend most of the run suspended: kills mid-step are rare there, 1-3 in
+    # 20, and some seeds have none; the plain workload is the one that must hit running steps)
     if REPEATS >= 10:
-        assert interrupted >= 1, "no kill interrupted a running step"
         assert len(takeovers) >= REPEATS // 4, f"only {len(takeovers)} takeovers"
         if timers:
             assert waiting >= 1, "no kill left steps suspended on pending timers"
+        else:
+            assert interrupted >= 1, "no kill interrupted a running step"
