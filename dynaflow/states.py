@@ -75,13 +75,16 @@ ACTIVE_PLAN_STATES = frozenset({P.RUNNING, P.PAUSED})
 
 def check_step(old: StepState | str, new: StepState | str, *, what: str = "step") -> None:
     """Raise :class:`IllegalTransition` unless a step may go from ``old`` to ``new``."""
-    if StepState(new) not in STEP_TRANSITIONS[StepState(old)]:
+    # states are str enums: the names look them up without building members (a hot path)
+    allowed = STEP_TRANSITIONS.get(old)  # type: ignore[arg-type]
+    if allowed is None or new not in allowed:
         raise IllegalTransition(f"{what} cannot go from {old!s} to {new!s}")
 
 
 def check_plan(old: PlanState | str, new: PlanState | str, *, what: str = "plan") -> None:
     """Raise :class:`IllegalTransition` unless a plan may go from ``old`` to ``new``."""
-    if PlanState(new) not in PLAN_TRANSITIONS[PlanState(old)]:
+    allowed = PLAN_TRANSITIONS.get(old)  # type: ignore[arg-type]
+    if allowed is None or new not in allowed:
         raise IllegalTransition(f"{what} cannot go from {old!s} to {new!s}")
 
 

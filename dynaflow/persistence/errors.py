@@ -11,8 +11,7 @@ tell a duplicate from a conflict.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 from sqlalchemy import URL
@@ -64,16 +63,24 @@ def busy_timeout(url: URL) -> float:
     return seconds
 
 
-@contextmanager
-def translated(url: URL, *, connecting: bool = False) -> Iterator[None]:
-    """Raise what :func:`translate` makes of a database error raised inside."""
-    try:
-        yield
-    except DATABASE_ERRORS as exc:
-        error = translate(exc, url, connecting=connecting)
-        if error is None:
-            raise
-        raise error from exc
+class translated:
+    """Raise what :func:`translate` makes of a database error raised inside. A class, not a
+    generator: it wraps every transaction, on the executor's hot path."""
+
+    __slots__ = ("connecting", "url")
+
+    def __init__(self, url: URL, *, connecting: bool = False) -> None:
+        self.url, self.connecting = url, connecting
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None or not isinstance(exc, DATABASE_ERRORS):
+            return
+        error = translate(exc, self.url, connecting=self.connecting)
+        if error is not None:
+            raise error from exc
 
 
 def translate(exc: BaseException, url: URL, *, connecting: bool = False) -> StorageError | None:
