@@ -151,9 +151,10 @@ class Batch:
 
     def plan_ids(self) -> set[str]:
         """The plans this batch writes to (events it drops aside: only their ids are known)."""
-        ids = {u.plan_id for u in self.plans} | {u.plan_id for u in self.steps}
-        ids |= {o[0] for o in self.outputs} | {h.plan_id for h in self.history}
-        ids |= {c.plan_id for c in self.claims} | {e.plan_id for e in self.events}
+        ids = {u.plan_id for u in self.plans}
+        ids.update([u.plan_id for u in self.steps], [h.plan_id for h in self.history])
+        ids.update([o[0] for o in self.outputs], [c.plan_id for c in self.claims])
+        ids.update([e.plan_id for e in self.events])
         return ids
 
     def without(self, plans: set[str], dropped: dict[int, str]) -> Batch:

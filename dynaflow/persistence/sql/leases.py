@@ -19,6 +19,7 @@ CHUNK = 5000
 
 class SQLLeases(SQLTransactions):
     _owned: DriverStatement | None = None
+    _owned_one: DriverStatement
 
     def now(self) -> datetime:
         """The database's clock: PostgreSQL's ``clock_timestamp()``, SQLite's ``'now'`` (the
@@ -96,12 +97,17 @@ class SQLLeases(SQLTransactions):
         # path runs its statements, skipping SQLAlchemy's per-statement work
         owned: set[str] = set()
         if self._owned is None:
-            self._owned = DriverStatement(self._sql.owned_plans, self._engine.dialect)
+            dialect = self._engine.dialect
+            self._owned = DriverStatement(self._sql.owned_plans, dialect)
+            self._owned_one = DriverStatement(self._sql.owned_plan, dialect)
         conn = self.current_connection()
         if conn is None:  # not in the batch's transaction: the lock would end at once
             with self.transaction():
                 return self.owned_plans(plan_ids, owner)
         cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        if len(plan_ids) == 1:  # the common case: a batch for one plan
+            sql, values = self._owned_one.prepare({"b_id": plan_ids[0], "b_owner": owner})
+            return {row[0] for row in cursor.execute(sql, values).fetchall()}
         for start in range(0, len(plan_ids), CHUNK):
             params = {"b_ids": list(plan_ids[start : start + CHUNK]), "b_owner": owner}
             sql, values = self._owned.prepare(params)

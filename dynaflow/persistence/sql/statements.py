@@ -209,6 +209,12 @@ class Statements:
             .where(P.c.world_id == bindparam("b_owner"))
             .with_for_update()
         )
+        self.owned_plan = (
+            select(P.c.id)
+            .where(P.c.id == bindparam("b_id"))
+            .where(P.c.world_id == bindparam("b_owner"))
+            .with_for_update()
+        )
         self.event_plans = select(EV.c.id, EV.c.plan_id).where(
             EV.c.id.in_(bindparam("b_ids", expanding=True))
         )
