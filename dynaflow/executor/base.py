@@ -35,11 +35,13 @@ EXECUTABLE = frozenset({PlanState.PLANNED, PlanState.PAUSED})
 class Iteration:
     """What one scheduler iteration collects before it commits."""
 
-    __slots__ = ("changes", "claims", "ended", "touched", "undispatched", "wakes")
+    __slots__ = ("batch", "changes", "claims", "ended", "touched", "undispatched", "wakes")
 
     def __init__(self, changes: Changes) -> None:
         #: the state changes and other writes of the iteration, and what waits for the commit
         self.changes = changes
+        #: its batch (written once, by the engine, at the end of the iteration)
+        self.batch = changes.batch
         self.touched: dict[str, PlanRuntime] = {}
         #: (runtime, step ids) claimed from pending/error
         self.claims: list[tuple[PlanRuntime, list[int]]] = []
@@ -49,10 +51,6 @@ class Iteration:
         self.undispatched = 0
         #: plans whose execution here ended, with their futures (resolved after the commit)
         self.ended: list[tuple[str, list[Future[Any]]]] = []
-
-    @property
-    def batch(self) -> Any:
-        return self.changes.batch
 
     def later(self, callback: Callable[[], None], plan_id: str | None = None) -> None:
         """Call ``callback`` after the commit (not if ``plan_id``'s writes were fenced out)."""

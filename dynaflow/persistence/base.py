@@ -151,10 +151,14 @@ class Batch:
 
     def plan_ids(self) -> set[str]:
         """The plans this batch writes to (events it drops aside: only their ids are known)."""
-        ids = {u.plan_id for u in self.plans}
-        ids.update([u.plan_id for u in self.steps], [h.plan_id for h in self.history])
-        ids.update([o[0] for o in self.outputs], [c.plan_id for c in self.claims])
-        ids.update([e.plan_id for e in self.events])
+        # plain loops: this runs for every batch the executor writes
+        ids: set[str] = set()
+        add = ids.add
+        for rows in (self.plans, self.steps, self.history, self.claims, self.events):
+            for row in rows:
+                add(row.plan_id)
+        for output in self.outputs:
+            add(output[0])
         return ids
 
     def without(self, plans: set[str], dropped: dict[int, str]) -> Batch:

@@ -42,6 +42,8 @@ class SQLTransactions(Storage):
         self._engine = make_engine(url)
         self.display_url = make_url(url).render_as_string(hide_password=True)
         self._sqlite = self._engine.dialect.name == "sqlite"
+        #: database errors raised inside become library errors (reused: it keeps no state)
+        self._translated = translated(self._engine.url)
         self._local = threading.local()
         # one in-memory SQLite connection serves every thread: its users take turns
         memory = self._sqlite and is_memory(self._engine.url)
@@ -70,7 +72,7 @@ class SQLTransactions(Storage):
         if outer is not None:  # nested: join
             yield outer
             return
-        with self._serial, translated(self._engine.url), connect(self._engine) as conn:
+        with self._serial, self._translated, connect(self._engine) as conn:
             self._local.conn = conn
             try:
                 with conn.begin():
@@ -91,7 +93,7 @@ class SQLTransactions(Storage):
             yield ambient
             return
         engine = self._snapshot if snapshot else self._reader
-        with self._serial, translated(self._engine.url), connect(engine) as conn:
+        with self._serial, self._translated, connect(engine) as conn:
             yield conn
 
     def _missing_plans(self, conn: Connection, plan_ids: Sequence[str]) -> list[str]:
