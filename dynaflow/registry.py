@@ -52,15 +52,21 @@ def resolve(name: str) -> ActionClass:
     return cls
 
 
-def attribute(name: str, attr: str, default: Any, fallback: str) -> Any:
-    """``attr`` of the class registered as ``name``. If no such class is known in this
-    process, log a warning saying what happens instead (``fallback``) and return ``default``."""
+def find(name: str, fallback: str) -> ActionClass | None:
+    """The class registered as ``name``; if no such class is known in this process, log a
+    warning saying what happens instead (``fallback``) and return ``None``."""
     try:
-        cls = resolve(name)
+        return resolve(name)
     except UnknownActionClass as exc:
         log.warning("%s; %s", exc, fallback)
-        return default
-    return getattr(cls, attr, default)
+        return None
+
+
+def attribute(name: str, attr: str, default: Any, fallback: str) -> Any:
+    """``attr`` of the class registered as ``name`` (``default`` if it is unknown: see
+    :func:`find`)."""
+    cls = find(name, fallback)
+    return default if cls is None else getattr(cls, attr, default)
 
 
 def subscribers(cls: ActionClass) -> list[ActionClass]:

@@ -10,6 +10,7 @@ import logging
 from dynaflow.clock import now
 from dynaflow.exceptions import ConcurrentModification
 from dynaflow.execution_plan import StepError
+from dynaflow.executor.base import CLAIMABLE
 from dynaflow.executor.messages import Finalized, FinalizeResult
 from dynaflow.executor.steps import error_of
 from dynaflow.phases import PhaseContext
@@ -21,7 +22,6 @@ from dynaflow.transitions import Changes, DetachedStep
 
 log = logging.getLogger("dynaflow.executor")
 
-CLAIMABLE = frozenset({StepState.PENDING, StepState.ERROR})
 S = StepState
 
 

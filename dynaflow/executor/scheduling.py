@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from dynaflow.clock import now
-from dynaflow.executor.base import CLAIMABLE, EngineBase, Iteration
+from dynaflow.executor.base import CLAIMABLE, SUSPENDED, EngineBase, Iteration
 from dynaflow.executor.messages import StepDone
 from dynaflow.executor.steps import NO_EVENT, run_step
 from dynaflow.runtime import Cancel, PlanRuntime, StepRuntime
@@ -59,7 +59,7 @@ class Scheduling(EngineBase):
         step.waiting_events.discard(event_id or 0)
         runtime.busy += 1
         self.counted(it, 1)
-        it.changes.claim(runtime.plan_id, [step], frozenset({S.SUSPENDED}), now())
+        it.changes.claim(runtime.plan_id, [step], SUSPENDED, now())
         it.wakes[(runtime.plan_id, step.id)] = (runtime, payload, event_id, cancel)
         it.touched[runtime.plan_id] = runtime
 

@@ -94,8 +94,6 @@ class Stopping(EngineBase):
 
     def cancellable(self, step: StepRuntime) -> bool:
         if step.cancellable is None:
-            cls = registry.attribute(
-                step.action_class, "__mro__", (), "it is not told of the cancel (not Cancellable)"
-            )
-            step.cancellable = Cancellable in cls
+            cls = registry.find(step.action_class, "it is not told of the cancel (not Cancellable)")
+            step.cancellable = cls is not None and issubclass(cls, Cancellable)
         return step.cancellable
