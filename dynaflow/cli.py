@@ -238,16 +238,35 @@ def wait_option(function: Any) -> Any:
         "--wait/--no-wait",
         default=True,
         show_default=True,
-        help="Run the plan here until it stops or pauses; --no-wait leaves it to the next "
-        "World that opens with an executor.",
+        help="Wait until the plan's execution ends (stopped or paused) and exit 1 unless it "
+        "ended well; --no-wait returns once the request is left for an executor world.",
+    )(function)
+
+
+def timeout_option(function: Any) -> Any:
+    return click.option(
+        "--timeout",
+        default=600.0,
+        show_default=True,
+        type=click.FloatRange(min=0),
+        help="Seconds to wait for the outcome.",
     )(function)
 
 
 def _operator_world(url: str, imports: tuple[str, ...]) -> World:
+    """A world that only operates: it runs nothing and adopts nothing; what needs an executor
+    goes to the executor worlds through the database."""
+    _imports(imports)
+    _require_existing_file(url)
+    return World(url, executor=None)
+
+
+def _imports(imports: tuple[str, ...]) -> None:
+    # modules beside the command, as `python -m` would find them
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     for module in imports:
         _import(module)
-    _require_existing_file(url)
-    return World(url, executor="threads")
 
 
 def _import(module: str) -> None:
@@ -265,13 +284,54 @@ def _import(module: str) -> None:
         _fail(f"cannot import {module!r} (--import): {type(exc).__name__}: {exc}; {fix}")
 
 
-def _finish(world: World, future: Any, wait: bool) -> None:
-    if wait:
-        plan = future.result()
-        _console().print(plan_tree(plan))
-        _console().print(safe(f"plan {plan.id}: {plan.state} / {plan.result}"))
-    else:
-        _console().print("left to the next World that opens with an executor", style="dim")
+def _need_executor(world: World, wait: bool) -> None:
+    """Refuse to wait for an execution no executor world is alive to run."""
+    if wait and not any(not w.stale for w in world.worlds()):
+        _fail(
+            f"no live executor world on {world.url} to run it: start one with `dynaflow "
+            "worker --url URL --import MODULE`, or pass --no-wait to leave the request queued"
+        )
+
+
+def _need_classes(world: World, plan_id: str, step_id: int | None, what: str) -> None:
+    """Refuse up front (exit 1) when operating needs action classes this process lacks."""
+    from dynaflow import registry
+    from dynaflow.exceptions import UnknownActionClass, UnknownStep
+
+    plan = world.get_plan(plan_id)
+    steps = plan.steps if step_id is None else [s for s in plan.steps if s.id == step_id]
+    if step_id is not None and not steps:
+        raise UnknownStep(plan_id, step_id)
+    for step in steps:
+        try:
+            registry.resolve(step.action_class)
+        except UnknownActionClass:
+            _fail(
+                f"{what} step {step.id} of plan {plan_id} calls its action's code, and this "
+                f"process cannot import {step.action_class}: pass --import MODULE (the module "
+                "that defines it; run from its folder)"
+            )
+
+
+def _finish(world: World, future: Any, wait: bool, timeout: float) -> None:
+    """Print the outcome; exit 1 when the plan ended paused or in error."""
+    if not wait:
+        _console().print(
+            safe(f"plan {future.plan_id}: requested; an executor world carries it out"),
+            style="dim",
+        )
+        return
+    try:
+        plan = future.result(timeout)
+    except TimeoutError:
+        _fail(
+            f"plan {future.plan_id} did not end within {timeout:g}s; it goes on "
+            "(`dynaflow plans show` follows it)"
+        )
+    _console().print(plan_tree(plan))
+    _console().print(safe(f"plan {plan.id}: {plan.state} / {plan.result}"))
+    if plan.state == PlanState.PAUSED or plan.result == PlanResult.ERROR:
+        sys.exit(1)
 
 
 @plans.command("resume")
@@ -279,10 +339,15 @@ def _finish(world: World, future: Any, wait: bool) -> None:
 @url_option
 @import_option
 @wait_option
-def resume_plan(plan_id: str, url: str, imports: tuple[str, ...], wait: bool) -> None:
-    """Run a paused plan again: failed steps run again, finished ones are left."""
+@timeout_option
+def resume_plan(
+    plan_id: str, url: str, imports: tuple[str, ...], wait: bool, timeout: float
+) -> None:
+    """Run a paused plan again (in an executor world): failed steps run again, finished ones
+    are left."""
     with _operator_world(url, imports) as world:
-        _finish(world, world.resume(plan_id), wait)
+        _need_executor(world, wait)
+        _finish(world, world.resume(plan_id), wait, timeout)
 
 
 @plans.command("retry")
@@ -291,10 +356,14 @@ def resume_plan(plan_id: str, url: str, imports: tuple[str, ...], wait: bool) ->
 @url_option
 @import_option
 @wait_option
-def retry_step(plan_id: str, step_id: int, url: str, imports: tuple[str, ...], wait: bool) -> None:
+@timeout_option
+def retry_step(
+    plan_id: str, step_id: int, url: str, imports: tuple[str, ...], wait: bool, timeout: float
+) -> None:
     """Run one failed step again now, leaving the other failed steps as they are."""
     with _operator_world(url, imports) as world:
-        _finish(world, world.retry(plan_id, step_id), wait)
+        _need_executor(world, wait)
+        _finish(world, world.retry(plan_id, step_id), wait, timeout)
 
 
 @plans.command("skip")
@@ -303,12 +372,19 @@ def retry_step(plan_id: str, step_id: int, url: str, imports: tuple[str, ...], w
 @url_option
 @import_option
 @click.option("--resume", is_flag=True, help="Resume the plan right after skipping.")
-def skip_step(plan_id: str, step_id: int, url: str, imports: tuple[str, ...], resume: bool) -> None:
-    """Skip a failed step of a paused plan (with the steps that consume its output)."""
+@timeout_option
+def skip_step(
+    plan_id: str, step_id: int, url: str, imports: tuple[str, ...], resume: bool, timeout: float
+) -> None:
+    """Skip a failed step of a paused plan (with the steps that consume its output); the
+    action's on_skip() runs here, so its module must be importable (--import)."""
     with _operator_world(url, imports) as world:
+        _need_classes(world, plan_id, step_id, "skipping")
+        if resume:
+            _need_executor(world, True)
         future = world.skip(plan_id, step_id, resume=resume)
         if resume:
-            _finish(world, future, True)
+            _finish(world, future, True, timeout)
         else:
             _console().print(plan_tree(world.get_plan(plan_id)))
 
@@ -316,50 +392,199 @@ def skip_step(plan_id: str, step_id: int, url: str, imports: tuple[str, ...], re
 @plans.command("cancel")
 @click.argument("plan_id")
 @url_option
-@import_option
-def cancel_plan(plan_id: str, url: str, imports: tuple[str, ...]) -> None:
-    """Cancel a plan: steps not started are cancelled, Cancellable ones are told."""
-    with _operator_world(url, imports) as world:
-        _finish(world, world.cancel(plan_id), True)
+@click.option("--abort", is_flag=True, help="Call abort() on Cancellable steps, not cancel().")
+@timeout_option
+def cancel_plan(plan_id: str, url: str, abort: bool, timeout: float) -> None:
+    """Cancel a plan: steps not started are cancelled, Cancellable ones are told (by the world
+    that runs the plan)."""
+    with _operator_world(url, ()) as world:
+        _stopped(world.cancel(plan_id, abort=abort), timeout)
 
 
 @plans.command("halt")
 @click.argument("plan_id")
 @url_option
-@import_option
-def halt_plan(plan_id: str, url: str, imports: tuple[str, ...]) -> None:
+@timeout_option
+def halt_plan(plan_id: str, url: str, timeout: float) -> None:
     """Stop a plan at once: nothing new starts, its events and timers are dropped."""
-    with _operator_world(url, imports) as world:
-        _finish(world, world.halt(plan_id), True)
+    with _operator_world(url, ()) as world:
+        _stopped(world.halt(plan_id), timeout)
+
+
+def _stopped(future: Any, timeout: float) -> None:
+    try:
+        plan = future.result(timeout)
+    except TimeoutError:
+        _fail(f"plan {future.plan_id} has not stopped within {timeout:g}s; it is still asked to")
+    _console().print(plan_tree(plan))
+    _console().print(safe(f"plan {plan.id}: {plan.state} / {plan.result}"))
+
+
+@plans.command("event")
+@click.argument("plan_id")
+@click.argument("step_id", type=int)
+@click.argument("payload")
+@url_option
+def send_event(plan_id: str, step_id: int, payload: str, url: str) -> None:
+    """Send an event (a JSON value) to a suspended run step, whatever process runs its plan."""
+    import json
+
+    try:
+        value = json.loads(payload)
+    except ValueError as exc:
+        _fail(f"the event must be JSON ({exc}); quote it for the shell, like '{{\"ok\": 1}}'")
+    with _operator_world(url, ()) as world:
+        world.event(plan_id, step_id, value).result(timeout=30)
+    _console().print(safe(f"event queued for step {step_id} of plan {plan_id}"))
+
+
+# -- worlds ----------------------------------------------------------------------------------
 
 
 @main.command()
 @url_option
 def status(url: str) -> None:
-    """Executor worlds: heartbeats, and how many plans each runs."""
+    """Executor worlds (heartbeat age, stale ones marked, queues, plans each runs) and the
+    requests no world has taken (with why each world declined)."""
     with _open(url) as world:
         worlds = world.worlds()
         running = world.find_plans(state="running", per_page=10_000)
+        waiting = world.waiting_requests()
+        at = world.now()
     owners: dict[str | None, int] = {}
     for record in running:
         owners[record.world_id] = owners.get(record.world_id, 0) + 1
     table = Table(title="worlds", title_justify="left", header_style="bold")
-    for column in ("world", "host", "pid", "executor", "started", "last heartbeat", "plans"):
+    columns = ("world", "host", "pid", "queues", "started", "heartbeat age", "plans", "")
+    for column in columns:
         table.add_column(column)
     for row in worlds:
         table.add_row(
             safe(row.id),
             safe(row.hostname or ""),
             safe(row.pid or ""),
-            safe(row.executor or ""),
+            safe(", ".join(f"{q}={n}" for q, n in (row.queues or {}).items())),
             row.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
-            row.heartbeat_at.astimezone().strftime("%H:%M:%S"),
+            f"{row.heartbeat_age:.1f}s",
             str(owners.get(row.id, 0)),
+            Text("STALE", style="bold red") if row.stale else Text("alive", style="green"),
         )
     console = _console()
     console.print(table)
+    if any(row.stale for row in worlds):
+        console.print(
+            "a stale world's plans are taken over by the next live world's heartbeat; "
+            "`dynaflow worlds forget ID` declares it dead at once",
+            style="dim",
+        )
     if owners.get(None):
         console.print(f"{owners[None]} running plans are released, waiting for an executor")
+    if waiting:
+        requests = Table(title="waiting requests", title_justify="left", header_style="bold")
+        for column in ("id", "plan", "kind", "for", "taken by", "age", "declined because"):
+            requests.add_column(column)
+        for r in waiting:
+            declined = "; ".join(f"{w}: {why}" for w, why in (r.declined or {}).items())
+            requests.add_row(
+                str(r.id),
+                safe(r.plan_id),
+                safe(r.kind),
+                safe(r.world_id or "any world"),
+                safe(r.taken_by or ""),
+                f"{max(0.0, (at - r.created_at).total_seconds()):.0f}s",
+                safe(declined or ""),
+            )
+        console.print(requests)
+
+
+@main.group()
+def worlds() -> None:
+    """Executor worlds registered on the database."""
+
+
+@worlds.command("forget")
+@click.argument("world_id")
+@url_option
+@click.option("--force", is_flag=True, help="Also when its heartbeat is fresh.")
+def forget_world(world_id: str, url: str, force: bool) -> None:
+    """Declare a world dead now: live worlds take its plans over on their next heartbeat (a
+    world whose heartbeat is fresh is refused unless --force: it may still be running)."""
+    with _open(url) as world:
+        world.forget_world(world_id, force=force)
+    _console().print(safe(f"world {world_id} forgotten; live worlds take its plans over"))
+
+
+@main.command()
+@url_option
+@import_option
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    metavar="NAME=SIZE",
+    help="Serve this queue with SIZE worker threads; repeatable (default: default=4).",
+)
+@click.option("--lease", default=30.0, show_default=True, type=click.FloatRange(min=0.1))
+@click.option(
+    "--grace",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds running steps get to finish after SIGTERM/SIGINT.",
+)
+@click.option("--log-level", default="INFO", show_default=True)
+def worker(
+    url: str,
+    imports: tuple[str, ...],
+    queues: tuple[str, ...],
+    lease: float,
+    grace: float,
+    log_level: str,
+) -> None:
+    """Run plans until SIGTERM or SIGINT: take the plans client worlds hand over, serve the
+    given queues; on the signal stop taking work, let running steps finish within --grace,
+    release the rest to the other worlds, and exit 0."""
+    import logging
+    import signal
+    import threading
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    _imports(imports)
+    pools = _parse_queues(queues)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        logging.getLogger("dynaflow.worker").info(
+            "%s: stopping (running steps get %.0fs)", signal.Signals(signum).name, grace
+        )
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    world = World(url, executor="threads", queues=pools, lease=lease, shutdown_timeout=grace)
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        world.close()
+
+
+def _parse_queues(values: tuple[str, ...]) -> dict[str, int] | None:
+    if not values:
+        return None
+    pools: dict[str, int] = {}
+    for value in values:
+        name, sep, size = value.partition("=")
+        if not sep:
+            size = "4"
+        try:
+            pools[name] = int(size)
+        except ValueError:
+            _fail(f"--queue {value!r}: write NAME=SIZE, SIZE a whole number >= 1 (like default=4)")
+    return pools
 
 
 if __name__ == "__main__":

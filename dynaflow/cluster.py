@@ -16,9 +16,12 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Mapping
+from datetime import timedelta
 
-from dynaflow.exceptions import ConcurrentModification
+from dynaflow.exceptions import ConcurrentModification, DynaflowError
 from dynaflow.executor import Executor
+from dynaflow.membership import cannot_run
 from dynaflow.persistence.base import PlanFilter, WorldRow
 from dynaflow.services import Services
 from dynaflow.states import PlanState
@@ -26,12 +29,21 @@ from dynaflow.states import PlanState
 log = logging.getLogger("dynaflow.cluster")
 
 
+#: answered requests are deleted after this long (their askers read them long before)
+KEEP_ANSWERS = timedelta(hours=1)
+
+
 class Cluster:
     """This world's membership: ``lease`` seconds without a heartbeat and it counts as dead."""
 
-    def __init__(self, services: Services, lease: float) -> None:
+    def __init__(
+        self, services: Services, lease: float, queues: Mapping[str, int] | None = None
+    ) -> None:
         self.services = services
         self.lease = lease
+        self.queues = dict(queues or {"default": 1})
+        #: plans this world cannot run (it said so once), so it does not say it every beat
+        self._cannot: set[str] = set()
         self.executor: Executor | None = None
         self._next_beat = 0.0
         self._incarnation = 0
@@ -54,7 +66,8 @@ class Cluster:
         storage = self.services.storage
         running = PlanFilter(state=(PlanState.RUNNING,))
         for record in storage.find_plans(running, order_by="created_at"):
-            if record.world_id is None:
+            if record.world_id is None and self._can_run(record.id):
+                log.info("adopting plan %s (released by a world that shut down)", record.id)
                 self.executor.engine.take_over(record.id, None)
         self.executor.run_pending()
 
@@ -74,15 +87,33 @@ class Cluster:
             self._declared_dead()
         taken = False
         for plan_id, owner in storage.orphaned_plans(at):
-            if owner != self.services.id:
+            if owner != self.services.id and self._can_run(plan_id):
                 log.warning("taking over plan %s from world %s (lease expired)", plan_id, owner)
                 engine.take_over(plan_id, owner)
                 taken = True
         for world in storage.worlds():
             if world.id != self.services.id and world.expires_at < at:
+                log.warning(
+                    "world %s is dead (no heartbeat since %s)", world.id, world.heartbeat_at
+                )
                 storage.unregister_world(world.id)
+                storage.release_requests(world.id)
+        storage.purge_requests(at - KEEP_ANSWERS)
         if taken:
             executor.run_pending()
+
+    def _can_run(self, plan_id: str) -> bool:
+        """Whether this world can run the plan (its classes import, its queues are served)."""
+        try:
+            why = cannot_run(self.services.storage.load_plan(plan_id), self.queues)
+        except DynaflowError:
+            return False
+        if why is not None and plan_id not in self._cannot:
+            self._cannot.add(plan_id)
+            log.info(
+                "world %s leaves plan %s to another world: it %s", self.services.id, plan_id, why
+            )
+        return why is None
 
     def leave(self) -> None:
         """Unregister (after shutdown): plans still owned, whose steps outlived the shutdown
@@ -112,5 +143,14 @@ class Cluster:
         storage = self.services.storage
         at = storage.now()
         storage.register_world(
-            WorldRow(self.services.id, at, at, socket.gethostname(), os.getpid(), kind, self.lease)
+            WorldRow(
+                self.services.id,
+                at,
+                at,
+                socket.gethostname(),
+                os.getpid(),
+                kind,
+                self.lease,
+                self.queues,
+            )
         )

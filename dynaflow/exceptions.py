@@ -67,6 +67,16 @@ class UnknownActionClass(DynaflowError, LookupError):
         )
 
 
+class UnknownWorld(DynaflowError, LookupError):
+    def __init__(self, world_id: Any, known: list[str] | None = None) -> None:
+        self.world_id = world_id
+        listed = ", ".join(known or []) or "none"
+        super().__init__(
+            f"no executor world with id {world_id!r} is registered (registered: {listed}); "
+            "`dynaflow status` lists them"
+        )
+
+
 class IllegalTransition(DynaflowError):
     """A state change not allowed by the transition table in :mod:`dynaflow.states`."""
 

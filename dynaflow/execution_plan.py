@@ -174,3 +174,9 @@ class WorldRecord:
     executor: str | None
     started_at: datetime
     heartbeat_at: datetime
+    #: the queues it serves, with the worker threads of each
+    queues: dict[str, int] | None = None
+    #: seconds since its last heartbeat, on the database's clock, when it was read
+    heartbeat_age: float = 0.0
+    #: its lease ran out: it is dead (its plans are taken over on a live world's next beat)
+    stale: bool = False

@@ -59,6 +59,8 @@ class StepRuntime:
     attempt: int = 1
     #: ids of the timers (plan_event, timeouts, retries) queued for the step
     timers: set[int] = field(default_factory=set)
+    #: the executor queue its run phase goes to
+    queue: str = "default"
 
     @property
     def cancel_requested(self) -> bool:
@@ -92,9 +94,10 @@ class PlanRuntime:
         for s in plan.steps:
             if s.kind == StepKind.PLAN:
                 continue
-            self.steps[s.id] = StepRuntime(
+            self.steps[s.id] = step = StepRuntime(
                 s.id, s.kind, s.action_id, s.action_class, s.state, s.started_at
             )
+            step.queue = s.queue
             if s.kind == StepKind.FINALIZE:
                 self.finalize_order.append(s.id)
         self.finalize_order.sort(key=lambda sid: plan.step(sid).position)

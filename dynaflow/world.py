@@ -7,9 +7,10 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
+from datetime import datetime
 from typing import Any
 
 from dynaflow import registry, signals
@@ -21,21 +22,26 @@ from dynaflow.exceptions import (
     ConcurrentModification,
     ConfigurationError,
     EventRejected,
+    InvalidState,
     PlanningFailed,
     StorageError,
     UnknownPlan,
     UnknownStep,
+    UnknownWorld,
     WorldClosed,
 )
 from dynaflow.execution_plan import ExecutionPlan, PlanRecord, WorldRecord
 from dynaflow.executor import Executor, InlineExecutor, PlanFuture, ThreadedExecutor
 from dynaflow.executor.steps import call_finalize, call_run
+from dynaflow.following import Follower
+from dynaflow.mailbox import Mailbox
+from dynaflow.membership import check_queues
 from dynaflow.middleware.chains import Chains
 from dynaflow.middleware.stack import MiddlewareSpec, MiddlewareStack
 from dynaflow.middleware.transaction import TransactionMiddleware
 from dynaflow.operators.online import Operators, check_ids
 from dynaflow.persistence import Storage, open_storage
-from dynaflow.persistence.base import EventRow, PlanFilter
+from dynaflow.persistence.base import EventRow, Listening, PlanFilter, RequestRow
 from dynaflow.persistence.limits import check_world_id
 from dynaflow.phases import PhaseContext
 from dynaflow.planner import Planner, plan_core
@@ -89,6 +95,7 @@ class World:
         shutdown_timeout: float = 30.0,
         world_id: str | None = None,
         lease: float = 30.0,
+        queues: Mapping[str, int] | None = None,
     ) -> None:
         if not isinstance(url, str) or not url:
             raise ConfigurationError(f"World(url=...) needs a database URL string, got {url!r}")
@@ -102,6 +109,7 @@ class World:
             raise ConfigurationError(f"World(lease=...) must be seconds > 0, got {lease!r}")
         if world_id:
             check_world_id(world_id)
+        pools = check_queues(queues, workers)
         registry.load_entry_points()
         self.storage: Storage = open_storage(url, migrate=migrate)
         self.middleware = MiddlewareStack([TransactionMiddleware(), *middleware])
@@ -117,19 +125,36 @@ class World:
         self._closed = False
         self._close_lock = threading.Lock()
         #: heartbeats go every lease / 3; a world silent for a lease counts as dead
-        self.cluster = Cluster(self.services, float(lease))
+        self.cluster = Cluster(self.services, float(lease), pools)
+        self.follower = Follower(self.storage)
+        self._listening: Listening | None = None
+        self._listen_lock = threading.Lock()
         self.executor: Executor | None = None
+        self.mailbox: Mailbox | None = None
         if executor is not None:
             self.cluster.join(executor)
         if executor == "threads":
             self.executor = ThreadedExecutor(
-                self.services, workers, self.cluster.maintain, self.cluster.lease
+                self.services,
+                pools,
+                self.cluster.maintain,
+                self.cluster.lease,
+                poll=self._poll_requests,
             )
         elif executor == "inline":
             self.executor = InlineExecutor(self.services, self.cluster.maintain)
-        self.operators = Operators(self.services, self.executor)
+        self.operators = Operators(self.services, self.executor, self.follower, self._listen)
         if self.executor is not None:
+            self.mailbox = Mailbox(self.services, self.executor, pools)
+            self._listen()
             self.cluster.start(self.executor)
+            log.info(
+                "world %s up (pid %s, queues %s) on %s",
+                self.id,
+                os.getpid(),
+                ", ".join(f"{q}={n}" for q, n in pools.items()),
+                display_url(self.storage.display_url),
+            )
 
     @property
     def id(self) -> str:
@@ -207,7 +232,8 @@ class World:
         return plan_id, None
 
     def execute(self, plan_id: str) -> PlanFuture:
-        """Run a planned or paused plan. The future resolves when its execution ends."""
+        """Run a planned or paused plan. The future resolves when its execution ends. A world
+        without an executor hands it to an executor world that can run it."""
         self._check_open()
         return self.operators.execute(plan_id)
 
@@ -215,8 +241,10 @@ class World:
         self, action_class: type[Action], *args: Any, key: str | None = None, **kwargs: Any
     ) -> Triggered:
         """Plan and execute. A planning failure raises :class:`PlanningFailed`. With ``key``, an
-        existing plan with that key is returned instead of planning a second one."""
-        self._require_executor()
+        existing plan with that key is returned instead of planning a second one. A world
+        without an executor hands the plan to an executor world (any that serves its queues
+        and can import its classes); ``wait()`` works the same."""
+        self._check_open()
         plan_id, failure = self._plan(action_class, args, kwargs, key)
         if failure is not None:
             raise PlanningFailed(plan_id, failure) from failure
@@ -272,7 +300,11 @@ class World:
         if context is not None:  # inside a running step: saved with its outcome
             context.events.append((row, future))
             return future
-        self.storage.add_events([row])
+        owner = self.storage.get_plan_record(plan_id).world_id
+        with self.storage.transaction():
+            self.storage.add_events([row])
+            if owner != self.id:
+                self.storage.notify([f"e {owner or '*'}"])
         assert row.id is not None
         if self.executor is None:
             future.set_result(None)
@@ -325,7 +357,7 @@ class World:
     def retry(self, plan_id: str, step_id: int) -> PlanFuture:
         """Run one failed step again now, without resuming the other failed ones; when it
         succeeds, the steps after it go on. The future resolves when the execution ends."""
-        self._require_executor()
+        self._check_open()
         return self.operators.retry(plan_id, step_id)
 
     def follow(self, plan_id: str) -> PlanFuture:
@@ -336,8 +368,11 @@ class World:
         return self.operators.follow(plan_id)
 
     def run_pending(self) -> None:
-        """Inline executor: run everything that is ready now, until nothing more is."""
+        """Inline executor: run everything that is ready now (requests from other processes
+        included), until nothing more is."""
         self._check_open()
+        if self.mailbox is not None and isinstance(self.executor, InlineExecutor):
+            self.mailbox.poll()
         if self.executor is not None:
             self.executor.run_pending()
 
@@ -397,10 +432,16 @@ class World:
                 return
             self._closed = True
         try:
+            if self.mailbox is not None:
+                self.mailbox.closed = True
             if self.executor is not None:
                 self.executor.shutdown(self.shutdown_timeout if timeout is None else timeout)
                 self.cluster.leave()
+                log.info("world %s down", self.id)
         finally:
+            self.follower.close()
+            if self._listening is not None:
+                self._listening.close()
             self.storage.close()
 
     @property
@@ -429,12 +470,51 @@ class World:
         executor), oldest first. A world whose heartbeat is older than its lease is dead; the
         next maintenance of a live world takes its plans over and drops it from this list."""
         self._check_open()
+        at = self.storage.now()
         return [
             WorldRecord(
-                row.id, row.hostname, row.pid, row.executor, row.started_at, row.heartbeat_at
+                row.id,
+                row.hostname,
+                row.pid,
+                row.executor,
+                row.started_at,
+                row.heartbeat_at,
+                row.queues,
+                max(0.0, (at - row.heartbeat_at).total_seconds()),
+                row.expires_at < at,
             )
             for row in self.storage.worlds()
         ]
+
+    def forget_world(self, world_id: str, *, force: bool = False) -> None:
+        """Declare a world dead now, so that live worlds take its plans over on their next
+        heartbeat and its requests go to others. A world whose heartbeat is fresh is refused
+        (:class:`InvalidState`) unless ``force``: it may still be running steps."""
+        self._check_open()
+        rows = {row.id: row for row in self.storage.worlds()}
+        row = rows.get(world_id)
+        if row is None:
+            raise UnknownWorld(world_id, sorted(rows))
+        if not force and row.expires_at >= self.storage.now():
+            raise InvalidState(
+                f"world {world_id} is alive (its heartbeat is fresh, its lease runs until "
+                f"{row.expires_at:%H:%M:%S} UTC); stop its process first, or pass force=True "
+                "(--force) if you know it is gone"
+            )
+        self.storage.unregister_world(world_id)
+        self.storage.release_requests(world_id)
+        log.warning("world %s forgotten: live worlds take its plans over", world_id)
+
+    def now(self) -> datetime:
+        """The database's clock, by which heartbeats and leases are judged."""
+        self._check_open()
+        return self.storage.now()
+
+    def waiting_requests(self) -> list[RequestRow]:
+        """Requests to executor worlds not answered yet, oldest first (with the reasons the
+        worlds that declined them gave)."""
+        self._check_open()
+        return self.storage.open_requests()
 
     def transaction(self) -> AbstractContextManager[Any]:
         """A transaction on this world's database for the application's own tables (reading
@@ -449,6 +529,30 @@ class World:
     def _check_open(self) -> None:
         if self._closed:
             raise WorldClosed()
+
+    def _listen(self) -> None:
+        """Start listening to the database's notifications (once; PostgreSQL only)."""
+        with self._listen_lock:
+            if self._listening is None and not self._closed:
+                self._listening = self.storage.listen(self._notified)
+
+    def _notified(self, topic: str | None) -> None:
+        self.follower.notified(topic)
+        executor, mailbox = self.executor, self.mailbox
+        if executor is None or mailbox is None:
+            return
+        kind, _, target = (topic or "").partition(" ")
+        if topic is not None and target not in ("*", self.id):
+            return
+        if topic is None or kind == "r":
+            mailbox.wanted()
+        if topic is None or kind == "e":
+            executor.engine.check_events = True
+        executor.run_pending()
+
+    def _poll_requests(self) -> None:
+        if self.mailbox is not None:
+            self.mailbox.poll()
 
     def _require_executor(self) -> Executor:
         self._check_open()

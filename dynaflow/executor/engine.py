@@ -20,6 +20,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from dynaflow.clock import now
+from dynaflow.executor.base import Iteration
 from dynaflow.executor.faults import Faults
 from dynaflow.executor.messages import (
     Call,
@@ -40,7 +41,8 @@ from dynaflow.executor.recovery import Recovery
 from dynaflow.executor.scheduling import Scheduling
 from dynaflow.executor.stopping import Stopping
 from dynaflow.executor.timers import Timers
-from dynaflow.executor.watching import Watching
+from dynaflow.executor.watching import ENDED, Watching
+from dynaflow.states import StepState
 
 log = logging.getLogger("dynaflow.executor")
 
@@ -177,6 +179,8 @@ class Engine(Faults, Watching, Recovery, Stopping, Timers, Outcomes, Scheduling)
             fenced = result.fenced
             for plan_id in sorted(fenced):
                 self.lost(plan_id)
+            if log.isEnabledFor(logging.INFO):
+                self._log_outcomes(it, fenced)
             for conflict in result.step_conflicts:
                 log.warning("lost a step update (another world changed it first): %s", conflict)
             self.dispatch_claimed(it, result.claimed)
@@ -192,6 +196,28 @@ class Engine(Faults, Watching, Recovery, Stopping, Timers, Outcomes, Scheduling)
                     self.next_due = row.due_at
         self.failures = 0
         self.committed(it, fenced)
+
+    def _log_outcomes(self, it: Iteration, fenced: set[str]) -> None:
+        """The lifecycle at INFO: failed steps, and plans whose execution here ended."""
+        for update in it.batch.steps:
+            if update.state == StepState.ERROR and update.plan_id not in fenced:
+                error = update.fields.get("error") or {}
+                log.info(
+                    "step %s of plan %s failed: %s",
+                    update.step_id,
+                    update.plan_id,
+                    error.get("message", "") if isinstance(error, dict) else error,
+                )
+        for plan in it.batch.plans:
+            state = plan.fields.get("state")
+            if state in ENDED and plan.plan_id not in fenced:
+                log.info(
+                    "plan %s %s (%s) in world %s",
+                    plan.plan_id,
+                    state,
+                    plan.fields.get("result", "?"),
+                    self.world_id,
+                )
 
     def lost(self, plan_id: str) -> None:
         """Fencing kept this world's writes to the plan out: another world took it over. Stop

@@ -36,6 +36,9 @@ class Execute:
     only: int | None = None
     #: another world started it first: follow that execution rather than fail
     follow_if_taken: bool = False
+    #: the request (from another process) this execution answers: deleted when the plan is
+    #: claimed, answered with the error if it cannot be
+    request: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,3 +137,10 @@ Message = (
     | Follow
     | Call
 )
+
+
+def error_json(error: BaseException | None) -> dict[str, Any] | None:
+    """How an operator's error travels back to the process that asked: its class and message."""
+    if error is None:
+        return None
+    return {"type": type(error).__name__, "message": str(error)}

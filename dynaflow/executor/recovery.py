@@ -13,7 +13,7 @@ from dynaflow.clock import now
 from dynaflow.exceptions import ConcurrentModification, InvalidState, UnknownPlan
 from dynaflow.execution_plan import StepError
 from dynaflow.executor.base import EXECUTABLE, EngineBase, Iteration
-from dynaflow.executor.messages import Execute, RetryStep, Takeover
+from dynaflow.executor.messages import Execute, RetryStep, Takeover, error_json
 from dynaflow.runtime import PlanRuntime
 from dynaflow.states import (
     DONE_STEP_STATES,
@@ -38,16 +38,24 @@ class Recovery(EngineBase):
             runtime.futures.append(future)
             return
         try:
-            runtime = self._claim_plan(plan_id, message.takeover, message.only, it)
+            runtime = self._claim_plan(plan_id, message, it)
         except (ConcurrentModification, InvalidState) as exc:
+            self.answer(message.request, exc)
             if message.follow_if_taken:  # another world started it first
                 self.follow(plan_id, future)
             else:
                 future.set_exception(exc)
             return
         except UnknownPlan as exc:
+            self.answer(message.request, exc)
             future.set_exception(exc)
             return
+        log.info(
+            "plan %s %s in world %s",
+            plan_id,
+            "taken over" if message.takeover else "started",
+            self.world_id,
+        )
         runtime.futures.append(future)
         self.plans[plan_id] = runtime
         it.touched[plan_id] = runtime
@@ -58,11 +66,15 @@ class Recovery(EngineBase):
                 if row.due_at is not None and row.step_id in runtime.steps and row.id is not None:
                     runtime.steps[row.step_id].timers.add(row.id)
 
-    def _claim_plan(
-        self, plan_id: str, takeover: Takeover | None, only: int | None, it: Iteration
-    ) -> PlanRuntime:
-        """Make this world the plan's owner, in its own transaction; its signal goes out
-        with the iteration's."""
+    def answer(self, request: int | None, error: BaseException | None) -> None:
+        """Answer a request from another process (if there is one)."""
+        if request is not None:
+            self.storage.answer_request(request, error_json(error))
+
+    def _claim_plan(self, plan_id: str, message: Execute, it: Iteration) -> PlanRuntime:
+        """Make this world the plan's owner, in its own transaction (which also deletes the
+        request it answers); its signal goes out with the iteration's."""
+        takeover, only = message.takeover, message.only
         plan = self.storage.load_plan(plan_id)
         at = now()
         changes = Changes(self.services.world, self.world_id)
@@ -98,6 +110,8 @@ class Recovery(EngineBase):
                 "executed (a stopped plan is finished, a running one is already executing)"
             )
         with self.storage.transaction():
+            if message.request is not None:
+                self.storage.delete_requests([message.request])
             written = changes.write(self.storage)
             if written.plan_conflicts:
                 raise ConcurrentModification(

@@ -98,6 +98,7 @@ class Scheduling(EngineBase):
             outcome = run_step(services, runtime, step_id, action_id, event, event_id, cancel)
             return StepDone(outcome, runtime)
 
+        task.queue = step.queue  # type: ignore[attr-defined]
         self.dispatch(task)
 
     def _unclaimed(self, runtime: PlanRuntime, step: StepRuntime) -> None:

@@ -30,14 +30,26 @@ WATCH_TICK = 0.2
 
 
 class ThreadedExecutor:
-    """``maintain`` is the world's heartbeat and takeover call, made every ``lease`` / 6
-    seconds on a thread of its own."""
+    """``pools``: worker threads per queue (a run step goes to the pool of its action's
+    ``queue``; finalize runs on the first pool). ``maintain`` is the world's heartbeat and
+    takeover call, made every ``lease`` / 6 seconds on a thread of its own; ``poll``, if given,
+    is called on the scheduler thread whenever it wakes (the world's requests)."""
 
     def __init__(
-        self, services: Services, workers: int, maintain: Callable[[], None], lease: float
+        self,
+        services: Services,
+        pools: dict[str, int],
+        maintain: Callable[[], None],
+        lease: float,
+        poll: Callable[[], None] | None = None,
     ) -> None:
         name = services.id
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix=f"dynaflow-worker-{name}")
+        self.pools = {
+            queue: ThreadPoolExecutor(size, thread_name_prefix=f"dynaflow-{queue}-{name}")
+            for queue, size in pools.items()
+        }
+        self.pool = next(iter(self.pools.values()))
+        self._poll = poll
         self.engine = Engine(services, self._dispatch)
         self._maintain = maintain
         self._lease = lease
@@ -46,6 +58,7 @@ class ThreadedExecutor:
         self._idle = threading.Condition()
         self._local = threading.local()
         self._stopping = False
+        self._poll_interval = services.storage.poll_interval
         self._thread = threading.Thread(
             target=self._loop, name=f"dynaflow-scheduler-{name}", daemon=True
         )
@@ -65,7 +78,13 @@ class ThreadedExecutor:
         if collected is not None:
             collected.append(task)
         else:
-            self.pool.submit(self._work, task)
+            self._submit(task)
+
+    def _pool_of(self, task: Task) -> ThreadPoolExecutor:
+        return self.pools.get(getattr(task, "queue", ""), self.pool)
+
+    def _submit(self, task: Task) -> None:
+        self._pool_of(task).submit(self._work, task)
 
     def _pump(self, collected: list[Task] | None = None) -> None:
         """Run iterations until the inbox is empty, unless another thread is running them (it
@@ -98,11 +117,14 @@ class ThreadedExecutor:
                 log.exception("executor task crashed")
                 raise
             self.engine.report(message)
+            pool = self._pool_of(task)
             collected: list[Task] = []
             self._pump(collected)
-            task = collected.pop(0) if collected else None
+            # go on with the next step of this pool's queue in this thread, if there is one
+            task = next((t for t in collected if self._pool_of(t) is pool), None)
             for other in collected:
-                self.pool.submit(self._work, other)
+                if other is not task:
+                    self._submit(other)
 
     def _loop(self) -> None:
         engine = self.engine
@@ -113,9 +135,16 @@ class ThreadedExecutor:
                 timeout = min(TICK, max(0.0, (engine.next_due - now()).total_seconds()))
             if engine.watched:
                 timeout = min(timeout, WATCH_TICK)
+            if self._poll is not None:
+                timeout = min(timeout, self._poll_interval)
             if not self._wake.wait(timeout):
                 engine.tick()
             self._wake.clear()
+            if self._poll is not None:
+                try:
+                    self._poll()
+                except Exception:
+                    log.exception("looking at requests failed; trying again on the next tick")
             self._pump()
 
     def _heartbeat(self) -> None:
@@ -160,7 +189,8 @@ class ThreadedExecutor:
         self._stopping = True
         self._wake.set()
         self._thread.join(timeout=5)
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        for pool in self.pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _stop_claiming(self) -> None:
         self.engine.stopping = True

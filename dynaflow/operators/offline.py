@@ -6,12 +6,14 @@ from __future__ import annotations
 from dynaflow.clock import now
 from dynaflow.exceptions import ConcurrentModification, InvalidState
 from dynaflow.execution_plan import ExecutionPlan
+from dynaflow.membership import alive
 from dynaflow.operators.skip import call_on_skip, skip_closure
 from dynaflow.services import Services
 from dynaflow.states import PlanState, StepKind, StepState, plan_result
 from dynaflow.transitions import Changes, DetachedStep
 
-STOPPABLE = frozenset({StepState.PENDING, StepState.ERROR, StepState.SUSPENDED})
+#: step states an offline stop cancels (a running step of a dead world runs no more)
+STOPPABLE = frozenset({StepState.PENDING, StepState.ERROR, StepState.SUSPENDED, StepState.RUNNING})
 
 
 def check_stoppable(plan_id: str, state: PlanState, result: object, operation: str) -> None:
@@ -28,7 +30,11 @@ def stop_offline(services: Services, plan_id: str, operation: str) -> None:
     plan = storage.load_plan(plan_id)
     check_stoppable(plan_id, plan.state, plan.result, operation)
     owner = plan.record.world_id
-    if plan.state == PlanState.RUNNING and owner not in (None, services.id):
+    if (
+        plan.state == PlanState.RUNNING
+        and owner not in (None, services.id)
+        and alive(storage, owner) is not None
+    ):
         raise InvalidState(
             f"plan {plan_id} is being executed by world {owner}; {operation} it "
             "through a World whose executor runs it"
@@ -100,4 +106,5 @@ def _commit(services: Services, changes: Changes, conflict: str) -> None:
         result = changes.write(services.storage)
         if result.plan_conflicts or result.step_conflicts:  # raising rolls everything back
             raise ConcurrentModification(f"{conflict}; look at the plan again and retry")
+        services.storage.notify(f"p {u.plan_id}" for u in changes.batch.plans)
     changes.committed()

@@ -1,43 +1,85 @@
-"""What ``World`` calls to operate on a plan: checks the request, then takes the path for a
-plan this world runs (its engine) or for a plan no world runs (:mod:`.offline`)."""
+"""What ``World`` calls to operate on a plan, whatever process runs it: checks the request,
+then takes the path for a plan this world runs (its engine), for a plan a live world elsewhere
+runs (a request through the database, answered by that world), or for a plan no live world
+runs (:mod:`.offline`, or a request any executor world takes when code has to run)."""
 
 from __future__ import annotations
 
-from dynaflow.exceptions import ConfigurationError, InvalidState, UnknownPlan, UnknownStep
+from collections.abc import Callable
+from typing import Any
+
+from dynaflow.exceptions import InvalidState, UnknownPlan, UnknownStep
 from dynaflow.execution_plan import PlanRecord
 from dynaflow.executor import Executor, PlanFuture
+from dynaflow.following import Follower
+from dynaflow.membership import alive
 from dynaflow.operators.offline import check_stoppable, skip_offline, stop_offline
+from dynaflow.persistence.base import RequestRow
 from dynaflow.services import Services
 from dynaflow.states import PlanState, StepState
 
 
 class Operators:
     """Resume, skip, retry, cancel and halt, for one world (``executor`` is ``None`` in a
-    client world: it plans and operates on plans no world runs, but cannot execute)."""
+    client world: it leaves what needs running to executor worlds, through the database)."""
 
-    def __init__(self, services: Services, executor: Executor | None) -> None:
+    def __init__(
+        self,
+        services: Services,
+        executor: Executor | None,
+        follower: Follower,
+        listen: Callable[[], None],
+    ) -> None:
         self.services = services
         self.executor = executor
+        self.follower = follower
+        self._listen = listen
 
     def execute(
         self, plan_id: str, only: int | None = None, *, follow_if_taken: bool = False
     ) -> PlanFuture:
         """Run a planned or paused plan; ``follow_if_taken``: if another world starts it
-        first, follow that execution instead of failing."""
-        executor = self._executor()
+        first, follow that execution instead of failing. Without an executor here, any
+        executor world that can run it does."""
+        if self.executor is None:
+            args = {} if only is None else {"only": only}
+            return self.request(plan_id, "execute", args, None)
         future = PlanFuture(self.services.world, plan_id)
-        executor.engine.execute(plan_id, future, only, follow_if_taken=follow_if_taken)
-        executor.run_pending()
+        self.executor.engine.execute(plan_id, future, only, follow_if_taken=follow_if_taken)
+        self.executor.run_pending()
         return future
 
     def follow(self, plan_id: str) -> PlanFuture:
         future = PlanFuture(self.services.world, plan_id)
         if self.executor is None:
-            future.set_result(plan_id)
+            self._listen()
+            self.follower.follow(future)
             return future
         self.executor.engine.follow_plan(plan_id, future)
         self.executor.run_pending()
         return future
+
+    def request(
+        self, plan_id: str, kind: str, args: dict[str, Any], world_id: str | None
+    ) -> PlanFuture:
+        """Leave a request for the executor world ``world_id`` (``None``: any that can run
+        the plan); the future resolves once it is answered and the execution has ended."""
+        storage = self.services.storage
+        row = RequestRow(plan_id, kind, args, storage.now(), world_id, self.services.id)
+        self._listen()
+        storage.add_request(row)
+        future = PlanFuture(self.services.world, plan_id)
+        self.follower.follow(future, row.id, kind)
+        return future
+
+    def _owner(self, record: PlanRecord) -> str | None:
+        """The live world other than this one that runs the plan, if there is one."""
+        owner = record.world_id
+        if record.state != PlanState.RUNNING or owner is None:
+            return None
+        if owner == self.services.id and self.executor is not None:
+            return None
+        return owner if alive(self.services.storage, owner) is not None else None
 
     def resume(self, plan_id: str) -> PlanFuture:
         self.paused(plan_id, "resumed")
@@ -54,7 +96,6 @@ class Operators:
         return future
 
     def retry(self, plan_id: str, step_id: int) -> PlanFuture:
-        executor = self._executor()
         check_ids(plan_id, step_id)
         record = self.services.storage.get_plan_record(plan_id)
         step = self.services.storage.get_step(plan_id, step_id)
@@ -67,9 +108,12 @@ class Operators:
             return self.execute(plan_id, only=step_id)
         if record.state != PlanState.RUNNING:
             raise InvalidState(f"plan {plan_id} is {record.state}; it cannot be retried")
+        owner = self._owner(record)
+        if owner is not None or self.executor is None:
+            return self.request(plan_id, "retry", {"step_id": step_id}, owner)
         future = PlanFuture(self.services.world, plan_id)
-        executor.engine.retry(plan_id, step_id, future)
-        executor.run_pending()
+        self.executor.engine.retry(plan_id, step_id, future)
+        self.executor.run_pending()
         return future
 
     def stop(self, plan_id: str, operation: str, abort: bool = False) -> PlanFuture:
@@ -77,14 +121,18 @@ class Operators:
         _check_id(plan_id)
         record = self.services.storage.get_plan_record(plan_id)
         check_stoppable(plan_id, record.state, record.result, operation)
+        owner = self._owner(record)
+        if owner is not None:  # a live world runs it: it does it
+            return self.request(plan_id, operation, {"abort": abort}, owner)
         future = PlanFuture(self.services.world, plan_id)
         if self.executor is None:
             stop_offline(self.services, plan_id, operation)
             future.set_result(plan_id)
             return future
         engine = self.executor.engine
-        if record.state == PlanState.RUNNING and record.world_id is None:
-            engine.take_over(plan_id, None)  # released: take it over, then stop it
+        if record.state == PlanState.RUNNING and record.world_id != self.services.id:
+            # released, or its world is dead: take it over, then stop it
+            engine.take_over(plan_id, record.world_id)
         if operation == "cancel":
             engine.cancel(plan_id, future, abort)
         else:
@@ -102,14 +150,6 @@ class Operators:
                 + (" (it is still executing; wait for it)" if record.state == "running" else "")
             )
         return record
-
-    def _executor(self) -> Executor:
-        if self.executor is None:
-            raise ConfigurationError(
-                "this World has no executor (executor=None): it can plan but not run; open a "
-                "World with executor='threads' or 'inline' to execute plans"
-            )
-        return self.executor
 
 
 #: step ids are positive 64-bit integers

@@ -16,12 +16,12 @@ Conventions shared by every method:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import EllipsisType
-from typing import Any
+from typing import Any, Protocol
 
 from dynaflow.clock import now as clock_now
 from dynaflow.exceptions import ConfigurationError, InvalidArgument
@@ -90,10 +90,37 @@ class WorldRow:
     executor: str | None = None
     #: seconds without a heartbeat after which the world counts as dead
     lease: float = DEFAULT_LEASE
+    #: the queues it serves, with the pool size of each
+    queues: dict[str, int] | None = None
 
     @property
     def expires_at(self) -> datetime:
         return self.heartbeat_at + timedelta(seconds=self.lease)
+
+
+@dataclass(slots=True)
+class RequestRow:
+    """A request to executor worlds, through the database: ``"execute"`` a planned or paused
+    plan (any world that can run it takes it), or ``"cancel"``, ``"halt"``, ``"retry"`` a plan
+    that the world ``world_id`` runs. The world that takes it answers it (``error`` is what it
+    raised, ``None`` when it was done)."""
+
+    plan_id: str
+    kind: str
+    args: dict[str, Any]
+    created_at: datetime
+    #: the world it is for; ``None``: any executor world that can run the plan
+    world_id: str | None = None
+    #: the world that asked
+    requested_by: str | None = None
+    #: set by the storage on insert
+    id: int | None = None
+    taken_by: str | None = None
+    taken_at: datetime | None = None
+    answered_at: datetime | None = None
+    error: dict[str, Any] | None = None
+    #: world id -> why that world cannot run the plan
+    declined: dict[str, str] | None = None
 
 
 @dataclass(slots=True)
@@ -263,6 +290,27 @@ class BatchResult:
     plan_conflicts: list[PlanUpdate] = field(default_factory=list)
 
 
+#: plan states in which an execution has ended (a paused plan awaits an operator)
+ENDED_STATES = frozenset({PlanState.STOPPED, PlanState.PAUSED})
+
+
+def batch_topics(batch: Batch, result: BatchResult) -> list[str]:
+    """What to notify for a committed batch: the plans whose execution it ended, and events
+    it queued to be delivered at once (perhaps to a plan of another world)."""
+    topics = []
+    for update in batch.plans:
+        state = update.fields.get("state")
+        if state in ENDED_STATES and update.plan_id not in result.fenced:
+            topics.append(f"p {update.plan_id}")
+    if any(row.due_at is None for row in batch.events):
+        topics.append("e *")
+    return topics
+
+
+class Listening(Protocol):
+    def close(self) -> None: ...
+
+
 class Storage(ABC):
     """Where execution plans live. Thread-safe."""
 
@@ -413,6 +461,70 @@ class Storage(ABC):
     def orphaned_plans(self, now: datetime) -> list[tuple[str, str]]:
         """``(plan_id, world_id)`` of running plans owned by a world that has no row or whose
         lease expired before ``now`` (its last heartbeat plus its own lease)."""
+
+    # -- requests between worlds, and notifications ----------------------------------------
+
+    @abstractmethod
+    def add_request(self, row: RequestRow) -> None:
+        """Queue a request (joins the ambient transaction); sets ``row.id`` and notifies the
+        worlds it is for."""
+
+    @abstractmethod
+    def take_requests(
+        self, world_id: str, limit: int, skip: Collection[int] = ()
+    ) -> list[RequestRow]:
+        """Up to ``limit`` requests nobody has taken, for ``world_id`` or for any world (not
+        those in ``skip``), oldest first, now taken by ``world_id``. Two worlds never take the
+        same request (PostgreSQL: ``FOR UPDATE SKIP LOCKED``)."""
+
+    @abstractmethod
+    def answer_request(self, request_id: int, error: dict[str, Any] | None) -> None:
+        """Record the outcome of a request (``None``: done) and notify whoever waits for it."""
+
+    @abstractmethod
+    def decline_request(
+        self, request_id: int, world_id: str, reason: str, forward_to: str | None = None
+    ) -> None:
+        """Put a taken request back: ``world_id`` cannot serve it because of ``reason`` (kept
+        for ``dynaflow status``); ``forward_to``: address it to that world instead."""
+
+    @abstractmethod
+    def get_request(self, request_id: int) -> RequestRow | None:
+        """One request, or ``None`` once it is gone."""
+
+    @abstractmethod
+    def open_requests(self, limit: int = 1000) -> list[RequestRow]:
+        """Requests not answered yet, oldest first."""
+
+    @abstractmethod
+    def delete_requests(self, ids: Sequence[int]) -> None:
+        """Delete requests (missing ids are ignored); joins the ambient transaction."""
+
+    @abstractmethod
+    def release_requests(self, world_id: str) -> int:
+        """A world is gone: requests it took and did not answer, and those addressed to it,
+        go back to any world. Returns how many."""
+
+    @abstractmethod
+    def purge_requests(self, before: datetime) -> int:
+        """Delete requests answered before ``before``. Returns how many."""
+
+    def notify(self, topics: Iterable[str]) -> None:
+        """Tell the worlds listening on this database (PostgreSQL ``NOTIFY``; elsewhere they
+        poll): ``"r <world id or *>"`` a request, ``"e <world id or *>"`` an event, ``"p <plan
+        id>"`` a plan's execution ended, ``"a <request id>"`` a request was answered. Joins the
+        ambient transaction (sent when it commits)."""
+        return None
+
+    def listen(self, callback: Callable[[str | None], None]) -> Listening | None:
+        """Call ``callback(topic)`` for each notification, on a thread of its own
+        (``callback(None)``: notifications may have been missed; look at everything). ``None``
+        where the database has no notifications: its worlds poll."""
+        return None
+
+    #: seconds between looks at the database for requests, events and followed plans when
+    #: nothing notifies (PostgreSQL notifies: its poll is only a fallback)
+    poll_interval: float = 0.25
 
     # -- reads -----------------------------------------------------------------------------
 

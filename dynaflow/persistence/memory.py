@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -30,6 +30,7 @@ from dynaflow.persistence.base import (
     HistoryRow,
     NewPlan,
     PlanFilter,
+    RequestRow,
     StepUpdate,
     Storage,
     WorldRow,
@@ -78,6 +79,8 @@ class MemoryStorage(Storage):
         self._event_ids = itertools.count(1)
         self._worlds: dict[str, WorldRow] = {}
         self._event_plan: dict[int, str] = {}
+        self._requests: dict[int, RequestRow] = {}
+        self._request_ids = itertools.count(1)
 
     def close(self) -> None:
         pass
@@ -256,6 +259,93 @@ class MemoryStorage(Storage):
                 and plan_id in self._plans
                 and i in self._plans[plan_id].events
             }
+
+    # -- requests --------------------------------------------------------------------------
+
+    def add_request(self, row: RequestRow) -> None:
+        with self._write() as undo:
+            self._plan(row.plan_id)
+            row.id = request_id = next(self._request_ids)
+            self._requests[request_id] = replace(row, args=copy.deepcopy(row.args))
+            undo.append(_forget(self._requests, request_id))
+
+    def take_requests(
+        self, world_id: str, limit: int, skip: Collection[int] = ()
+    ) -> list[RequestRow]:
+        taken: list[RequestRow] = []
+        with self._write() as undo:
+            for request_id in sorted(self._requests):
+                row = self._requests[request_id]
+                if len(taken) >= limit:
+                    break
+                if (
+                    row.taken_by is None
+                    and row.answered_at is None
+                    and row.world_id in (None, world_id)
+                    and request_id not in skip
+                ):
+                    undo.append(_restore(self._requests, request_id, replace(row)))
+                    row.taken_by, row.taken_at = world_id, self.now()
+                    taken.append(replace(row))
+        return taken
+
+    def answer_request(self, request_id: int, error: dict[str, Any] | None) -> None:
+        with self._write() as undo:
+            row = self._requests.get(request_id)
+            if row is not None:
+                undo.append(_restore(self._requests, request_id, replace(row)))
+                row.answered_at, row.error = self.now(), error
+
+    def decline_request(
+        self, request_id: int, world_id: str, reason: str, forward_to: str | None = None
+    ) -> None:
+        with self._write() as undo:
+            row = self._requests.get(request_id)
+            if row is not None:
+                undo.append(_restore(self._requests, request_id, replace(row)))
+                row.taken_by = row.taken_at = None
+                row.declined = {**(row.declined or {}), world_id: reason}
+                if forward_to is not None:
+                    row.world_id = forward_to
+
+    def get_request(self, request_id: int) -> RequestRow | None:
+        with self._lock:
+            row = self._requests.get(request_id)
+            return None if row is None else replace(row)
+
+    def open_requests(self, limit: int = 1000) -> list[RequestRow]:
+        with self._lock:
+            rows = [r for _, r in sorted(self._requests.items()) if r.answered_at is None]
+            return [replace(r) for r in rows[:limit]]
+
+    def delete_requests(self, ids: Sequence[int]) -> None:
+        with self._write() as undo:
+            for request_id in ids:
+                row = self._requests.pop(request_id, None)
+                if row is not None:
+                    undo.append(_restore(self._requests, request_id, row))
+
+    def release_requests(self, world_id: str) -> int:
+        count = 0
+        with self._write() as undo:
+            for request_id, row in self._requests.items():
+                if row.answered_at is None and world_id in (row.taken_by, row.world_id):
+                    undo.append(_restore(self._requests, request_id, replace(row)))
+                    row.taken_by = row.taken_at = None
+                    if row.world_id == world_id:
+                        row.world_id = None
+                    count += 1
+        return count
+
+    def purge_requests(self, before: datetime) -> int:
+        with self._lock:
+            gone = [
+                i
+                for i, r in self._requests.items()
+                if r.answered_at is not None and r.answered_at < before
+            ]
+        self.delete_requests(gone)
+        return len(gone)
 
     # -- worlds ----------------------------------------------------------------------------
 

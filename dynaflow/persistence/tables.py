@@ -124,6 +124,32 @@ events = Table(
     sqlite_autoincrement=True,
 )
 
+requests = Table(
+    "dynaflow_requests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("plan_id", String(36), nullable=False),
+    # "execute" (run a planned or paused plan), "cancel", "halt", "retry"
+    Column("kind", String(16), nullable=False),
+    Column("args", JSON),
+    # the world it is for; NULL: any executor world that can run the plan
+    Column("world_id", String(64)),
+    # the world that asked (for the history and `dynaflow status`)
+    Column("requested_by", String(255)),
+    Column("created_at", UTC, nullable=False),
+    Column("taken_by", String(64)),
+    Column("taken_at", UTC),
+    Column("answered_at", UTC),
+    # what the world that took it raised ({"type": ..., "message": ...}), NULL: done
+    Column("error", JSON),
+    # world id -> why that world cannot run the plan
+    Column("declined", JSON),
+    ForeignKeyConstraint(["plan_id"], ["dynaflow_plans.id"], ondelete="CASCADE"),
+    Index(None, "answered_at", "taken_by", "id"),
+    Index(None, "plan_id"),
+    sqlite_autoincrement=True,
+)
+
 worlds = Table(
     "dynaflow_worlds",
     metadata,

@@ -4,6 +4,7 @@ judged on the database's clock (:meth:`SQLLeases.now`)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,6 +47,7 @@ class SQLLeases(SQLTransactions):
             "executor": world.executor,
             "lease": world.lease,
             "expires_at": time_in(world.expires_at),
+            "queues": world.queues,
         }
         with self.transaction() as conn:
             conn.execute(self._sql.delete_world, {"b_id": world.id})
@@ -83,6 +85,7 @@ class SQLLeases(SQLTransactions):
                 r.pid,
                 r.executor,
                 r.lease or DEFAULT_LEASE,
+                _queues(r.queues),
             )
             for r in rows
         ]
@@ -121,3 +124,15 @@ class SQLLeases(SQLTransactions):
                 params = {"b_ids": list(ids[start : start + CHUNK])}
                 found.update((r[0], r[1]) for r in conn.execute(self._sql.event_plans, params))
         return found
+
+
+def _queues(value: Any) -> dict[str, int] | None:
+    """The queues column (JSON; text on SQLite), or ``None`` if it is not a queue map."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    if isinstance(value, dict) and all(isinstance(v, int) for v in value.values()):
+        return {str(k): v for k, v in value.items()}
+    return None

@@ -59,6 +59,7 @@ WORLD_COLUMNS = (
     "executor",
     "lease",
     "expires_at",
+    "queues",
 )
 
 

@@ -7,15 +7,16 @@ group commit takes the fast path (:mod:`~dynaflow.persistence.sql.fastpath`) whe
 
 from __future__ import annotations
 
-from dynaflow.persistence.base import Batch, BatchResult
+from dynaflow.persistence.base import Batch, BatchResult, batch_topics
 from dynaflow.persistence.sql.driver import INTEGRITY_ERRORS
 from dynaflow.persistence.sql.fastpath import DriverBatchWriter, SlowPath
 from dynaflow.persistence.sql.leases import SQLLeases
 from dynaflow.persistence.sql.reads import SQLReads
+from dynaflow.persistence.sql.requests import SQLRequests
 from dynaflow.persistence.sql.writes import SQLWrites
 
 
-class SQLStorage(SQLWrites, SQLReads, SQLLeases):
+class SQLStorage(SQLWrites, SQLReads, SQLLeases, SQLRequests):
     """Plans in SQLite or PostgreSQL. Thread-safe; each thread has its own ambient transaction."""
 
     def __init__(self, url: str, *, migrate: bool | None = None) -> None:
@@ -24,15 +25,28 @@ class SQLStorage(SQLWrites, SQLReads, SQLLeases):
 
     def write(self, batch: Batch) -> BatchResult:
         """The group commit: outside an ambient transaction, straight on the driver's cursor
-        (:mod:`~dynaflow.persistence.sql.fastpath`); else the exact path of the base class."""
+        (:mod:`~dynaflow.persistence.sql.fastpath`); else the exact path of the base class.
+        On PostgreSQL the worlds waiting for what it changes are notified."""
         if self.current_connection() is not None:
-            return super().write(batch)
+            result = super().write(batch)
+            self._announce(batch, result)
+            return result
         try:
             with self.transaction() as conn:
                 mine, fenced = self.fence(batch)
                 result = self._fast.write(conn, mine, self)
                 result.fenced = fenced
+                self._announce(mine, result)
                 return result
         except (SlowPath, *INTEGRITY_ERRORS):
             # a missed compare-and-set or a missing plan: the exact path says which
-            return super().write(batch)
+            with self.transaction():
+                result = super().write(batch)
+                self._announce(batch, result)
+                return result
+
+    def _announce(self, batch: Batch, result: BatchResult) -> None:
+        if not self._sqlite:
+            topics = batch_topics(batch, result)
+            if topics:
+                self.notify(topics)

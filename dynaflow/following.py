@@ -1,0 +1,128 @@
+"""Futures for what happens in other processes: a plan's execution that another world runs,
+and the answer to a request left for one.
+
+One thread per world looks at the rows of what its futures wait for, when a notification
+names one of them (PostgreSQL) and every ``poll_interval`` otherwise; it stops when nothing is
+followed and starts again on demand.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from dynaflow import exceptions
+from dynaflow.exceptions import DynaflowError
+from dynaflow.executor import PlanFuture
+from dynaflow.persistence.base import ENDED_STATES, Storage
+
+log = logging.getLogger("dynaflow.world")
+
+
+@dataclass(slots=True)
+class _Followed:
+    future: PlanFuture
+    #: the request whose answer comes first (``None``: only the plan's end is awaited)
+    request: int | None
+    #: what the request was (an ``execute`` is done once its plan runs)
+    kind: str = ""
+
+
+def rebuilt(error: dict[str, Any]) -> DynaflowError:
+    """The exception another world answered a request with: the same dynaflow exception class
+    where there is one, with its message."""
+    message = str(error.get("message", ""))
+    cls = getattr(exceptions, str(error.get("type", "")), None)
+    if isinstance(cls, type) and issubclass(cls, DynaflowError):
+        exc = cls.__new__(cls)
+        Exception.__init__(exc, message)
+        return exc
+    return DynaflowError(f"{error.get('type')}: {message}")
+
+
+class Follower:
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self._lock = threading.Lock()
+        self._followed: list[_Followed] = []
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def follow(self, future: PlanFuture, request: int | None = None, kind: str = "") -> None:
+        """Resolve ``future`` when the request is answered (with its error, if it failed) and
+        then the plan's execution has ended (stopped, or paused)."""
+        with self._lock:
+            self._followed.append(_Followed(future, request, kind))
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(
+                    target=self._loop, name="dynaflow-follower", daemon=True
+                )
+                self._thread.start()
+        self._wake.set()
+
+    def notified(self, topic: str | None) -> None:
+        """A notification (``None``: some may have been lost)."""
+        if topic is None or topic[:1] in ("p", "a"):
+            self._wake.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._closed:
+            self._wake.wait(self.storage.poll_interval)
+            self._wake.clear()
+            if self._closed:
+                return
+            with self._lock:
+                followed = list(self._followed)
+            if not followed:
+                with self._lock:
+                    if not self._followed:
+                        self._thread = None
+                        return
+                continue
+            done = set()
+            for item in followed:
+                try:
+                    if self._look(item):
+                        done.add(id(item))
+                except DynaflowError as exc:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+                    done.add(id(item))
+                except Exception:  # keep following; the next look may work
+                    log.exception("following plan %s failed", item.future.plan_id)
+            with self._lock:
+                self._followed = [f for f in self._followed if id(f) not in done]
+
+    def _look(self, item: _Followed) -> bool:
+        """Whether ``item`` is settled now (its future resolved)."""
+        future = item.future
+        if future.done():
+            return True
+        record = self.storage.get_plan_record(future.plan_id)
+        if item.request is not None:
+            request = self.storage.get_request(item.request)
+            if request is not None and request.answered_at is None:
+                return False  # not taken, or not answered yet
+            failed = request is not None and request.error is not None
+            if failed and (item.kind != "execute" or record.state not in ENDED_STATES):
+                assert request is not None and request.error is not None
+                future.set_exception(rebuilt(request.error))
+                return True
+            item.request = None
+            if request is not None:
+                self.storage.delete_requests([request.id or 0])
+            record = self.storage.get_plan_record(future.plan_id)
+        if record.state in ENDED_STATES:
+            future.set_result(future.plan_id)
+            return True
+        return False

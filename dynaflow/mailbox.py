@@ -1,0 +1,138 @@
+"""An executor world's side of the requests other processes leave in the database.
+
+A client world (a web application, the CLI, the console) cannot run plans; it leaves a request
+in ``dynaflow_requests`` — execute this plan; cancel, halt or retry that one — and an executor
+world takes it: any world that can run the plan for an ``execute``, the world that runs the
+plan for the others. Requests are taken in batches (``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL) when a notification says there are some, and every ``poll_interval`` in case one
+was missed.
+
+A world takes only what it can run: a plan whose action classes it cannot import, or whose
+steps go to a queue it does not serve, is declined with the reason (``dynaflow status`` shows
+it) and left for a world that can.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Collection
+from concurrent.futures import Future
+from typing import Any
+
+from dynaflow.exceptions import DynaflowError, UnknownPlan
+from dynaflow.executor import Executor
+from dynaflow.executor.messages import Execute, error_json
+from dynaflow.membership import alive, cannot_run
+from dynaflow.persistence.base import RequestRow
+from dynaflow.services import Services
+from dynaflow.states import PlanState
+
+log = logging.getLogger("dynaflow.cluster")
+
+#: requests taken at once
+BATCH = 100
+#: seconds before a world looks again at a request it declined
+DECLINED_FOR = 30.0
+
+
+class Mailbox:
+    def __init__(self, services: Services, executor: Executor, queues: Collection[str]) -> None:
+        self.services = services
+        self.executor = executor
+        self.queues = frozenset(queues)
+        self._wanted = threading.Event()
+        self._wanted.set()
+        self._next = 0.0
+        #: requests declined here -> when to look at them again (monotonic)
+        self._declined: dict[int, float] = {}
+        self.closed = False
+
+    def wanted(self) -> None:
+        """A notification: look at the requests on the next poll."""
+        self._wanted.set()
+
+    def poll(self) -> None:
+        """Take and hand on the requests for this world (at most every poll interval, unless
+        a notification came)."""
+        clock = time.monotonic()
+        if self.closed or self.executor.engine.stopping:
+            return
+        if not self._wanted.is_set() and clock < self._next:
+            return
+        self._wanted.clear()
+        storage = self.services.storage
+        self._next = clock + storage.poll_interval
+        self._declined = {i: t for i, t in self._declined.items() if t > clock}
+        while True:
+            rows = storage.take_requests(self.services.id, BATCH, skip=self._declined)
+            for row in rows:
+                try:
+                    self._handle(row)
+                except Exception as exc:  # answer it: the asker must not wait for good
+                    log.exception("request %s for plan %s failed", row.id, row.plan_id)
+                    self._answer(row, exc)
+            if len(rows) < BATCH:
+                break
+        self.executor.run_pending()
+
+    def _handle(self, row: RequestRow) -> None:
+        assert row.id is not None
+        storage, engine, me = self.services.storage, self.executor.engine, self.services.id
+        try:
+            plan = storage.load_plan(row.plan_id)
+        except UnknownPlan as exc:
+            self._answer(row, exc)
+            return
+        owner = plan.record.world_id
+        running_elsewhere = plan.state == PlanState.RUNNING and owner not in (None, me)
+        if running_elsewhere and row.kind != "execute" and alive(storage, owner) is not None:
+            assert owner is not None
+            log.info(
+                "request %s for plan %s goes to world %s, which runs it", row.id, plan.id, owner
+            )
+            storage.decline_request(row.id, me, "the plan runs in another world", forward_to=owner)
+            return
+        if row.kind in ("execute", "retry"):
+            why = cannot_run(plan, self.queues)
+            if why is not None:
+                log.info("request %s: world %s %s; left to another world", row.id, me, why)
+                storage.decline_request(row.id, me, why)
+                self._declined[row.id] = time.monotonic() + DECLINED_FOR
+                return
+        future: Future[Any] = Future()
+        if row.kind == "execute":
+            engine.inbox.put(_execute(row, future))
+            return
+        if running_elsewhere:  # its world is dead: take the plan over, then operate on it
+            engine.take_over(plan.id, owner)
+        elif plan.state == PlanState.RUNNING and owner is None:
+            engine.take_over(plan.id, None)
+        future.add_done_callback(lambda f: self._answer(row, f.exception()))
+        if row.kind == "cancel":
+            engine.cancel(plan.id, future, bool(row.args.get("abort")))
+        elif row.kind == "halt":
+            engine.halt(plan.id, future)
+        elif row.kind == "retry":
+            engine.retry(plan.id, int(row.args["step_id"]), future)
+        else:
+            raise DynaflowError(f"unknown request kind {row.kind!r} (request {row.id})")
+
+    def _answer(self, row: RequestRow, error: BaseException | None) -> None:
+        assert row.id is not None
+        try:
+            self.services.storage.answer_request(row.id, error_json(error))
+        except DynaflowError:
+            log.exception("could not answer request %s", row.id)
+
+
+def _execute(row: RequestRow, future: Future[Any]) -> Execute:
+    only = row.args.get("only")
+    return Execute(
+        row.plan_id,
+        future,
+        only=int(only) if only is not None else None,
+        follow_if_taken=True,
+        request=row.id,
+    )

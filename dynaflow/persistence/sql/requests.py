@@ -1,0 +1,307 @@
+"""The SQL storage's requests between worlds (``dynaflow_requests``) and its notifications.
+
+A request is taken with one ``UPDATE ... RETURNING`` whose candidates are picked ``FOR UPDATE
+SKIP LOCKED`` on PostgreSQL (on SQLite the writer holds the database's one write lock), so two
+worlds never take the same request and none waits for another. On PostgreSQL a request, an
+event for another world and the end of a plan's execution are also announced with ``NOTIFY``
+(sent when the transaction commits), which :class:`Listener` turns into wake-ups.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select as io
+import threading
+from collections.abc import Callable, Collection, Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Text, bindparam, delete, func, insert, or_, select, type_coerce, update
+from sqlalchemy.engine import URL
+
+from dynaflow.persistence import tables
+from dynaflow.persistence.base import RequestRow
+from dynaflow.persistence.sql.codec import bind, corrupt, time_in, time_out
+from dynaflow.persistence.sql.transactions import SQLTransactions, retried
+
+log = logging.getLogger("dynaflow.storage")
+
+R = tables.requests
+#: the PostgreSQL notification channel of dynaflow's worlds
+CHANNEL = "dynaflow"
+#: longest NOTIFY payload sent at once (PostgreSQL's limit is 8000 bytes)
+PAYLOAD = 7000
+JSON_COLUMNS = ("args", "error", "declined")
+OPEN = (R.c.answered_at.is_(None),)
+
+
+class RequestStatements:
+    def __init__(self, sqlite: bool) -> None:
+        columns = [type_coerce(c, Text) if c.name in JSON_COLUMNS else c for c in R.columns]
+        self.select = select(*columns)
+        self.insert = (
+            insert(R)
+            .values({c.name: bind(c) for c in R.columns if c.name != "id"})
+            .returning(R.c.id)
+        )
+        candidates = (
+            select(R.c.id)
+            .where(
+                R.c.answered_at.is_(None),
+                R.c.taken_by.is_(None),
+                or_(R.c.world_id.is_(None), R.c.world_id == bindparam("b_world")),
+                R.c.id.not_in(bindparam("b_skip", expanding=True)),
+            )
+            .order_by(R.c.id)
+            .limit(bindparam("b_limit"))
+        )
+        if not sqlite:
+            candidates = candidates.with_for_update(skip_locked=True)
+        self.take = (
+            update(R)
+            .where(R.c.id.in_(candidates.scalar_subquery()))
+            .values(taken_by=bindparam("b_world"), taken_at=bindparam("v_at"))
+            .returning(*columns)
+        )
+        self.answer = (
+            update(R)
+            .where(R.c.id == bindparam("b_id"))
+            .values(answered_at=bindparam("v_at"), error=bind(R.c.error, "v_error"))
+        )
+        self.decline = (
+            update(R)
+            .where(R.c.id == bindparam("b_id"))
+            .values(
+                taken_by=None,
+                taken_at=None,
+                declined=bind(R.c.declined, "v_declined"),
+                world_id=bindparam("v_world"),
+            )
+        )
+        self.get = self.select.where(R.c.id == bindparam("b_id"))
+        self.open = self.select.where(*OPEN).order_by(R.c.id).limit(bindparam("b_limit"))
+        self.delete = delete(R).where(R.c.id.in_(bindparam("b_ids", expanding=True)))
+        self.release_taken = (
+            update(R)
+            .where(*OPEN, R.c.taken_by == bindparam("b_world"))
+            .values(taken_by=None, taken_at=None)
+        )
+        self.release_addressed = (
+            update(R).where(*OPEN, R.c.world_id == bindparam("b_world")).values(world_id=None)
+        )
+        self.purge = delete(R).where(R.c.answered_at < bindparam("b_before"))
+        self.notify = select(func.pg_notify(CHANNEL, bindparam("b_payload")))
+
+
+class SQLRequests(SQLTransactions):
+    _requests: RequestStatements | None = None
+
+    @property
+    def _rq(self) -> RequestStatements:
+        if self._requests is None:
+            self._requests = RequestStatements(self._sqlite)
+        return self._requests
+
+    @property
+    def poll_interval(self) -> float:  # type: ignore[override]
+        # PostgreSQL wakes its worlds with NOTIFY; polling only covers a lost notification
+        return 0.25 if self._sqlite else 1.0
+
+    def add_request(self, row: RequestRow) -> None:
+        values = {
+            "plan_id": row.plan_id,
+            "kind": row.kind,
+            "args": row.args,
+            "world_id": row.world_id,
+            "requested_by": row.requested_by,
+            "created_at": time_in(row.created_at),
+            "taken_by": None,
+            "taken_at": None,
+            "answered_at": None,
+            "error": None,
+            "declined": None,
+        }
+        with self.transaction() as conn:
+            self._check_plans(conn, [row.plan_id])
+            row.id = conn.execute(self._rq.insert, values).scalar_one()
+            self.notify([f"r {row.world_id or '*'}"])
+
+    def take_requests(
+        self, world_id: str, limit: int, skip: Collection[int] = ()
+    ) -> list[RequestRow]:
+        params = {
+            "b_world": world_id,
+            "b_limit": limit,
+            "b_skip": list(skip),
+            "v_at": time_in(self.now()),
+        }
+        with self.transaction() as conn:
+            rows = conn.execute(self._rq.take, params).all()
+        return sorted((self._row(r) for r in rows), key=lambda r: r.id or 0)
+
+    def answer_request(self, request_id: int, error: dict[str, Any] | None) -> None:
+        params = {"b_id": request_id, "v_at": time_in(self.now()), "v_error": error}
+        with self.transaction() as conn:
+            conn.execute(self._rq.answer, params)
+            self.notify([f"a {request_id}"])
+
+    def decline_request(
+        self, request_id: int, world_id: str, reason: str, forward_to: str | None = None
+    ) -> None:
+        with self.transaction() as conn:
+            row = conn.execute(self._rq.get, {"b_id": request_id}).first()
+            if row is None:
+                return
+            request = self._row(row)
+            declined = {**(request.declined or {}), world_id: reason}
+            params = {
+                "b_id": request_id,
+                "v_declined": declined,
+                "v_world": forward_to if forward_to is not None else request.world_id,
+            }
+            conn.execute(self._rq.decline, params)
+            if forward_to is not None:
+                self.notify([f"r {forward_to}"])
+
+    @retried
+    def get_request(self, request_id: int) -> RequestRow | None:
+        with self._read() as conn:
+            row = conn.execute(self._rq.get, {"b_id": request_id}).first()
+        return None if row is None else self._row(row)
+
+    @retried
+    def open_requests(self, limit: int = 1000) -> list[RequestRow]:
+        with self._read() as conn:
+            rows = conn.execute(self._rq.open, {"b_limit": limit}).all()
+        return [self._row(r) for r in rows]
+
+    def delete_requests(self, ids: Sequence[int]) -> None:
+        if ids:
+            with self.transaction() as conn:
+                conn.execute(self._rq.delete, {"b_ids": list(ids)})
+
+    def release_requests(self, world_id: str) -> int:
+        with self.transaction() as conn:
+            taken = conn.execute(self._rq.release_taken, {"b_world": world_id}).rowcount
+            addressed = conn.execute(self._rq.release_addressed, {"b_world": world_id}).rowcount
+            if taken or addressed:
+                self.notify(["r *"])
+        return int(taken or 0) + int(addressed or 0)
+
+    def purge_requests(self, before: datetime) -> int:
+        with self.transaction() as conn:
+            return int(conn.execute(self._rq.purge, {"b_before": time_in(before)}).rowcount or 0)
+
+    # -- notifications -----------------------------------------------------------------------
+
+    def notify(self, topics: Iterable[str]) -> None:
+        if self._sqlite:
+            return
+        payloads = _payloads(topics)
+        if not payloads:
+            return
+        with self.transaction() as conn:
+            for payload in payloads:
+                conn.execute(self._rq.notify, {"b_payload": payload})
+
+    def listen(self, callback: Callable[[str | None], None]) -> Listener | None:
+        if self._sqlite:
+            return None
+        return Listener(self._engine.url, callback)
+
+    def _row(self, r: Any) -> RequestRow:
+        load = self._decode.load_json
+        try:
+            args, error, declined = load(r.args), load(r.error), load(r.declined)
+        except ValueError as exc:
+            raise corrupt(f"request {r.id}", R.name, exc) from exc
+        created = time_out(r.created_at)
+        assert created is not None  # NOT NULL
+        return RequestRow(
+            r.plan_id,
+            r.kind,
+            args or {},
+            created,
+            r.world_id,
+            r.requested_by,
+            r.id,
+            r.taken_by,
+            time_out(r.taken_at),
+            time_out(r.answered_at),
+            error,
+            declined,
+        )
+
+
+def _payloads(topics: Iterable[str]) -> list[str]:
+    """Topics joined by newlines into payloads PostgreSQL accepts (each under 8000 bytes)."""
+    payloads: list[str] = []
+    current: list[str] = []
+    size = 0
+    for topic in dict.fromkeys(topics):  # once each, in order
+        if current and size + len(topic) + 1 > PAYLOAD:
+            payloads.append("\n".join(current))
+            current, size = [], 0
+        current.append(topic)
+        size += len(topic) + 1
+    if current:
+        payloads.append("\n".join(current))
+    return payloads
+
+
+class Listener:
+    """``LISTEN`` on a connection of its own, on a thread of its own: each topic notified goes
+    to ``callback``. A lost connection is opened again (with a growing pause); after that,
+    ``callback(None)``: notifications sent meanwhile are lost, so the world looks at
+    everything."""
+
+    def __init__(self, url: URL, callback: Callable[[str | None], None]) -> None:
+        self._conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._callback = callback
+        self._stop = threading.Event()
+        self._conn: Any = None
+        self._ready = threading.Event()
+        self._wakeup = os.pipe()
+        self._thread = threading.Thread(target=self._loop, name="dynaflow-listener", daemon=True)
+        self._thread.start()
+        self._ready.wait(5)
+
+    def _loop(self) -> None:
+        import psycopg
+
+        pause = 0.1
+        first = True
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10) as conn:
+                    self._conn = conn
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self._ready.set()
+                    if not first:
+                        self._callback(None)
+                    first, pause = False, 0.1
+                    while not self._stop.is_set():
+                        # wait for the connection's socket or for close(), whichever is first
+                        ready, _, _ = io.select([conn.fileno(), self._wakeup[0]], [], [], 5.0)
+                        if self._wakeup[0] in ready:
+                            return
+                        for note in conn.notifies(timeout=0.0):
+                            for topic in note.payload.split("\n"):
+                                self._callback(topic)
+            except Exception as exc:  # a lost connection: open another
+                if self._stop.is_set():
+                    return
+                log.warning("notification listener lost its connection (%s); reconnecting", exc)
+                self._ready.set()
+                self._stop.wait(pause)
+                pause = min(pause * 2, 5.0)
+            finally:
+                self._conn = None
+
+    def close(self) -> None:
+        self._stop.set()
+        os.write(self._wakeup[1], b"x")
+        self._thread.join(timeout=5)
+        for fd in self._wakeup:
+            os.close(fd)
