@@ -29,6 +29,7 @@ from dynaflow.exceptions import (
     UnknownActionClass,
     UnknownPlan,
     UnknownStep,
+    UnknownWorld,
     WorldClosed,
 )
 from dynaflow.execution_plan import (
@@ -98,6 +99,7 @@ __all__ = [
     # ... in what was asked of a plan, a step or the world
     "UnknownPlan",
     "UnknownStep",
+    "UnknownWorld",
     "UnknownAction",
     "InvalidState",
     "IllegalTransition",

@@ -285,11 +285,12 @@ def _import(module: str) -> None:
 
 
 def _need_executor(world: World, wait: bool) -> None:
-    """Refuse to wait for an execution no executor world is alive to run."""
+    """Do not wait for an execution no executor world is alive to run."""
     if wait and not any(not w.stale for w in world.worlds()):
         _fail(
-            f"no live executor world on {world.url} to run it: start one with `dynaflow "
-            "worker --url URL --import MODULE`, or pass --no-wait to leave the request queued"
+            f"no live executor world on {world.url} runs plans: the request stays queued "
+            "until one starts (`dynaflow worker --url URL --import MODULE`); --no-wait "
+            "leaves it queued without this error"
         )
 
 
@@ -346,8 +347,9 @@ def resume_plan(
     """Run a paused plan again (in an executor world): failed steps run again, finished ones
     are left."""
     with _operator_world(url, imports) as world:
+        future = world.resume(plan_id)
         _need_executor(world, wait)
-        _finish(world, world.resume(plan_id), wait, timeout)
+        _finish(world, future, wait, timeout)
 
 
 @plans.command("retry")
@@ -362,8 +364,9 @@ def retry_step(
 ) -> None:
     """Run one failed step again now, leaving the other failed steps as they are."""
     with _operator_world(url, imports) as world:
+        future = world.retry(plan_id, step_id)
         _need_executor(world, wait)
-        _finish(world, world.retry(plan_id, step_id), wait, timeout)
+        _finish(world, future, wait, timeout)
 
 
 @plans.command("skip")
@@ -380,10 +383,9 @@ def skip_step(
     action's on_skip() runs here, so its module must be importable (--import)."""
     with _operator_world(url, imports) as world:
         _need_classes(world, plan_id, step_id, "skipping")
-        if resume:
-            _need_executor(world, True)
         future = world.skip(plan_id, step_id, resume=resume)
         if resume:
+            _need_executor(world, True)
             _finish(world, future, True, timeout)
         else:
             _console().print(plan_tree(world.get_plan(plan_id)))
@@ -392,22 +394,26 @@ def skip_step(
 @plans.command("cancel")
 @click.argument("plan_id")
 @url_option
+@import_option
 @click.option("--abort", is_flag=True, help="Call abort() on Cancellable steps, not cancel().")
 @timeout_option
-def cancel_plan(plan_id: str, url: str, abort: bool, timeout: float) -> None:
+def cancel_plan(
+    plan_id: str, url: str, imports: tuple[str, ...], abort: bool, timeout: float
+) -> None:
     """Cancel a plan: steps not started are cancelled, Cancellable ones are told (by the world
     that runs the plan)."""
-    with _operator_world(url, ()) as world:
+    with _operator_world(url, imports) as world:
         _stopped(world.cancel(plan_id, abort=abort), timeout)
 
 
 @plans.command("halt")
 @click.argument("plan_id")
 @url_option
+@import_option
 @timeout_option
-def halt_plan(plan_id: str, url: str, timeout: float) -> None:
+def halt_plan(plan_id: str, url: str, imports: tuple[str, ...], timeout: float) -> None:
     """Stop a plan at once: nothing new starts, its events and timers are dropped."""
-    with _operator_world(url, ()) as world:
+    with _operator_world(url, imports) as world:
         _stopped(world.halt(plan_id), timeout)
 
 

@@ -53,13 +53,13 @@ class Mailbox:
         """A notification: look at the requests on the next poll."""
         self._wanted.set()
 
-    def poll(self) -> None:
+    def poll(self, force: bool = False) -> None:
         """Take and hand on the requests for this world (at most every poll interval, unless
-        a notification came)."""
+        a notification came, or ``force``)."""
         clock = time.monotonic()
         if self.closed or self.executor.engine.stopping:
             return
-        if not self._wanted.is_set() and clock < self._next:
+        if not force and not self._wanted.is_set() and clock < self._next:
             return
         self._wanted.clear()
         storage = self.services.storage

@@ -372,7 +372,7 @@ class World:
         included), until nothing more is."""
         self._check_open()
         if self.mailbox is not None and isinstance(self.executor, InlineExecutor):
-            self.mailbox.poll()
+            self.mailbox.poll(force=True)
         if self.executor is not None:
             self.executor.run_pending()
 
@@ -548,7 +548,8 @@ class World:
             mailbox.wanted()
         if topic is None or kind == "e":
             executor.engine.check_events = True
-        executor.run_pending()
+        if isinstance(executor, ThreadedExecutor):  # an inline one runs in its caller only
+            executor.run_pending()
 
     def _poll_requests(self) -> None:
         if self.mailbox is not None:

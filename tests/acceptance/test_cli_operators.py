@@ -4,9 +4,12 @@ an operator runs them: in a subprocess, on an SQLite file, importing the app's a
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -64,6 +67,33 @@ def paused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str, i
     return url, plan.id, failed.id
 
 
+@pytest.fixture
+def worker(paused: tuple[str, str, int], tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    """A `dynaflow worker` process on the paused plan's database, importing the app's
+    actions; stopped with SIGTERM (it must exit 0)."""
+    url, _, _ = paused
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dynaflow.cli", "worker", "--url", url, "--import", "ops_actions",
+         "--lease", "5"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    with World(url, executor=None) as world:
+        while not any(w.pid == process.pid for w in world.worlds()):
+            assert process.poll() is None, process.communicate()[0]
+            assert time.monotonic() < deadline, "the worker did not register"
+            time.sleep(0.05)
+    yield process
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+
+
+@pytest.mark.usefixtures("worker")
 def test_resume_runs_the_failed_step_again(paused: tuple[str, str, int], tmp_path: Path) -> None:
     url, plan_id, _ = paused
     (tmp_path / "api.broken").unlink()
@@ -76,6 +106,7 @@ def test_resume_runs_the_failed_step_again(paused: tuple[str, str, int], tmp_pat
         assert world.get_plan(plan_id).result == "success"
 
 
+@pytest.mark.usefixtures("worker")
 def test_skip_and_resume_gives_a_warning(paused: tuple[str, str, int], tmp_path: Path) -> None:
     url, plan_id, step_id = paused
     result = dynaflow(
@@ -87,6 +118,39 @@ def test_skip_and_resume_gives_a_warning(paused: tuple[str, str, int], tmp_path:
     with World(url, executor=None) as world:
         plan = world.get_plan(plan_id)
     assert {s.id: s.state for s in plan.steps if s.kind == "run"}[step_id] == "skipped"
+
+
+def test_resume_without_a_worker_says_the_request_waits(
+    paused: tuple[str, str, int], tmp_path: Path
+) -> None:
+    url, plan_id, _ = paused
+    result = dynaflow("plans", "resume", plan_id, "--url", url, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "no live executor world" in result.stderr and "stays queued" in result.stderr
+    status = dynaflow("status", "--url", url, cwd=tmp_path)
+    assert "waiting requests" in status.stdout and plan_id[:8] in status.stdout
+
+
+def test_a_paused_plan_ends_paused_again_exit_1(
+    paused: tuple[str, str, int], tmp_path: Path, worker: subprocess.Popen[str]
+) -> None:
+    url, plan_id, step_id = paused  # api.broken is still there: the retry fails again
+    result = dynaflow("plans", "retry", plan_id, str(step_id), "--url", url, cwd=tmp_path)
+    assert result.returncode == 1, result.stdout
+    assert f"plan {plan_id}: paused / error" in result.stdout
+
+
+def test_skip_needs_the_action_class_up_front(
+    paused: tuple[str, str, int], tmp_path: Path
+) -> None:
+    url, plan_id, step_id = paused
+    result = dynaflow(
+        "plans", "skip", plan_id, str(step_id), "--url", url, cwd=tmp_path.parent
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "pass --import MODULE" in result.stderr
+    with World(url, executor=None) as world:
+        assert world.get_plan(plan_id).state == "paused"  # nothing changed
 
 
 def test_operator_errors_are_one_line(paused: tuple[str, str, int], tmp_path: Path) -> None:

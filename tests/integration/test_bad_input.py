@@ -488,15 +488,3 @@ def test_a_subscriber_that_cannot_take_the_core_arguments_fails_planning(world: 
 def test_a_world_with_bad_options_is_refused(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         World("memory://", **options)
-
-
-@pytest.mark.executors("inline")
-def test_a_client_world_plans_but_cannot_run(world_factory: Any) -> None:
-    client = world_factory(executor=None)
-    with pytest.raises(ConfigurationError, match="has no executor"):
-        client.trigger(Target)
-    assert client.count_plans() == 0  # refused before planning anything
-    plan = client.plan(Target)
-    with pytest.raises(ConfigurationError, match="has no executor"):
-        client.execute(plan.id)
-    assert client.get_plan(plan.id).state == "planned"

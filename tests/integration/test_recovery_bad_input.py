@@ -124,14 +124,6 @@ def test_retry_of_an_unknown_plan_or_step(world: World, paused: Any) -> None:
         world.retry(paused.id, 999)
 
 
-@inline_only
-@pytest.mark.storages("memory")
-def test_retry_needs_an_executor(world_factory: Any, probe: Probe) -> None:
-    client = world_factory(executor=None)
-    with pytest.raises(ConfigurationError, match="this World has no executor"):
-        client.retry("any", 1)
-
-
 # -- resume ----------------------------------------------------------------------------------
 
 
