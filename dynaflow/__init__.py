@@ -46,6 +46,7 @@ from dynaflow.middleware import Middleware, TransactionMiddleware
 from dynaflow.middleware.context import ContextMiddleware
 from dynaflow.phases import PhaseContext
 from dynaflow.polling import Polling
+from dynaflow.queues import Queue
 from dynaflow.rescue import Rescue, Retry
 from dynaflow.states import PlanResult, PlanState, StepKind, StepState
 from dynaflow.values import OutputRef
@@ -62,6 +63,7 @@ __all__ = [
     "OutputRef",
     # run-phase protocol
     "Polling",
+    "Queue",
     "Cancellable",
     "SuspendedHandle",
     # failures

@@ -21,6 +21,7 @@ from dynaflow.exceptions import ConfigurationError, InvalidArgument, InvalidStat
 from dynaflow.flows import Concurrence, Sequence
 from dynaflow.middleware.stack import MiddlewareSpec, MiddlewareStack
 from dynaflow.persistence.base import EventRow
+from dynaflow.queues import queue_name
 from dynaflow.rescue import Rescue, Retry
 from dynaflow.types import WorldHandle
 from dynaflow.values import to_json
@@ -63,7 +64,7 @@ class Action:
 
     * ``Input`` / ``Output``: optional pydantic models; without them input and output are dicts.
     * ``subscribe``: an Action class (or tuple): plan this action whenever that one is planned.
-    * ``queue``: the executor queue run steps go to.
+    * ``queue``: the executor queue run steps go to (a name, or a ``dynaflow.Queue``).
     * ``idempotent``: a run step interrupted by a crash may simply run again.
     * ``rescue_strategy`` (``Rescue.PAUSE | SKIP | FAIL``) and ``retry`` (a ``Retry``): what
       happens when the run step fails. An optional ``on_skip()`` is called before an operator
@@ -127,6 +128,7 @@ class Action:
         cls.has_run = callable(getattr(cls, "run", None))
         cls.has_finalize = callable(getattr(cls, "finalize", None))
         cls.run_takes_event = cls.has_run and _takes_event(cls.run)  # type: ignore[attr-defined]
+        cls.queue = queue_name(cls.queue, f"{cls.__qualname__}.queue")
         if cls.retry is not None and not isinstance(cls.retry, Retry):
             raise ConfigurationError(f"{cls.__qualname__}.retry must be a dynaflow.Retry")
         if cls.rescue_strategy is not None:

@@ -457,6 +457,7 @@ def status(url: str) -> None:
         running = world.find_plans(state="running", per_page=10_000)
         waiting = world.waiting_requests()
         at = world.now()
+        overview = world.queues()
     owners: dict[str | None, int] = {}
     for record in running:
         owners[record.world_id] = owners.get(record.world_id, 0) + 1
@@ -485,6 +486,8 @@ def status(url: str) -> None:
         )
     if owners.get(None):
         console.print(f"{owners[None]} running plans are released, waiting for an executor")
+    if overview:
+        console.print(_queues_table(overview))
     if waiting:
         requests = Table(title="waiting requests", title_justify="left", header_style="bold")
         for column in ("id", "plan", "kind", "for", "taken by", "age", "declined because"):
@@ -501,6 +504,64 @@ def status(url: str) -> None:
                 safe(declined or ""),
             )
         console.print(requests)
+
+
+def _queues_table(overview: dict[str, dict[str, Any]]) -> Table:
+    table = Table(title="queues", title_justify="left", header_style="bold")
+    for column in (
+        "queue",
+        "limit",
+        "served by",
+        "pending",
+        "running",
+        "suspended",
+        "error",
+        "done",
+    ):
+        table.add_column(column)
+    for name, row in overview.items():
+        served = ", ".join(f"{w}={n}" for w, n in row["worlds"].items()) or "nobody"
+        done = sum(row.get(state, 0) for state in ("success", "skipped", "cancelled"))
+        table.add_row(
+            safe(name),
+            str(row["limit"]) if row["limit"] else "-",
+            Text(served, style="red") if not row["worlds"] else safe(served),
+            str(row.get("pending", 0)),
+            str(row.get("running", 0)),
+            str(row.get("suspended", 0)),
+            str(row.get("error", 0)),
+            str(done),
+        )
+    return table
+
+
+@main.group()
+def queues() -> None:
+    """Queues: their limits, the worlds serving them, their steps."""
+
+
+@queues.command("list")
+@url_option
+def list_queues(url: str) -> None:
+    """Each queue: limit, the live worlds serving it (with pool sizes), run steps by state."""
+    with _open(url) as world:
+        _console().print(_queues_table(world.queues()))
+
+
+@queues.command("set")
+@click.argument("name")
+@url_option
+@click.option("--limit", type=click.IntRange(min=1), help="Most steps running at once.")
+@click.option("--unlimited", is_flag=True, help="Remove the limit.")
+def set_queue(name: str, url: str, limit: int | None, unlimited: bool) -> None:
+    """Store a queue's cluster-wide limit; executor worlds apply it from their next beat."""
+    from dynaflow.queues import Queue
+
+    if (limit is None) == (not unlimited):
+        _fail("give either --limit N or --unlimited")
+    with _open(url) as world:
+        world.declare_queue(Queue(name, limit=limit))
+    _console().print(safe(f"queue {name}: limit {limit or 'none'}"))
 
 
 @main.group()

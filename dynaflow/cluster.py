@@ -57,6 +57,7 @@ class Cluster:
     def start(self, executor: Executor) -> None:
         """With the executor running: adopt released plans, beat, take over dead worlds' plans."""
         self.executor = executor
+        self.refresh_limits()
         self.adopt_released()
         self.maintain(force=True)
 
@@ -99,8 +100,15 @@ class Cluster:
                 storage.unregister_world(world.id)
                 storage.release_requests(world.id)
         storage.purge_requests(at - KEEP_ANSWERS)
+        self.refresh_limits()
         if taken:
             executor.run_pending()
+
+    def refresh_limits(self) -> None:
+        """Tell the engine which queues have a cluster-wide limit (as stored)."""
+        if self.executor is not None:
+            limits = self.services.storage.queue_limits()
+            self.executor.engine.limited = frozenset(q for q, n in limits.items() if n)
 
     def _can_run(self, plan_id: str) -> bool:
         """Whether this world can run the plan (its classes import, its queues are served)."""

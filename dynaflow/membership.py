@@ -4,17 +4,14 @@ queues)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Mapping
 
 from dynaflow import registry
 from dynaflow.exceptions import ConfigurationError, UnknownActionClass
 from dynaflow.execution_plan import ExecutionPlan
 from dynaflow.persistence.base import Storage, WorldRow
+from dynaflow.queues import check_name
 from dynaflow.states import DONE_STEP_STATES, StepKind
-
-#: a queue name: what ``Action.queue`` and ``--queue NAME=SIZE`` may use
-QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
 def check_queues(queues: Mapping[str, int] | None, workers: int) -> dict[str, int]:
@@ -29,10 +26,7 @@ def check_queues(queues: Mapping[str, int] | None, workers: int) -> dict[str, in
         )
     pools: dict[str, int] = {}
     for name, size in queues.items():
-        if not isinstance(name, str) or not QUEUE_NAME.match(name):
-            raise ConfigurationError(
-                f"queue name {name!r}: use 1 to 64 letters, digits, '_', '.', ':' or '-'"
-            )
+        check_name(name)
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
             raise ConfigurationError(
                 f"queue {name!r}: the pool size must be an int >= 1, got {size!r}"

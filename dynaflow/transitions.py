@@ -100,13 +100,20 @@ class Changes:
         self.signal_step(plan_id, step)
 
     def claim(
-        self, plan_id: str, steps: list[StepView], expect: frozenset[StepState], at: datetime
+        self,
+        plan_id: str,
+        steps: list[StepView],
+        expect: frozenset[StepState],
+        at: datetime,
+        queue: str | None = None,
     ) -> None:
-        """Ask to move ``steps`` to ``running`` (a compare-and-set on ``expect``). Which ones
-        moved is known after the commit: pass each to :meth:`running`."""
+        """Ask to move ``steps`` to ``running`` (a compare-and-set on ``expect``; with
+        ``queue``, only as many as that queue's limit has room for). Which ones moved is known
+        after the commit: pass each to :meth:`running`."""
         for step in steps:
             check_step(step.state, StepState.RUNNING, what=f"step {step.id} of plan {plan_id}")
-        self.batch.claims.append(Claim(plan_id, [s.id for s in steps], expect, self.world_id, at))
+        ids = [s.id for s in steps]
+        self.batch.claims.append(Claim(plan_id, ids, expect, self.world_id, at, queue=queue))
 
     def running(self, plan_id: str, step: StepView) -> None:
         """A claimed step did move to ``running`` (its history row came with the claim)."""

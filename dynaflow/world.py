@@ -45,6 +45,8 @@ from dynaflow.persistence.base import EventRow, Listening, PlanFilter, RequestRo
 from dynaflow.persistence.limits import check_world_id
 from dynaflow.phases import PhaseContext
 from dynaflow.planner import Planner, plan_core
+from dynaflow.queues import Queue
+from dynaflow.queues import declared as declared_queues
 from dynaflow.services import Services
 from dynaflow.states import FINISHED_STEP_STATES, PlanResult, PlanState, StepKind
 from dynaflow.urls import display_url
@@ -144,6 +146,12 @@ class World:
         elif executor == "inline":
             self.executor = InlineExecutor(self.services, self.cluster.maintain)
         self.operators = Operators(self.services, self.executor, self.follower, self._listen)
+        queues = declared_queues()
+        if queues:  # store the declared queues (a write only when one changed)
+            stored = self.storage.queue_limits()
+            for queue in queues:
+                if queue.name not in stored or stored[queue.name] != queue.limit:
+                    self.storage.declare_queue(queue.name, queue.limit)
         if self.executor is not None:
             self.mailbox = Mailbox(self.services, self.executor, pools)
             self._listen()
@@ -505,6 +513,36 @@ class World:
         self.storage.release_requests(world_id)
         log.warning("world %s forgotten: live worlds take its plans over", world_id)
 
+    def declare_queue(self, queue: Queue) -> None:
+        """Store a queue's cluster-wide limit (replacing what was stored); executor worlds
+        apply it from their next heartbeat."""
+        self._check_open()
+        if not isinstance(queue, Queue):
+            raise ConfigurationError(f"declare_queue() takes a dynaflow.Queue, got {queue!r}")
+        self.storage.declare_queue(queue.name, queue.limit)
+        self.cluster.refresh_limits()
+
+    def queues(self) -> dict[str, dict[str, Any]]:
+        """Each queue known here (declared, served by a live world, or holding steps): its
+        ``limit``, the ``worlds`` serving it (with their pool sizes) and its run steps by state
+        (``pending``, ``running``, ``error``, ...)."""
+        self._check_open()
+        limits = self.storage.queue_limits()
+        counts = self.storage.queue_counts()
+        served: dict[str, dict[str, int]] = {}
+        for row in self.worlds():
+            if not row.stale:
+                for name, size in (row.queues or {}).items():
+                    served.setdefault(name, {})[row.id] = size
+        return {
+            name: {
+                "limit": limits.get(name),
+                "worlds": served.get(name, {}),
+                **counts.get(name, {}),
+            }
+            for name in sorted({*limits, *counts, *served})
+        }
+
     def now(self) -> datetime:
         """The database's clock, by which heartbeats and leases are judged."""
         self._check_open()
@@ -542,6 +580,12 @@ class World:
         if executor is None or mailbox is None:
             return
         kind, _, target = (topic or "").partition(" ")
+        if kind == "q":  # a step of a limited queue ended somewhere: there may be room
+            if target in executor.engine.limited:
+                executor.engine.check_room = True
+                if isinstance(executor, ThreadedExecutor):
+                    executor.run_pending()
+            return
         if topic is not None and target not in ("*", self.id):
             return
         if topic is None or kind == "r":

@@ -91,6 +91,12 @@ class EngineBase:
         self.recover_at = 0.0
         #: failed iterations in a row (the backoff before taking plans up again)
         self.failures = 0
+        #: the queues with a cluster-wide limit (their claims count the room first)
+        self.limited: frozenset[str] = frozenset()
+        #: plans with ready steps a limited queue had no room for, by queue
+        self.waiting_room: dict[str, set[str]] = {}
+        #: look again at the plans waiting for room in the next iteration
+        self.check_room = False
         #: messages of the current iteration handled so far
         self.handled = 0
         self.current: Iteration | None = None
@@ -154,6 +160,9 @@ class EngineBase:
 
     def conclude(self, runtime: PlanRuntime, it: Iteration) -> None:
         raise NotImplementedError  # outcomes
+
+    def room_freed(self, queue: str | None, it: Iteration) -> None:
+        raise NotImplementedError  # scheduling
 
     def fail_step(
         self, runtime: PlanRuntime, step: StepRuntime, error: StepError, it: Iteration

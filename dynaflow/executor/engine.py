@@ -93,6 +93,8 @@ class Engine(Faults, Watching, Recovery, Stopping, Timers, Outcomes, Scheduling)
             self.check_events = True
         if self.watched:
             self.check_watched = True
+        if self.waiting_room:
+            self.check_room = True
 
     def has_work(self) -> bool:
         """Whether an iteration has anything to do now."""
@@ -102,6 +104,7 @@ class Engine(Faults, Watching, Recovery, Stopping, Timers, Outcomes, Scheduling)
             or self.recovery_due()
             or self.check_events
             or self.check_watched
+            or self.check_room
             or self.timers_due()
         )
 
@@ -170,6 +173,9 @@ class Engine(Faults, Watching, Recovery, Stopping, Timers, Outcomes, Scheduling)
             self.deliver_events(it)
         if self.check_watched:
             self.poll_watched()
+        if self.check_room:
+            self.check_room = False
+            self.room_freed(None, it)
         for runtime in list(it.touched.values()):
             if self.plans.get(runtime.plan_id) is runtime:
                 self.advance(runtime, it)
@@ -183,7 +189,7 @@ class Engine(Faults, Watching, Recovery, Stopping, Timers, Outcomes, Scheduling)
                 self._log_outcomes(it, fenced)
             for conflict in result.step_conflicts:
                 log.warning("lost a step update (another world changed it first): %s", conflict)
-            self.dispatch_claimed(it, result.claimed)
+            self.dispatch_claimed(it, result.claimed, result.deferred)
             for row in it.batch.events:
                 owner = self.plans.get(row.plan_id)
                 if row.due_at is not None and owner is not None and row.id is not None:

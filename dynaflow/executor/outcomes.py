@@ -38,6 +38,9 @@ class Outcomes(EngineBase):
         step = runtime.steps[outcome.step_id]
         step.busy = False
         runtime.busy -= 1
+        if self.limited and step.queue in self.limited:
+            it.batch.topics.append(f"q {step.queue}")  # room for other worlds' steps
+            self.room_freed(step.queue, it)
         if outcome.consumed is not None:
             it.batch.drop_events.append(outcome.consumed)
             step.timers.discard(outcome.consumed)

@@ -34,7 +34,16 @@ class Scheduling(EngineBase):
             ids = sorted(runtime.ready)
             runtime.ready.clear()
             steps = [runtime.steps[step_id] for step_id in ids]
-            it.changes.claim(runtime.plan_id, list(steps), CLAIMABLE, now())
+            limited = self.limited
+            if limited and any(step.queue in limited for step in steps):
+                by_queue: dict[str | None, list[StepRuntime]] = {}
+                for step in steps:
+                    key = step.queue if step.queue in limited else None
+                    by_queue.setdefault(key, []).append(step)
+                for queue, group in by_queue.items():
+                    it.changes.claim(runtime.plan_id, list(group), CLAIMABLE, now(), queue)
+            else:
+                it.changes.claim(runtime.plan_id, list(steps), CLAIMABLE, now())
             for step in steps:
                 step.busy = True
             runtime.busy += len(ids)
@@ -63,14 +72,22 @@ class Scheduling(EngineBase):
         it.wakes[(runtime.plan_id, step.id)] = (runtime, payload, event_id, cancel)
         it.touched[runtime.plan_id] = runtime
 
-    def dispatch_claimed(self, it: Iteration, claimed: set[tuple[str, int]]) -> None:
-        """After the commit: hand the steps whose claim held to workers."""
+    def dispatch_claimed(
+        self,
+        it: Iteration,
+        claimed: set[tuple[str, int]],
+        deferred: set[tuple[str, int]] = frozenset(),  # type: ignore[assignment]
+    ) -> None:
+        """After the commit: hand the steps whose claim held to workers; those their queue
+        had no room for wait until it has."""
         for runtime, ids in it.claims:
             for step_id in ids:
                 step = runtime.steps[step_id]
                 self.uncounted(it)
                 if (runtime.plan_id, step_id) in claimed:
                     self._run(runtime, step, it, NO_EVENT, None, False)
+                elif deferred and (runtime.plan_id, step_id) in deferred:
+                    self._no_room(runtime, step)
                 else:
                     self._unclaimed(runtime, step)
         for (plan_id, step_id), (runtime, payload, event_id, cancel) in it.wakes.items():
@@ -100,6 +117,24 @@ class Scheduling(EngineBase):
 
         task.queue = step.queue  # type: ignore[attr-defined]
         self.dispatch(task)
+
+    def _no_room(self, runtime: PlanRuntime, step: StepRuntime) -> None:
+        """The step's queue is at its limit: it stays ready, and is claimed again once a step
+        of that queue ends (here, or in another world: notified, or seen on the next tick)."""
+        step.busy = False
+        runtime.busy -= 1
+        self.busy -= 1
+        runtime.ready.add(step.id)
+        self.waiting_room.setdefault(step.queue, set()).add(runtime.plan_id)
+
+    def room_freed(self, queue: str | None, it: Iteration) -> None:
+        """Steps of ``queue`` (``None``: of any) may have room now: touch the plans waiting."""
+        queues = list(self.waiting_room) if queue is None else [queue]
+        for name in queues:
+            for plan_id in self.waiting_room.pop(name, ()):
+                runtime = self.plans.get(plan_id)
+                if runtime is not None:
+                    it.touched[plan_id] = runtime
 
     def _unclaimed(self, runtime: PlanRuntime, step: StepRuntime) -> None:
         log.warning(

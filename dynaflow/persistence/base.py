@@ -145,6 +145,9 @@ class Claim:
     at: datetime
     #: the history event recorded for each step claimed (by :meth:`Storage.write`)
     event: str = "step running"
+    #: the queue of these steps, when it may have a limit: only as many are claimed as the
+    #: queue has room for (:meth:`Storage.queue_room`), in order; the rest are ``deferred``
+    queue: str | None = None
 
 
 @dataclass(slots=True)
@@ -175,6 +178,8 @@ class Batch:
     owner: str | None = None
     #: plans this batch writes to without owning them (exempt from the fencing)
     unowned: set[str] = field(default_factory=set)
+    #: more to notify when it commits (see :meth:`Storage.notify`)
+    topics: list[str] = field(default_factory=list)
 
     def plan_ids(self) -> set[str]:
         """The plans this batch writes to (events it drops aside: only their ids are known)."""
@@ -288,6 +293,8 @@ class BatchResult:
     step_conflicts: list[StepUpdate] = field(default_factory=list)
     #: plan updates whose compare-and-set failed
     plan_conflicts: list[PlanUpdate] = field(default_factory=list)
+    #: (plan_id, step_id) pairs not claimed because their queue was at its limit
+    deferred: set[tuple[str, int]] = field(default_factory=set)
 
 
 #: plan states in which an execution has ended (a paused plan awaits an operator)
@@ -304,6 +311,7 @@ def batch_topics(batch: Batch, result: BatchResult) -> list[str]:
             topics.append(f"p {update.plan_id}")
     if any(row.due_at is None for row in batch.events):
         topics.append("e *")
+    topics.extend(batch.topics)
     return topics
 
 
@@ -389,6 +397,7 @@ class Storage(ABC):
                 self.save_outputs(batch.outputs)
             history = list(batch.history)
             for claim in batch.claims:
+                claim = self.room_for(claim, result)
                 for step_id in self.claim_steps(claim):
                     result.claimed.add((claim.plan_id, step_id))
                     history.append(
@@ -401,6 +410,45 @@ class Storage(ABC):
             if batch.drop_events:
                 self.delete_events(batch.drop_events)
         return result
+
+    def room_for(self, claim: Claim, result: BatchResult) -> Claim:
+        """``claim`` less the steps its queue has no room for (those go to ``deferred``)."""
+        if claim.queue is None:
+            return claim
+        room = self.queue_room(claim.queue)
+        wanted = list(dict.fromkeys(claim.step_ids))
+        if room is None or room >= len(wanted):
+            return claim
+        result.deferred.update((claim.plan_id, step_id) for step_id in wanted[room:])
+        return Claim(
+            claim.plan_id,
+            wanted[:room],
+            claim.expect,
+            claim.world_id,
+            claim.at,
+            claim.event,
+            claim.queue,
+        )
+
+    # -- queues ----------------------------------------------------------------------------
+
+    @abstractmethod
+    def declare_queue(self, name: str, limit: int | None) -> None:
+        """Store a queue's limit (``None``: none), replacing what was stored."""
+
+    @abstractmethod
+    def queue_limits(self) -> dict[str, int | None]:
+        """The declared queues and their limits."""
+
+    @abstractmethod
+    def queue_room(self, name: str) -> int | None:
+        """Inside a transaction: how many more steps of the queue may start now (its limit
+        less its running steps), ``None`` if it has no limit. Holds the queue's lock until the
+        transaction ends, so two worlds never both take its last room."""
+
+    @abstractmethod
+    def queue_counts(self) -> dict[str, dict[str, int]]:
+        """Run steps per queue and state: ``{queue: {state: count}}``."""
 
     def fence(self, batch: Batch) -> tuple[Batch, set[str]]:
         """Inside the batch's transaction: the batch less the writes to plans its ``owner`` no

@@ -38,7 +38,7 @@ from dynaflow.persistence.base import (
     plan_order,
 )
 from dynaflow.persistence.limits import check_plan
-from dynaflow.states import PlanState, StepState
+from dynaflow.states import PlanState, StepKind, StepState
 
 
 def _restore(table: dict[int, Any], key: int, value: Any) -> Callable[[], object]:
@@ -80,6 +80,7 @@ class MemoryStorage(Storage):
         self._worlds: dict[str, WorldRow] = {}
         self._event_plan: dict[int, str] = {}
         self._requests: dict[int, RequestRow] = {}
+        self._queues: dict[str, int | None] = {}
         self._request_ids = itertools.count(1)
 
     def close(self) -> None:
@@ -259,6 +260,39 @@ class MemoryStorage(Storage):
                 and plan_id in self._plans
                 and i in self._plans[plan_id].events
             }
+
+    # -- queues ----------------------------------------------------------------------------
+
+    def declare_queue(self, name: str, limit: int | None) -> None:
+        with self._lock:
+            self._queues[name] = limit
+
+    def queue_limits(self) -> dict[str, int | None]:
+        with self._lock:
+            return dict(self._queues)
+
+    def queue_room(self, name: str) -> int | None:
+        with self._lock:
+            limit = self._queues.get(name)
+            if limit is None:
+                return None
+            running = sum(
+                1
+                for plan in self._plans.values()
+                for step in plan.steps.values()
+                if step.queue == name and step.state == StepState.RUNNING
+            )
+            return max(0, limit - running)
+
+    def queue_counts(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        with self._lock:
+            for plan in self._plans.values():
+                for step in plan.steps.values():
+                    if step.kind == StepKind.RUN:
+                        per = counts.setdefault(step.queue, {})
+                        per[step.state.value] = per.get(step.state.value, 0) + 1
+        return counts
 
     # -- requests --------------------------------------------------------------------------
 

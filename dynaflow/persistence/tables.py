@@ -150,6 +150,15 @@ requests = Table(
     sqlite_autoincrement=True,
 )
 
+queues = Table(
+    "dynaflow_queues",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    # most steps of the queue running at once across every world; NULL: no limit
+    Column("limit", Integer),
+    Column("updated_at", UTC, nullable=False),
+)
+
 worlds = Table(
     "dynaflow_worlds",
     metadata,

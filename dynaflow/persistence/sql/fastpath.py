@@ -59,6 +59,9 @@ class DriverBatchWriter:
         history = list(batch.history)
         claim_sql = self._compiled(self._sql.claim)
         for claim in batch.claims:
+            claim = storage.room_for(claim, result)
+            if not claim.step_ids:
+                continue
             claimed: set[int] = set()
             for params in codec.claim_params(claim):
                 sql, values = claim_sql.prepare(params)

@@ -17,8 +17,21 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, bindparam, delete, func, insert, or_, select, type_coerce, update
+from sqlalchemy import (
+    Text,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    null,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.engine import URL
+from sqlalchemy.sql.elements import BindParameter
 
 from dynaflow.persistence import tables
 from dynaflow.persistence.base import RequestRow
@@ -82,13 +95,15 @@ class RequestStatements:
         self.get = self.select.where(R.c.id == bindparam("b_id"))
         self.open = self.select.where(*OPEN).order_by(R.c.id).limit(bindparam("b_limit"))
         self.delete = delete(R).where(R.c.id.in_(bindparam("b_ids", expanding=True)))
-        self.release_taken = (
+        gone: BindParameter[str] = bindparam("b_world")
+        self.release = (
             update(R)
-            .where(*OPEN, R.c.taken_by == bindparam("b_world"))
-            .values(taken_by=None, taken_at=None)
-        )
-        self.release_addressed = (
-            update(R).where(*OPEN, R.c.world_id == bindparam("b_world")).values(world_id=None)
+            .where(*OPEN, or_(R.c.taken_by == gone, R.c.world_id == gone))
+            .values(
+                taken_by=None,
+                taken_at=None,
+                world_id=case((R.c.world_id == gone, null()), else_=R.c.world_id),
+            )
         )
         self.purge = delete(R).where(R.c.answered_at < bindparam("b_before"))
         self.notify = select(func.pg_notify(CHANNEL, bindparam("b_payload")))
@@ -183,11 +198,10 @@ class SQLRequests(SQLTransactions):
 
     def release_requests(self, world_id: str) -> int:
         with self.transaction() as conn:
-            taken = conn.execute(self._rq.release_taken, {"b_world": world_id}).rowcount
-            addressed = conn.execute(self._rq.release_addressed, {"b_world": world_id}).rowcount
-            if taken or addressed:
+            released = int(conn.execute(self._rq.release, {"b_world": world_id}).rowcount or 0)
+            if released:
                 self.notify(["r *"])
-        return int(taken or 0) + int(addressed or 0)
+        return released
 
     def purge_requests(self, before: datetime) -> int:
         with self.transaction() as conn:

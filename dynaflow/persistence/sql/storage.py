@@ -11,12 +11,13 @@ from dynaflow.persistence.base import Batch, BatchResult, batch_topics
 from dynaflow.persistence.sql.driver import INTEGRITY_ERRORS
 from dynaflow.persistence.sql.fastpath import DriverBatchWriter, SlowPath
 from dynaflow.persistence.sql.leases import SQLLeases
+from dynaflow.persistence.sql.queues import SQLQueues
 from dynaflow.persistence.sql.reads import SQLReads
 from dynaflow.persistence.sql.requests import SQLRequests
 from dynaflow.persistence.sql.writes import SQLWrites
 
 
-class SQLStorage(SQLWrites, SQLReads, SQLLeases, SQLRequests):
+class SQLStorage(SQLWrites, SQLReads, SQLLeases, SQLRequests, SQLQueues):
     """Plans in SQLite or PostgreSQL. Thread-safe; each thread has its own ambient transaction."""
 
     def __init__(self, url: str, *, migrate: bool | None = None) -> None:
