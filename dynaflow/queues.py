@@ -27,8 +27,9 @@ _declared: dict[str, Queue] = {}
 @dataclass(frozen=True, slots=True)
 class Queue:
     """A queue, optionally with a cluster-wide ``limit`` on its running steps. Creating one
-    declares it: every World opened afterwards in this process stores it (the last
-    declaration stored wins). An Action's ``queue`` may be the Queue or its name."""
+    declares it: every executor World opened afterwards in this process stores it (the last
+    declaration stored wins; ``World.declare_queue`` stores one from any world). An Action's
+    ``queue`` may be the Queue or its name."""
 
     name: str
     limit: int | None = None

@@ -146,8 +146,8 @@ class World:
         elif executor == "inline":
             self.executor = InlineExecutor(self.services, self.cluster.maintain)
         self.operators = Operators(self.services, self.executor, self.follower, self._listen)
-        queues = declared_queues()
-        if queues:  # store the declared queues (a write only when one changed)
+        queues = declared_queues() if self.executor is not None else []
+        if queues:  # executor worlds store the declared queues (writing only what changed)
             stored = self.storage.queue_limits()
             for queue in queues:
                 if queue.name not in stored or stored[queue.name] != queue.limit:
