@@ -146,10 +146,10 @@ class World:
         elif executor == "inline":
             self.executor = InlineExecutor(self.services, self.cluster.maintain)
         self.operators = Operators(self.services, self.executor, self.follower, self._listen)
-        queues = declared_queues() if self.executor is not None else []
-        if queues:  # executor worlds store the declared queues (writing only what changed)
+        declared = declared_queues() if self.executor is not None else []
+        if declared:  # executor worlds store the declared queues (writing only what changed)
             stored = self.storage.queue_limits()
-            for queue in queues:
+            for queue in declared:
                 if queue.name not in stored or stored[queue.name] != queue.limit:
                     self.storage.declare_queue(queue.name, queue.limit)
         if self.executor is not None:
@@ -199,8 +199,11 @@ class World:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         key: str | None,
+        hand_off: RequestRow | None = None,
     ) -> tuple[str, BaseException | None]:
-        """Plan, or find the plan with ``key``: ``(plan id, planning failure)``."""
+        """Plan, or find the plan with ``key``: ``(plan id, planning failure)``. ``hand_off``:
+        an execute request stored with the new plan, in its transaction (its ``plan_id`` is
+        set here)."""
         self._check_open()
         if not (isinstance(action_class, type) and issubclass(action_class, Action)):
             raise ConfigurationError(
@@ -223,6 +226,9 @@ class World:
             new = planner.finish()
             planned = True
             self.storage.insert_plan(new)
+            if hand_off is not None:
+                hand_off.plan_id = plan_id
+                self.storage.add_request(hand_off)
 
         try:
             self.services.chains.phase("plan_phase", core)(context)
@@ -253,9 +259,14 @@ class World:
         without an executor hands the plan to an executor world (any that serves its queues
         and can import its classes); ``wait()`` works the same."""
         self._check_open()
-        plan_id, failure = self._plan(action_class, args, kwargs, key)
+        hand_off = None
+        if self.executor is None:  # the request goes with the plan, in one transaction
+            hand_off = RequestRow("", "execute", {}, now(), None, self.id)
+        plan_id, failure = self._plan(action_class, args, kwargs, key, hand_off)
         if failure is not None:
             raise PlanningFailed(plan_id, failure) from failure
+        if hand_off is not None and hand_off.id is not None:
+            return Triggered(plan_id, self.operators.handed_off(plan_id, hand_off.id))
         record = self.storage.get_plan_record(plan_id)
         if record.state == PlanState.PLANNED:
             # a keyed plan: if another caller starts it first, follow that execution

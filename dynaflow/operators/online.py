@@ -72,6 +72,13 @@ class Operators:
         self.follower.follow(future, row.id, kind)
         return future
 
+    def handed_off(self, plan_id: str, request_id: int) -> PlanFuture:
+        """The future of a plan handed to executor worlds by an execute request."""
+        self._listen()
+        future = PlanFuture(self.services.world, plan_id)
+        self.follower.follow(future, request_id, "execute")
+        return future
+
     def _owner(self, record: PlanRecord) -> str | None:
         """The live world other than this one that runs the plan, if there is one."""
         owner = record.world_id
