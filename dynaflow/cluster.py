@@ -22,9 +22,8 @@ from datetime import timedelta
 from dynaflow.exceptions import ConcurrentModification, DynaflowError
 from dynaflow.executor import Executor
 from dynaflow.membership import cannot_run
-from dynaflow.persistence.base import PlanFilter, WorldRow
+from dynaflow.persistence.base import WorldRow
 from dynaflow.services import Services
-from dynaflow.states import PlanState
 
 log = logging.getLogger("dynaflow.cluster")
 
@@ -64,13 +63,16 @@ class Cluster:
     def adopt_released(self) -> None:
         """Take over the plans a world released when it shut down (running, no owner)."""
         assert self.executor is not None
-        storage = self.services.storage
-        running = PlanFilter(state=(PlanState.RUNNING,))
-        for record in storage.find_plans(running, order_by="created_at"):
-            if record.world_id is None and self._can_run(record.id):
-                log.info("adopting plan %s (released by a world that shut down)", record.id)
-                self.executor.engine.take_over(record.id, None)
-        self.executor.run_pending()
+        if self.executor.engine.stopping:
+            return
+        adopted = False
+        for plan_id in self.services.storage.released_plans():
+            if self._can_run(plan_id):
+                log.info("adopting plan %s (released by a world that shut down)", plan_id)
+                self.executor.engine.take_over(plan_id, None)
+                adopted = True
+        if adopted:
+            self.executor.run_pending()
 
     def maintain(self, force: bool = False) -> None:
         """Heartbeat, and take over the plans of worlds whose lease expired. Executors call it
@@ -100,6 +102,7 @@ class Cluster:
                 storage.unregister_world(world.id)
                 storage.release_requests(world.id)
         storage.purge_requests(at - KEEP_ANSWERS)
+        self.adopt_released()
         self.refresh_limits()
         if taken:
             executor.run_pending()

@@ -130,6 +130,8 @@ class World:
         self.cluster = Cluster(self.services, float(lease), pools)
         self.follower = Follower(self.storage)
         self._listening: Listening | None = None
+        #: another world released plans: adopt them on the next poll
+        self._adopt = False
         self._listen_lock = threading.Lock()
         self.executor: Executor | None = None
         self.mailbox: Mailbox | None = None
@@ -591,6 +593,12 @@ class World:
         if executor is None or mailbox is None:
             return
         kind, _, target = (topic or "").partition(" ")
+        if kind == "x":  # a world shut down and released plans: adopt them
+            self._adopt = True
+            mailbox.wanted()
+            if isinstance(executor, ThreadedExecutor):
+                executor.run_pending()
+            return
         if kind == "q":  # a step of a limited queue ended somewhere: there may be room
             if target in executor.engine.limited:
                 executor.engine.check_room = True
@@ -609,6 +617,9 @@ class World:
     def _poll_requests(self) -> None:
         if self.mailbox is not None:
             self.mailbox.poll()
+            if self._adopt and not self.mailbox.closed:
+                self._adopt = False
+                self.cluster.adopt_released()
 
     def _require_executor(self) -> Executor:
         self._check_open()

@@ -224,6 +224,7 @@ class Recovery(EngineBase):
         crash recovery to take over."""
         self.stopping = True
         it = self.iteration()
+        released = False
         for runtime in list(self.plans.values()):
             if runtime.busy:
                 continue
@@ -236,8 +237,11 @@ class Recovery(EngineBase):
                     reason = {"reason": "world shut down"}
                     changes.note(plan_id, now(), "plan released", detail=reason)
                     changes.write(self.storage)
+                    released = True
             self.end(runtime, it)
         self.committed(it, set())
+        if released:  # the other executor worlds adopt them at once
+            self.storage.notify(["x *"])
 
     def fail_all(self, exc: BaseException) -> None:
         """The scheduler cannot go on (the database failed): end every waiting future."""

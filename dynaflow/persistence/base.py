@@ -506,6 +506,11 @@ class Storage(ABC):
         """Every registered world, oldest first."""
 
     @abstractmethod
+    def released_plans(self, limit: int = 1000) -> list[str]:
+        """Ids of running plans with no owner (released by a world that shut down), oldest
+        first."""
+
+    @abstractmethod
     def orphaned_plans(self, now: datetime) -> list[tuple[str, str]]:
         """``(plan_id, world_id)`` of running plans owned by a world that has no row or whose
         lease expired before ``now`` (its last heartbeat plus its own lease)."""

@@ -405,6 +405,15 @@ class MemoryStorage(Storage):
         with self._lock:
             return sorted((replace(w) for w in self._worlds.values()), key=lambda w: w.started_at)
 
+    def released_plans(self, limit: int = 1000) -> list[str]:
+        with self._lock:
+            plans = sorted(
+                (p.record for p in self._plans.values()),
+                key=lambda r: (r.created_at, r.id),
+            )
+            released = [r.id for r in plans if r.state == PlanState.RUNNING and not r.world_id]
+            return released[:limit]
+
     def orphaned_plans(self, now: datetime) -> list[tuple[str, str]]:
         with self._lock:
             alive = {w.id for w in self._worlds.values() if w.expires_at >= now}

@@ -95,6 +95,10 @@ class SQLLeases(SQLTransactions):
         with self._read() as conn:
             return [(r.id, r.world_id) for r in conn.execute(self._sql.orphaned_plans, params)]
 
+    def released_plans(self, limit: int = 1000) -> list[str]:
+        with self._read() as conn:
+            return list(conn.execute(self._sql.released_plans, {"b_limit": limit}).scalars())
+
     def owned_plans(self, plan_ids: Sequence[str], owner: str) -> set[str]:
         # on the executor's hot path (every batch): run on the driver's cursor, as the fast
         # path runs its statements, skipping SQLAlchemy's per-statement work

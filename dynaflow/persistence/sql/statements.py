@@ -197,6 +197,12 @@ class Statements:
             W.c.started_at, W.c.id
         )
         alive = select(W.c.id).where(W.c.expires_at >= bind(W.c.expires_at, "b_now"))
+        self.released_plans = (
+            select(P.c.id)
+            .where(P.c.state == PlanState.RUNNING.value, P.c.world_id.is_(None))
+            .order_by(P.c.created_at, P.c.id)
+            .limit(bindparam("b_limit"))
+        )
         self.orphaned_plans = select(P.c.id, P.c.world_id).where(
             P.c.state == PlanState.RUNNING.value,
             P.c.world_id.is_not(None),
