@@ -17,10 +17,10 @@ import os
 import socket
 import time
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from dynaflow.exceptions import ConcurrentModification, DynaflowError
-from dynaflow.executor import Executor
+from dynaflow.executor import Executor, ThreadedExecutor
 from dynaflow.membership import cannot_run
 from dynaflow.persistence.base import WorldRow
 from dynaflow.services import Services
@@ -57,6 +57,7 @@ class Cluster:
         """With the executor running: adopt released plans, beat, take over dead worlds' plans."""
         self.executor = executor
         self.refresh_limits()
+        self.services.storage.notify(["w *"])  # the others see this world's threads at once
         self.adopt_released()
         self.maintain(force=True)
 
@@ -103,9 +104,30 @@ class Cluster:
                 storage.release_requests(world.id)
         storage.purge_requests(at - KEEP_ANSWERS)
         self.adopt_released()
+        self._look_around(at)
         self.refresh_limits()
         if taken:
             executor.run_pending()
+
+    def look_around(self) -> None:
+        """Another world came or went: see which threads the others have now."""
+        self._look_around(self.services.storage.now())
+
+    def _look_around(self, at: datetime) -> None:
+        """Tell the engine the threads other live worlds have per queue: steps of its plans
+        may be offered to them (only where notifications reach them)."""
+        executor = self.executor
+        if executor is None or not isinstance(executor, ThreadedExecutor):
+            return
+        if not self.services.storage.notifies:
+            return
+        elsewhere: dict[str, int] = {}
+        for world in self.services.storage.worlds():
+            if world.id != self.services.id and world.expires_at >= at:
+                for queue, size in (world.queues or {}).items():
+                    if world.executor == "threads":
+                        elsewhere[queue] = elsewhere.get(queue, 0) + size
+        executor.engine.elsewhere = elsewhere
 
     def refresh_limits(self) -> None:
         """Tell the engine which queues have a cluster-wide limit (as stored)."""
@@ -129,7 +151,9 @@ class Cluster:
     def leave(self) -> None:
         """Unregister (after shutdown): plans still owned, whose steps outlived the shutdown
         timeout, are taken over at once by the others."""
-        self.services.storage.unregister_world(self.services.id)
+        storage = self.services.storage
+        storage.unregister_world(self.services.id)
+        storage.notify(["w *"])
 
     def _declared_dead(self) -> None:
         """Another world declared this one dead and takes (or took) over the plans owned under

@@ -17,13 +17,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from concurrent.futures import Future
 from typing import Any
 
 from dynaflow.exceptions import DynaflowError, UnknownPlan
 from dynaflow.executor import Executor
-from dynaflow.executor.messages import Execute, error_json
+from dynaflow.executor.messages import Execute, RemoteDone, error_json
+from dynaflow.executor.offered import after_answer, run_offered
+from dynaflow.executor.threaded import ThreadedExecutor
 from dynaflow.membership import alive, cannot_run
 from dynaflow.persistence.base import RequestRow
 from dynaflow.services import Services
@@ -57,13 +59,20 @@ class Mailbox:
         """Take and hand on the requests for this world (at most every poll interval, unless
         a notification came, or ``force``)."""
         clock = time.monotonic()
-        if self.closed or self.executor.engine.stopping:
+        if self.closed:
             return
         if not force and not self._wanted.is_set() and clock < self._next:
             return
         self._wanted.clear()
         storage = self.services.storage
         self._next = clock + storage.poll_interval
+        if self.spreads:
+            self._answers()
+        if self.executor.engine.stopping:  # answers only: no new work
+            self.executor.run_pending()
+            return
+        if self.spreads:
+            self._runs()
         self._declined = {i: t for i, t in self._declined.items() if t > clock}
         while True:
             rows = storage.take_requests(self.services.id, BATCH, skip=self._declined)
@@ -76,6 +85,51 @@ class Mailbox:
             if len(rows) < BATCH:
                 break
         self.executor.run_pending()
+
+    @property
+    def spreads(self) -> bool:
+        """Whether this world takes part in spreading steps over worlds (a threaded executor
+        on a database that notifies)."""
+        return self.services.storage.notifies and isinstance(self.executor, ThreadedExecutor)
+
+    def _answers(self) -> None:
+        """Answers to steps this world offered: each goes to the engine."""
+        engine = self.executor.engine
+        for row in self.services.storage.take_answers(self.services.id):
+            engine.report(RemoteDone(row))
+
+    def _runs(self) -> None:
+        """Take as many offered steps as there are free threads for, and run them."""
+        executor = self.executor
+        assert isinstance(executor, ThreadedExecutor)
+        room = {queue: executor.free(queue) for queue in self.queues}
+        if not any(room.values()):
+            return
+        services = self.services
+        for row in services.storage.take_runs(services.id, room):
+            executor.run_foreign(row.queue or "default", self._runner(row))
+
+    def _runner(self, row: RequestRow) -> Callable[[], None]:
+        services = self.services
+
+        def run() -> None:
+            assert row.id is not None
+            try:
+                outcome, answer = run_offered(services, row)
+            except Exception as exc:  # dynaflow's own failure: the owner records an error
+                log.exception("offered step %s of plan %s failed to run", row.args, row.plan_id)
+                services.storage.answer_request(row.id, error_json(exc))
+                return
+            try:
+                services.storage.answer_request(row.id, None, answer)
+            except DynaflowError:
+                log.exception("could not answer offered step of plan %s", row.plan_id)
+                return
+            after_answer(services, row, outcome)
+            self.wanted()  # a thread is free again: take the next offer now
+            self.executor.run_pending()
+
+        return run
 
     def _handle(self, row: RequestRow) -> None:
         assert row.id is not None

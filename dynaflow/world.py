@@ -128,10 +128,13 @@ class World:
         self._close_lock = threading.Lock()
         #: heartbeats go every lease / 3; a world silent for a lease counts as dead
         self.cluster = Cluster(self.services, float(lease), pools)
+        self._pools = pools
         self.follower = Follower(self.storage)
         self._listening: Listening | None = None
         #: another world released plans: adopt them on the next poll
         self._adopt = False
+        #: a world came or went: look at the others' threads on the next poll
+        self._look = False
         self._listen_lock = threading.Lock()
         self.executor: Executor | None = None
         self.mailbox: Mailbox | None = None
@@ -156,6 +159,7 @@ class World:
                     self.storage.declare_queue(queue.name, queue.limit)
         if self.executor is not None:
             self.mailbox = Mailbox(self.services, self.executor, pools)
+            self.executor.engine.pools = dict(pools)
             self._listen()
             self.cluster.start(self.executor)
             log.info(
@@ -593,6 +597,12 @@ class World:
         if executor is None or mailbox is None:
             return
         kind, _, target = (topic or "").partition(" ")
+        if kind == "w":  # a world came or went
+            self._look = True
+            mailbox.wanted()
+            if isinstance(executor, ThreadedExecutor):
+                executor.run_pending()
+            return
         if kind == "x":  # a world shut down and released plans: adopt them
             self._adopt = True
             mailbox.wanted()
@@ -605,9 +615,9 @@ class World:
                 if isinstance(executor, ThreadedExecutor):
                     executor.run_pending()
             return
-        if topic is not None and target not in ("*", self.id):
+        if kind != "n" and topic is not None and target not in ("*", self.id):
             return
-        if topic is None or kind == "r":
+        if topic is None or kind == "r" or kind == "d" or (kind == "n" and target in self._pools):
             mailbox.wanted()
         if topic is None or kind == "e":
             executor.engine.check_events = True
@@ -620,6 +630,9 @@ class World:
             if self._adopt and not self.mailbox.closed:
                 self._adopt = False
                 self.cluster.adopt_released()
+            if self._look and not self.mailbox.closed:
+                self._look = False
+                self.cluster.look_around()
 
     def _require_executor(self) -> Executor:
         self._check_open()

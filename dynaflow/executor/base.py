@@ -18,6 +18,7 @@ from typing import Any
 
 from dynaflow.execution_plan import StepError
 from dynaflow.executor.messages import Execute, Message
+from dynaflow.executor.steps import StepOutcome
 from dynaflow.persistence.base import Storage
 from dynaflow.runtime import PlanRuntime, StepRuntime
 from dynaflow.services import Services
@@ -35,7 +36,16 @@ EXECUTABLE = frozenset({PlanState.PLANNED, PlanState.PAUSED})
 class Iteration:
     """What one scheduler iteration collects before it commits."""
 
-    __slots__ = ("batch", "changes", "claims", "ended", "touched", "undispatched", "wakes")
+    __slots__ = (
+        "batch",
+        "changes",
+        "claims",
+        "ended",
+        "offered",
+        "touched",
+        "undispatched",
+        "wakes",
+    )
 
     def __init__(self, changes: Changes) -> None:
         #: the state changes and other writes of the iteration, and what waits for the commit
@@ -51,6 +61,8 @@ class Iteration:
         self.undispatched = 0
         #: plans whose execution here ended, with their futures (resolved after the commit)
         self.ended: list[tuple[str, list[Future[Any]]]] = []
+        #: (plan id, step id) of the claimed steps offered to other worlds
+        self.offered: set[tuple[str, int]] = set()
 
     def later(self, callback: Callable[[], None], plan_id: str | None = None) -> None:
         """Call ``callback`` after the commit (not if ``plan_id``'s writes were fenced out)."""
@@ -97,6 +109,20 @@ class EngineBase:
         self.waiting_room: dict[str, set[str]] = {}
         #: look again at the plans waiting for room in the next iteration
         self.check_room = False
+        # -- spreading steps over worlds (see :mod:`.spreading`) --
+        #: worker threads per queue here
+        self.pools: dict[str, int] = {}
+        #: worker threads per queue in the other live worlds (empty: nothing is offered)
+        self.elsewhere: dict[str, int] = {}
+        #: steps started here, and offered steps not answered yet, per queue
+        self.local_busy: dict[str, int] = {}
+        self.remote_busy: dict[str, int] = {}
+        #: offered steps running in other worlds: (plan id, step id) -> runtime
+        self.remote: dict[tuple[str, int], PlanRuntime] = {}
+        #: plans holding ready steps back until a thread frees up here or elsewhere
+        self.held: set[str] = set()
+        #: how long each queue's steps take here (seconds, a moving average)
+        self.run_time: dict[str, float] = {}
         #: messages of the current iteration handled so far
         self.handled = 0
         self.current: Iteration | None = None
@@ -161,8 +187,22 @@ class EngineBase:
     def conclude(self, runtime: PlanRuntime, it: Iteration) -> None:
         raise NotImplementedError  # outcomes
 
+    def on_step_done(self, outcome: StepOutcome, origin: PlanRuntime, it: Iteration) -> None:
+        raise NotImplementedError  # outcomes
+
     def room_freed(self, queue: str | None, it: Iteration) -> None:
         raise NotImplementedError  # scheduling
+
+    def spread(
+        self, runtime: PlanRuntime, steps: list[StepRuntime], it: Iteration
+    ) -> list[StepRuntime]:
+        raise NotImplementedError  # spreading
+
+    def local_done(self, step: StepRuntime, outcome: StepOutcome) -> None:
+        raise NotImplementedError  # spreading
+
+    def release_held(self, it: Iteration) -> None:
+        raise NotImplementedError  # spreading
 
     def fail_step(
         self, runtime: PlanRuntime, step: StepRuntime, error: StepError, it: Iteration

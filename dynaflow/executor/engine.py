@@ -32,6 +32,7 @@ from dynaflow.executor.messages import (
     Follow,
     Halt,
     Message,
+    RemoteDone,
     RetryStep,
     StepDone,
     Takeover,
@@ -39,6 +40,7 @@ from dynaflow.executor.messages import (
 from dynaflow.executor.outcomes import Outcomes
 from dynaflow.executor.recovery import Recovery
 from dynaflow.executor.scheduling import Scheduling
+from dynaflow.executor.spreading import Spreading
 from dynaflow.executor.stopping import Stopping
 from dynaflow.executor.timers import Timers
 from dynaflow.executor.watching import ENDED, Watching
@@ -47,7 +49,7 @@ from dynaflow.states import StepState
 log = logging.getLogger("dynaflow.executor")
 
 
-class Engine(Faults, Watching, Recovery, Stopping, Timers, Outcomes, Scheduling):
+class Engine(Faults, Watching, Recovery, Stopping, Timers, Spreading, Outcomes, Scheduling):
     # -- called from any thread: each queues a message for the next iteration -----------------
 
     def execute(
@@ -164,6 +166,8 @@ class Engine(Faults, Watching, Recovery, Stopping, Timers, Outcomes, Scheduling)
                     self.on_fail_suspended(message, it)
                 case Follow(plan_id, future):
                     self.follow(plan_id, future)
+                case RemoteDone():
+                    self.on_remote_done(message, it)
                 case Call(fn):
                     fn()
         self.handled = len(messages)

@@ -13,6 +13,7 @@ from typing import Any
 
 from dynaflow.execution_plan import StepError
 from dynaflow.executor.steps import StepOutcome
+from dynaflow.persistence.base import RequestRow
 from dynaflow.runtime import PlanRuntime
 from dynaflow.states import PlanResult, PlanState, StepState
 
@@ -39,6 +40,13 @@ class Execute:
     #: the request (from another process) this execution answers: deleted when the plan is
     #: claimed, answered with the error if it cannot be
     request: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteDone:
+    """Another world answered a step this world offered it (its outcome, or why not)."""
+
+    row: RequestRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +144,7 @@ Message = (
     | Halt
     | Follow
     | Call
+    | RemoteDone
 )
 
 

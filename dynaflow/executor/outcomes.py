@@ -29,6 +29,10 @@ S = StepState
 class Outcomes(EngineBase):
     def on_step_done(self, outcome: StepOutcome, origin: PlanRuntime, it: Iteration) -> None:
         self.busy -= 1
+        if not outcome.remote and self.elsewhere:
+            self.local_done(origin.steps[outcome.step_id], outcome)
+            if self.held:
+                self.release_held(it)
         runtime = self.plans.get(outcome.plan_id)
         if runtime is None or runtime is not origin:
             # the plan ended here, or was dropped and taken up again since the step started
@@ -102,7 +106,12 @@ class Outcomes(EngineBase):
         policy = registry.attribute(
             step.action_class, "retry", None, f"step {step.id} is not retried by its policy"
         )
-        if policy is None or not policy.applies(outcome.exception):
+        if policy is None:
+            return False
+        applies = outcome.retryable
+        if applies is None:
+            applies = policy.applies(outcome.exception)
+        if not applies:
             return False
         if step.attempt >= policy.attempts:
             return False

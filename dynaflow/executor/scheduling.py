@@ -34,6 +34,11 @@ class Scheduling(EngineBase):
             ids = sorted(runtime.ready)
             runtime.ready.clear()
             steps = [runtime.steps[step_id] for step_id in ids]
+            if self.elsewhere:  # other worlds serve these queues: spread the steps
+                steps = self.spread(runtime, steps, it)
+                ids = [step.id for step in steps]
+                if not steps:
+                    return
             limited = self.limited
             if limited and any(step.queue in limited for step in steps):
                 by_queue: dict[str | None, list[StepRuntime]] = {}
@@ -84,9 +89,21 @@ class Scheduling(EngineBase):
             for step_id in ids:
                 step = runtime.steps[step_id]
                 self.uncounted(it)
-                if (runtime.plan_id, step_id) in claimed:
-                    self._run(runtime, step, it, NO_EVENT, None, False)
-                elif deferred and (runtime.plan_id, step_id) in deferred:
+                key = (runtime.plan_id, step_id)
+                offered = key in it.offered
+                if key in claimed:
+                    if offered:  # another world runs it: its answer comes back as RemoteDone
+                        self.remote[key] = runtime
+                        it.changes.running(runtime.plan_id, step)
+                        step.started_at = now()
+                    else:
+                        self._run(runtime, step, it, NO_EVENT, None, False)
+                    continue
+                if offered:
+                    self.remote_busy[step.queue] = max(0, self.remote_busy.get(step.queue, 1) - 1)
+                else:
+                    self.local_busy[step.queue] = max(0, self.local_busy.get(step.queue, 1) - 1)
+                if deferred and key in deferred:
                     self._no_room(runtime, step)
                 else:
                     self._unclaimed(runtime, step)

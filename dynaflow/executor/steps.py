@@ -44,6 +44,11 @@ class StepOutcome:
     cancelling: bool = False
     #: the exception behind ``error`` (in memory only: retry policies look at its class)
     exception: BaseException | None = None
+    #: run by another world (see :mod:`dynaflow.executor.spreading`)
+    remote: bool = False
+    #: whether the action's retry policy applies to the error (decided where it ran;
+    #: ``None``: decide from ``exception``)
+    retryable: bool | None = None
 
 
 #: "no event": the first call of run()

@@ -58,6 +58,11 @@ class ThreadedExecutor:
         self._idle = threading.Condition()
         self._local = threading.local()
         self._stopping = False
+        self._counts_lock = threading.Lock()
+        #: threads of each pool running a task now, by id(pool)
+        self._occupied: dict[int, int] = {}
+        #: offered steps of other worlds running (or queued) here
+        self.foreign = 0
         self._poll_interval = services.storage.poll_interval
         self._thread = threading.Thread(
             target=self._loop, name=f"dynaflow-scheduler-{name}", daemon=True
@@ -86,6 +91,47 @@ class ThreadedExecutor:
     def _submit(self, task: Task) -> None:
         self._pool_of(task).submit(self._work, task)
 
+    def free(self, queue: str) -> int:
+        """Threads of the queue's pool with nothing queued for them (an estimate)."""
+        pool = self.pools.get(queue)
+        if pool is None:
+            return 0
+        return max(0, pool._max_workers - pool._work_queue.qsize() - self._busy_threads(pool))
+
+    def _busy_threads(self, pool: ThreadPoolExecutor) -> int:
+        with self._counts_lock:
+            return self._occupied.get(id(pool), 0)
+
+    def run_foreign(self, queue: str, fn: Callable[[], None]) -> None:
+        """Run ``fn`` (a step another world offered) on the queue's pool; shutdown waits for
+        it as for this world's own steps."""
+        pool = self.pools[queue]
+        with self._counts_lock:
+            self.foreign += 1
+
+        def run() -> None:
+            self._enter(pool)
+            try:
+                fn()
+            except BaseException:
+                log.exception("running an offered step crashed")
+            finally:
+                self._leave(pool)
+                with self._counts_lock:
+                    self.foreign -= 1
+                with self._idle:
+                    self._idle.notify_all()
+
+        pool.submit(run)
+
+    def _enter(self, pool: ThreadPoolExecutor) -> None:
+        with self._counts_lock:
+            self._occupied[id(pool)] = self._occupied.get(id(pool), 0) + 1
+
+    def _leave(self, pool: ThreadPoolExecutor) -> None:
+        with self._counts_lock:
+            self._occupied[id(pool)] -= 1
+
     def _pump(self, collected: list[Task] | None = None) -> None:
         """Run iterations until the inbox is empty, unless another thread is running them (it
         will see what we queued: it checks the inbox again after letting go of the lock)."""
@@ -111,13 +157,16 @@ class ThreadedExecutor:
 
     def _work(self, task: Task | None) -> None:
         while task is not None:
+            pool = self._pool_of(task)
+            self._enter(pool)
             try:
                 message = task()
             except BaseException:  # tasks report their own errors; this is a bug in dynaflow
                 log.exception("executor task crashed")
                 raise
+            finally:
+                self._leave(pool)
             self.engine.report(message)
-            pool = self._pool_of(task)
             collected: list[Task] = []
             self._pump(collected)
             # go on with the next step of this pool's queue in this thread, if there is one
@@ -170,7 +219,7 @@ class ThreadedExecutor:
         deadline = time.monotonic() + timeout
         self.call(self._stop_claiming)
         with self._idle:
-            while (self.engine.busy > 0 or not self.engine.inbox.empty()) and (
+            while (self.engine.busy > 0 or self.foreign > 0 or not self.engine.inbox.empty()) and (
                 time.monotonic() < deadline
             ):
                 self._wake.set()

@@ -121,6 +121,10 @@ class RequestRow:
     error: dict[str, Any] | None = None
     #: world id -> why that world cannot run the plan
     declined: dict[str, str] | None = None
+    #: a ``"run"`` request (one step of a plan another world runs): the step's queue
+    queue: str | None = None
+    #: what came of a ``"run"`` request (the step's outcome, as JSON)
+    outcome: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -180,6 +184,8 @@ class Batch:
     unowned: set[str] = field(default_factory=set)
     #: more to notify when it commits (see :meth:`Storage.notify`)
     topics: list[str] = field(default_factory=list)
+    #: ``"run"`` requests for steps this batch claims, stored only if the claim holds
+    offers: list[RequestRow] = field(default_factory=list)
 
     def plan_ids(self) -> set[str]:
         """The plans this batch writes to (events it drops aside: only their ids are known)."""
@@ -203,6 +209,8 @@ class Batch:
             [c for c in self.claims if c.plan_id not in plans],
             [e for e in self.events if e.plan_id not in plans],
             [i for i in self.drop_events if dropped.get(i) not in plans],
+            topics=list(self.topics),
+            offers=[r for r in self.offers if r.plan_id not in plans],
         )
 
     def __bool__(self) -> bool:
@@ -315,6 +323,14 @@ def batch_topics(batch: Batch, result: BatchResult) -> list[str]:
     return topics
 
 
+def interrupted(world_id: str) -> dict[str, str]:
+    """The error a ``"run"`` request gets when the world running it died."""
+    return {
+        "type": "Interrupted",
+        "message": f"world {world_id} stopped while the step ran",
+    }
+
+
 class Listening(Protocol):
     def close(self) -> None: ...
 
@@ -409,7 +425,14 @@ class Storage(ABC):
                 self.add_events(batch.events)
             if batch.drop_events:
                 self.delete_events(batch.drop_events)
+            self.add_offers(batch.offers, result.claimed)
         return result
+
+    def add_offers(self, offers: Sequence[RequestRow], claimed: set[tuple[str, int]]) -> None:
+        """Store the ``"run"`` requests of the steps whose claim held."""
+        for row in offers:
+            if (row.plan_id, row.args["step_id"]) in claimed:
+                self.add_request(row)
 
     def room_for(self, claim: Claim, result: BatchResult) -> Claim:
         """``claim`` less the steps its queue has no room for (those go to ``deferred``)."""
@@ -531,8 +554,23 @@ class Storage(ABC):
         same request (PostgreSQL: ``FOR UPDATE SKIP LOCKED``)."""
 
     @abstractmethod
-    def answer_request(self, request_id: int, error: dict[str, Any] | None) -> None:
-        """Record the outcome of a request (``None``: done) and notify whoever waits for it."""
+    def answer_request(
+        self,
+        request_id: int,
+        error: dict[str, Any] | None,
+        outcome: dict[str, Any] | None = None,
+    ) -> None:
+        """Record the outcome of a request (``error`` ``None``: done) and notify whoever waits
+        for it."""
+
+    @abstractmethod
+    def take_runs(self, world_id: str, room: dict[str, int]) -> list[RequestRow]:
+        """``"run"`` requests nobody has taken, up to ``room[queue]`` of each queue, oldest
+        first, now taken by ``world_id`` (never by two worlds)."""
+
+    @abstractmethod
+    def take_answers(self, world_id: str) -> list[RequestRow]:
+        """The answered ``"run"`` requests ``world_id`` made, deleted as they are returned."""
 
     @abstractmethod
     def decline_request(
@@ -556,7 +594,9 @@ class Storage(ABC):
     @abstractmethod
     def release_requests(self, world_id: str) -> int:
         """A world is gone: requests it took and did not answer, and those addressed to it,
-        go back to any world. Returns how many."""
+        go back to any world — except ``"run"`` requests: one it was running is answered
+        with an ``Interrupted`` error (the world that asked decides), and those it asked for
+        and nobody took are deleted (its plans are taken over). Returns how many."""
 
     @abstractmethod
     def purge_requests(self, before: datetime) -> int:
@@ -578,6 +618,9 @@ class Storage(ABC):
     #: seconds between looks at the database for requests, events and followed plans when
     #: nothing notifies (PostgreSQL notifies: its poll is only a fallback)
     poll_interval: float = 0.25
+    #: whether :meth:`notify` reaches the other processes (then steps of one plan may be
+    #: spread over worlds: see :mod:`dynaflow.executor.spreading`)
+    notifies: bool = False
 
     # -- reads -----------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from dynaflow.persistence.base import (
     Storage,
     WorldRow,
     check_fields,
+    interrupted,
     plan_order,
 )
 from dynaflow.persistence.limits import check_plan
@@ -313,7 +314,8 @@ class MemoryStorage(Storage):
                 if len(taken) >= limit:
                     break
                 if (
-                    row.taken_by is None
+                    row.kind != "run"
+                    and row.taken_by is None
                     and row.answered_at is None
                     and row.world_id in (None, world_id)
                     and request_id not in skip
@@ -323,12 +325,50 @@ class MemoryStorage(Storage):
                     taken.append(replace(row))
         return taken
 
-    def answer_request(self, request_id: int, error: dict[str, Any] | None) -> None:
+    def answer_request(
+        self,
+        request_id: int,
+        error: dict[str, Any] | None,
+        outcome: dict[str, Any] | None = None,
+    ) -> None:
         with self._write() as undo:
             row = self._requests.get(request_id)
             if row is not None:
                 undo.append(_restore(self._requests, request_id, replace(row)))
-                row.answered_at, row.error = self.now(), error
+                row.answered_at, row.error, row.outcome = self.now(), error, outcome
+
+    def take_runs(self, world_id: str, room: dict[str, int]) -> list[RequestRow]:
+        taken: list[RequestRow] = []
+        left = dict(room)
+        with self._write() as undo:
+            for request_id in sorted(self._requests):
+                row = self._requests[request_id]
+                queue = row.queue or ""
+                if (
+                    row.kind == "run"
+                    and row.taken_by is None
+                    and row.answered_at is None
+                    and left.get(queue, 0) > 0
+                ):
+                    left[queue] -= 1
+                    undo.append(_restore(self._requests, request_id, replace(row)))
+                    row.taken_by, row.taken_at = world_id, self.now()
+                    taken.append(replace(row))
+        return taken
+
+    def take_answers(self, world_id: str) -> list[RequestRow]:
+        with self._write() as undo:
+            done = [
+                i
+                for i, r in sorted(self._requests.items())
+                if r.kind == "run" and r.requested_by == world_id and r.answered_at is not None
+            ]
+            rows = []
+            for request_id in done:
+                row = self._requests.pop(request_id)
+                undo.append(_restore(self._requests, request_id, row))
+                rows.append(replace(row))
+            return rows
 
     def decline_request(
         self, request_id: int, world_id: str, reason: str, forward_to: str | None = None
@@ -362,7 +402,17 @@ class MemoryStorage(Storage):
     def release_requests(self, world_id: str) -> int:
         count = 0
         with self._write() as undo:
-            for request_id, row in self._requests.items():
+            for request_id, row in list(self._requests.items()):
+                if row.kind == "run" and row.answered_at is None:
+                    if row.taken_by == world_id:
+                        undo.append(_restore(self._requests, request_id, replace(row)))
+                        row.answered_at, row.error = self.now(), interrupted(world_id)
+                        count += 1
+                    elif row.requested_by == world_id and row.taken_by is None:
+                        del self._requests[request_id]
+                        undo.append(_restore(self._requests, request_id, row))
+                        count += 1
+                    continue
                 if row.answered_at is None and world_id in (row.taken_by, row.world_id):
                     undo.append(_restore(self._requests, request_id, replace(row)))
                     row.taken_by = row.taken_at = None

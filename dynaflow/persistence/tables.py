@@ -144,6 +144,9 @@ requests = Table(
     Column("error", JSON),
     # world id -> why that world cannot run the plan
     Column("declined", JSON),
+    # a "run" request: the queue of the step it runs, and what came of it
+    Column("queue", String(64)),
+    Column("outcome", JSON),
     ForeignKeyConstraint(["plan_id"], ["dynaflow_plans.id"], ondelete="CASCADE"),
     Index(None, "answered_at", "taken_by", "id"),
     Index(None, "plan_id"),

@@ -80,6 +80,8 @@ class DriverBatchWriter:
             storage.add_events(batch.events)
         if batch.drop_events:
             storage.delete_events(batch.drop_events)
+        if batch.offers:
+            storage.add_offers(batch.offers, result.claimed)
         return result
 
     def _steps(self, cursor: Any, updates: Sequence[StepUpdate]) -> None:

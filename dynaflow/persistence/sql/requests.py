@@ -34,7 +34,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.sql.elements import BindParameter
 
 from dynaflow.persistence import tables
-from dynaflow.persistence.base import RequestRow
+from dynaflow.persistence.base import RequestRow, interrupted
 from dynaflow.persistence.sql.codec import bind, corrupt, time_in, time_out
 from dynaflow.persistence.sql.transactions import SQLTransactions, retried
 
@@ -45,7 +45,7 @@ R = tables.requests
 CHANNEL = "dynaflow"
 #: longest NOTIFY payload sent at once (PostgreSQL's limit is 8000 bytes)
 PAYLOAD = 7000
-JSON_COLUMNS = ("args", "error", "declined")
+JSON_COLUMNS = ("args", "error", "declined", "outcome")
 OPEN = (R.c.answered_at.is_(None),)
 
 
@@ -63,24 +63,67 @@ class RequestStatements:
             .where(
                 R.c.answered_at.is_(None),
                 R.c.taken_by.is_(None),
+                R.c.kind != "run",
                 or_(R.c.world_id.is_(None), R.c.world_id == bindparam("b_world")),
                 R.c.id.not_in(bindparam("b_skip", expanding=True)),
             )
             .order_by(R.c.id)
             .limit(bindparam("b_limit"))
         )
+        runs = (
+            select(R.c.id)
+            .where(
+                R.c.answered_at.is_(None),
+                R.c.taken_by.is_(None),
+                R.c.kind == "run",
+                R.c.queue == bindparam("b_queue"),
+            )
+            .order_by(R.c.id)
+            .limit(bindparam("b_limit"))
+        )
         if not sqlite:
             candidates = candidates.with_for_update(skip_locked=True)
+            runs = runs.with_for_update(skip_locked=True)
+        taking: dict[str, Any] = {"taken_by": bindparam("b_world"), "taken_at": bindparam("v_at")}
         self.take = (
             update(R)
             .where(R.c.id.in_(candidates.scalar_subquery()))
-            .values(taken_by=bindparam("b_world"), taken_at=bindparam("v_at"))
+            .values(taking)
             .returning(*columns)
+        )
+        self.take_runs = (
+            update(R).where(R.c.id.in_(runs.scalar_subquery())).values(taking).returning(*columns)
+        )
+        self.take_answers = (
+            delete(R)
+            .where(
+                R.c.kind == "run",
+                R.c.requested_by == bindparam("b_world"),
+                R.c.answered_at.is_not(None),
+            )
+            .returning(*columns)
+        )
+        self.interrupt = (
+            update(R)
+            .where(*OPEN, R.c.kind == "run", R.c.taken_by == bindparam("b_world"))
+            .values(answered_at=bindparam("v_at"), error=bind(R.c.error, "v_error"))
+            .returning(R.c.requested_by)
+        )
+        self.drop_offers = delete(R).where(
+            *OPEN,
+            R.c.kind == "run",
+            R.c.taken_by.is_(None),
+            R.c.requested_by == bindparam("b_world"),
         )
         self.answer = (
             update(R)
             .where(R.c.id == bindparam("b_id"))
-            .values(answered_at=bindparam("v_at"), error=bind(R.c.error, "v_error"))
+            .values(
+                answered_at=bindparam("v_at"),
+                error=bind(R.c.error, "v_error"),
+                outcome=bind(R.c.outcome, "v_outcome"),
+            )
+            .returning(R.c.kind, R.c.requested_by)
         )
         self.decline = (
             update(R)
@@ -92,13 +135,14 @@ class RequestStatements:
                 world_id=bindparam("v_world"),
             )
         )
+        self.insert_many = insert(R).values({c.name: bind(c) for c in R.columns if c.name != "id"})
         self.get = self.select.where(R.c.id == bindparam("b_id"))
         self.open = self.select.where(*OPEN).order_by(R.c.id).limit(bindparam("b_limit"))
         self.delete = delete(R).where(R.c.id.in_(bindparam("b_ids", expanding=True)))
         gone: BindParameter[str] = bindparam("b_world")
         self.release = (
             update(R)
-            .where(*OPEN, or_(R.c.taken_by == gone, R.c.world_id == gone))
+            .where(*OPEN, R.c.kind != "run", or_(R.c.taken_by == gone, R.c.world_id == gone))
             .values(
                 taken_by=None,
                 taken_at=None,
@@ -119,6 +163,10 @@ class SQLRequests(SQLTransactions):
         return self._requests
 
     @property
+    def notifies(self) -> bool:  # type: ignore[override]
+        return not self._sqlite
+
+    @property
     def poll_interval(self) -> float:  # type: ignore[override]
         # PostgreSQL wakes its worlds with NOTIFY; polling only covers a lost notification
         return 0.25 if self._sqlite else 1.0
@@ -136,11 +184,13 @@ class SQLRequests(SQLTransactions):
             "answered_at": None,
             "error": None,
             "declined": None,
+            "queue": row.queue,
+            "outcome": None,
         }
         with self.transaction() as conn:
             self._check_plans(conn, [row.plan_id])
             row.id = conn.execute(self._rq.insert, values).scalar_one()
-            self.notify([f"r {row.world_id or '*'}"])
+            self.notify([f"r {row.world_id or '*'}" if row.kind != "run" else f"n {row.queue}"])
 
     def take_requests(
         self, world_id: str, limit: int, skip: Collection[int] = ()
@@ -155,11 +205,64 @@ class SQLRequests(SQLTransactions):
             rows = conn.execute(self._rq.take, params).all()
         return sorted((self._row(r) for r in rows), key=lambda r: r.id or 0)
 
-    def answer_request(self, request_id: int, error: dict[str, Any] | None) -> None:
-        params = {"b_id": request_id, "v_at": time_in(self.now()), "v_error": error}
+    def answer_request(
+        self,
+        request_id: int,
+        error: dict[str, Any] | None,
+        outcome: dict[str, Any] | None = None,
+    ) -> None:
+        params = {
+            "b_id": request_id,
+            "v_at": time_in(self.now()),
+            "v_error": error,
+            "v_outcome": outcome,
+        }
         with self.transaction() as conn:
-            conn.execute(self._rq.answer, params)
-            self.notify([f"a {request_id}"])
+            row = conn.execute(self._rq.answer, params).first()
+            if row is not None and row.kind == "run":
+                self.notify([f"d {row.requested_by}"])
+            elif row is not None:
+                self.notify([f"a {request_id}"])
+
+    def add_offers(self, offers: Sequence[RequestRow], claimed: set[tuple[str, int]]) -> None:
+        rows = [
+            {
+                "plan_id": row.plan_id,
+                "kind": row.kind,
+                "args": row.args,
+                "world_id": None,
+                "requested_by": row.requested_by,
+                "created_at": time_in(row.created_at),
+                "taken_by": None,
+                "taken_at": None,
+                "answered_at": None,
+                "error": None,
+                "declined": None,
+                "queue": row.queue,
+                "outcome": None,
+            }
+            for row in offers
+            if (row.plan_id, row.args["step_id"]) in claimed
+        ]
+        if rows:
+            with self.transaction() as conn:
+                conn.execute(self._rq.insert_many, rows)
+                self.notify(sorted({f"n {row['queue']}" for row in rows}))
+
+    def take_runs(self, world_id: str, room: dict[str, int]) -> list[RequestRow]:
+        taken: list[Any] = []
+        with self.transaction() as conn:
+            at = time_in(self.now())
+            for queue, n in room.items():
+                if n > 0:
+                    params = {"b_world": world_id, "b_queue": queue, "b_limit": n, "v_at": at}
+                    taken.extend(conn.execute(self._rq.take_runs, params).all())
+        return sorted((self._row(r) for r in taken), key=lambda r: r.id or 0)
+
+    def take_answers(self, world_id: str) -> list[RequestRow]:
+        with self.transaction() as conn:
+            rows = conn.execute(self._rq.take_answers, {"b_world": world_id}).all()
+        return sorted((self._row(r) for r in rows), key=lambda r: r.id or 0)
 
     def decline_request(
         self, request_id: int, world_id: str, reason: str, forward_to: str | None = None
@@ -197,11 +300,20 @@ class SQLRequests(SQLTransactions):
                 conn.execute(self._rq.delete, {"b_ids": list(ids)})
 
     def release_requests(self, world_id: str) -> int:
+        params = {
+            "b_world": world_id,
+            "v_at": time_in(self.now()),
+            "v_error": interrupted(world_id),
+        }
         with self.transaction() as conn:
             released = int(conn.execute(self._rq.release, {"b_world": world_id}).rowcount or 0)
+            owners = list(conn.execute(self._rq.interrupt, params).scalars())
+            dropped = int(conn.execute(self._rq.drop_offers, {"b_world": world_id}).rowcount or 0)
+            topics = [f"d {owner}" for owner in owners]
             if released:
-                self.notify(["r *"])
-        return released
+                topics.append("r *")
+            self.notify(topics)
+        return released + len(owners) + dropped
 
     def purge_requests(self, before: datetime) -> int:
         with self.transaction() as conn:
@@ -228,6 +340,7 @@ class SQLRequests(SQLTransactions):
         load = self._decode.load_json
         try:
             args, error, declined = load(r.args), load(r.error), load(r.declined)
+            outcome = load(r.outcome)
         except ValueError as exc:
             raise corrupt(f"request {r.id}", R.name, exc) from exc
         created = time_out(r.created_at)
@@ -245,6 +358,8 @@ class SQLRequests(SQLTransactions):
             time_out(r.answered_at),
             error,
             declined,
+            r.queue,
+            outcome,
         )
 
 

@@ -1,4 +1,5 @@
-"""Declared queues and their cluster-wide limits: dynaflow_queues.
+"""Declared queues and their cluster-wide limits (dynaflow_queues); requests that run one step
+in another world (dynaflow_requests.queue, .outcome).
 
 Revision ID: 0005
 Revises: 0004
@@ -26,7 +27,13 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("name", name="pk_dynaflow_queues"),
     )
+    with op.batch_alter_table("dynaflow_requests") as batch:
+        batch.add_column(sa.Column("queue", sa.String(64), nullable=True))
+        batch.add_column(sa.Column("outcome", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("dynaflow_requests") as batch:
+        batch.drop_column("outcome")
+        batch.drop_column("queue")
     op.drop_table("dynaflow_queues")
