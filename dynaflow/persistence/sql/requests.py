@@ -85,6 +85,27 @@ class RequestStatements:
             candidates = candidates.with_for_update(skip_locked=True)
             runs = runs.with_for_update(skip_locked=True)
         taking: dict[str, Any] = {"taken_by": bindparam("b_world"), "taken_at": bindparam("v_at")}
+        # cheap reads first: most looks find nothing, and a read takes no write lock
+        self.any_request = candidates.with_only_columns(R.c.id).limit(1)
+        self.any_run = (
+            select(R.c.id)
+            .where(
+                R.c.answered_at.is_(None),
+                R.c.taken_by.is_(None),
+                R.c.kind == "run",
+                R.c.queue.in_(bindparam("b_queues", expanding=True)),
+            )
+            .limit(1)
+        )
+        self.any_answer = (
+            select(R.c.id)
+            .where(
+                R.c.kind == "run",
+                R.c.requested_by == bindparam("b_world"),
+                R.c.answered_at.is_not(None),
+            )
+            .limit(1)
+        )
         self.take = (
             update(R)
             .where(R.c.id.in_(candidates.scalar_subquery()))
@@ -195,6 +216,10 @@ class SQLRequests(SQLTransactions):
     def take_requests(
         self, world_id: str, limit: int, skip: Collection[int] = ()
     ) -> list[RequestRow]:
+        check = {"b_world": world_id, "b_skip": list(skip), "b_limit": 1}
+        with self._read() as conn:
+            if conn.execute(self._rq.any_request, check).first() is None:
+                return []
         params = {
             "b_world": world_id,
             "b_limit": limit,
@@ -251,6 +276,12 @@ class SQLRequests(SQLTransactions):
 
     def take_runs(self, world_id: str, room: dict[str, int]) -> list[RequestRow]:
         taken: list[Any] = []
+        queues = [queue for queue, n in room.items() if n > 0]
+        if not queues:
+            return []
+        with self._read() as conn:
+            if conn.execute(self._rq.any_run, {"b_queues": queues}).first() is None:
+                return []
         with self.transaction() as conn:
             at = time_in(self.now())
             for queue, n in room.items():
@@ -260,6 +291,9 @@ class SQLRequests(SQLTransactions):
         return sorted((self._row(r) for r in taken), key=lambda r: r.id or 0)
 
     def take_answers(self, world_id: str) -> list[RequestRow]:
+        with self._read() as conn:
+            if conn.execute(self._rq.any_answer, {"b_world": world_id}).first() is None:
+                return []
         with self.transaction() as conn:
             rows = conn.execute(self._rq.take_answers, {"b_world": world_id}).all()
         return sorted((self._row(r) for r in rows), key=lambda r: r.id or 0)
