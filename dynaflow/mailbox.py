@@ -21,7 +21,8 @@ from collections.abc import Callable, Collection
 from concurrent.futures import Future
 from typing import Any
 
-from dynaflow.exceptions import DynaflowError, UnknownPlan
+from dynaflow import registry
+from dynaflow.exceptions import DynaflowError, UnknownActionClass, UnknownPlan
 from dynaflow.executor import Executor
 from dynaflow.executor.messages import Execute, RemoteDone, error_json
 from dynaflow.executor.offered import after_answer, run_offered
@@ -106,7 +107,15 @@ class Mailbox:
         if not any(room.values()):
             return
         services = self.services
-        for row in services.storage.take_runs(services.id, room):
+        for row in services.storage.take_runs(services.id, room, skip=self._declined):
+            assert row.id is not None
+            try:
+                registry.resolve(str(row.args.get("action_class")))
+            except UnknownActionClass:  # a world that can import it runs it
+                why = f"cannot import action class {row.args.get('action_class')}"
+                services.storage.decline_request(row.id, services.id, why)
+                self._declined[row.id] = time.monotonic() + DECLINED_FOR
+                continue
             executor.run_foreign(row.queue or "default", self._runner(row))
 
     def _runner(self, row: RequestRow) -> Callable[[], None]:

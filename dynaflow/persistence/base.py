@@ -561,12 +561,15 @@ class Storage(ABC):
         outcome: dict[str, Any] | None = None,
     ) -> None:
         """Record the outcome of a request (``error`` ``None``: done) and notify whoever waits
-        for it."""
+        for it. The first answer stands: a run answered ``Interrupted`` (its world was taken
+        for dead) keeps that answer when the run's own comes late."""
 
     @abstractmethod
-    def take_runs(self, world_id: str, room: dict[str, int]) -> list[RequestRow]:
-        """``"run"`` requests nobody has taken, up to ``room[queue]`` of each queue, oldest
-        first, now taken by ``world_id`` (never by two worlds)."""
+    def take_runs(
+        self, world_id: str, room: dict[str, int], skip: Collection[int] = ()
+    ) -> list[RequestRow]:
+        """``"run"`` requests nobody has taken (not those in ``skip``), up to ``room[queue]``
+        of each queue, oldest first, now taken by ``world_id`` (never by two worlds)."""
 
     @abstractmethod
     def take_answers(self, world_id: str) -> list[RequestRow]:

@@ -333,11 +333,13 @@ class MemoryStorage(Storage):
     ) -> None:
         with self._write() as undo:
             row = self._requests.get(request_id)
-            if row is not None:
+            if row is not None and row.answered_at is None:  # the first answer stands
                 undo.append(_restore(self._requests, request_id, replace(row)))
                 row.answered_at, row.error, row.outcome = self.now(), error, outcome
 
-    def take_runs(self, world_id: str, room: dict[str, int]) -> list[RequestRow]:
+    def take_runs(
+        self, world_id: str, room: dict[str, int], skip: Collection[int] = ()
+    ) -> list[RequestRow]:
         taken: list[RequestRow] = []
         left = dict(room)
         with self._write() as undo:
@@ -346,6 +348,7 @@ class MemoryStorage(Storage):
                 queue = row.queue or ""
                 if (
                     row.kind == "run"
+                    and request_id not in skip
                     and row.taken_by is None
                     and row.answered_at is None
                     and left.get(queue, 0) > 0

@@ -77,6 +77,7 @@ class RequestStatements:
                 R.c.taken_by.is_(None),
                 R.c.kind == "run",
                 R.c.queue == bindparam("b_queue"),
+                R.c.id.not_in(bindparam("b_skip", expanding=True)),
             )
             .order_by(R.c.id)
             .limit(bindparam("b_limit"))
@@ -138,7 +139,7 @@ class RequestStatements:
         )
         self.answer = (
             update(R)
-            .where(R.c.id == bindparam("b_id"))
+            .where(R.c.id == bindparam("b_id"), R.c.answered_at.is_(None))
             .values(
                 answered_at=bindparam("v_at"),
                 error=bind(R.c.error, "v_error"),
@@ -274,7 +275,9 @@ class SQLRequests(SQLTransactions):
                 conn.execute(self._rq.insert_many, rows)
                 self.notify(sorted({f"n {row['queue']}" for row in rows}))
 
-    def take_runs(self, world_id: str, room: dict[str, int]) -> list[RequestRow]:
+    def take_runs(
+        self, world_id: str, room: dict[str, int], skip: Collection[int] = ()
+    ) -> list[RequestRow]:
         taken: list[Any] = []
         queues = [queue for queue, n in room.items() if n > 0]
         if not queues:
@@ -286,7 +289,13 @@ class SQLRequests(SQLTransactions):
             at = time_in(self.now())
             for queue, n in room.items():
                 if n > 0:
-                    params = {"b_world": world_id, "b_queue": queue, "b_limit": n, "v_at": at}
+                    params = {
+                        "b_world": world_id,
+                        "b_queue": queue,
+                        "b_limit": n,
+                        "v_at": at,
+                        "b_skip": list(skip),
+                    }
                     taken.extend(conn.execute(self._rq.take_runs, params).all())
         return sorted((self._row(r) for r in taken), key=lambda r: r.id or 0)
 
