@@ -1,0 +1,51 @@
+"""The actions of ``benchmarks/cluster.py``: imported by the benchmark process (the client
+world) and by its ``dynaflow worker`` processes (``--import cluster_actions``), so that both
+know them by the same name."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from dynaflow import Action
+
+
+class Noop(Action):
+    def run(self) -> None:
+        pass
+
+
+class Wide(Action):
+    """``n`` no-op actions, all concurrent."""
+
+    def plan(self, n: int) -> None:
+        for _ in range(n):
+            self.plan_action(Noop)
+
+
+class Chain(Action):
+    """``n`` no-op actions in one sequence."""
+
+    def plan(self, n: int) -> None:
+        with self.sequence():
+            for _ in range(n):
+                self.plan_action(Noop)
+
+
+class Stamp(Action):
+    """One step that records when it started running (``time.time()``) in its output."""
+
+    def run(self) -> None:
+        self.output["at"] = time.time()
+
+
+class Listener(Action):
+    """Suspends; records when each event reaches ``run(event)`` in its output (``str(event)``
+    -> ``time.time()``); the event ``"stop"`` ends it."""
+
+    def run(self, event: Any = None) -> None:
+        if event is not None:
+            self.output[str(event)] = time.time()
+            if event == "stop":
+                return
+        self.suspend()

@@ -1,0 +1,52 @@
+"""The benchmark scripts as a user runs them, in smoke-test sizes: they finish and print their
+table. No figure is checked (timings depend on the machine)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def bench_schema_url(pg_admin: Any) -> Iterator[str]:
+    """The test server's URL with a schema of this test (the benchmark drops and recreates
+    it; dropped here in any case)."""
+    import sqlalchemy as sa
+
+    schema = f"dynaflow_bench_{uuid.uuid4().hex[:12]}"
+    url = pg_admin.url.update_query_dict({"options": f"-csearch_path={schema}"})
+    yield url.render_as_string(hide_password=False)
+    with pg_admin.connect() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.timeout(900)
+def test_cluster_benchmark_quick_run_prints_its_table(bench_schema_url: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "cluster.py"), "--quick"]
+        + ["--url", bench_schema_url, "--timeout", "120"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=840,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("scenario"))
+    assert lines[header].split() == ["scenario", "figure", "target", "met"]
+    assert set(lines[header + 1]) <= {"-", " "}
+    table = lines[header + 2 :]
+    for scenario in ("wide:", "many:", "events:", "handoff:", "sqlite:"):
+        assert any(line.startswith(scenario) for line in table), (scenario, result.stdout)
+    assert "FAILED" not in result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
