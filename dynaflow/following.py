@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,9 @@ class Follower:
         self._lock = threading.Lock()
         self._followed: list[_Followed] = []
         self._wake = threading.Event()
+        #: what notifications named since the last look (plan ids, request ids as "a <id>");
+        #: ``None``: look at everything (a new follower, a poll, a lost notification)
+        self._named: set[str] | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
 
@@ -56,6 +60,7 @@ class Follower:
         then the plan's execution has ended (stopped, or paused)."""
         with self._lock:
             self._followed.append(_Followed(future, request, kind))
+            self._named = None
             if self._thread is None and not self._closed:
                 self._thread = threading.Thread(
                     target=self._loop, name="dynaflow-follower", daemon=True
@@ -64,9 +69,22 @@ class Follower:
         self._wake.set()
 
     def notified(self, topic: str | None) -> None:
-        """A notification (``None``: some may have been lost)."""
-        if topic is None or topic[:1] in ("p", "a"):
+        """A notification (``None``: some may have been lost): wake up if it names a plan or
+        request followed here."""
+        if topic is None:
+            with self._lock:
+                self._named = None
             self._wake.set()
+            return
+        kind, _, name = topic.partition(" ")
+        if kind not in ("p", "a"):
+            return
+        with self._lock:
+            if not self._followed:
+                return
+            if self._named is not None:
+                self._named.add(name if kind == "p" else topic)
+        self._wake.set()
 
     def close(self) -> None:
         self._closed = True
@@ -76,16 +94,30 @@ class Follower:
             thread.join(timeout=5)
 
     def _loop(self) -> None:
+        interval = self.storage.poll_interval
+        next_scan = time.monotonic() + interval
         while not self._closed:
-            self._wake.wait(self.storage.poll_interval)
+            self._wake.wait(max(0.0, next_scan - time.monotonic()))
             self._wake.clear()
             if self._closed:
                 return
             with self._lock:
-                followed = list(self._followed)
+                named, self._named = self._named, set()
+                if time.monotonic() >= next_scan:
+                    named = None  # the poll, however busy: look at everything
+                if named is None:
+                    next_scan = time.monotonic() + interval
+                followed = [
+                    f
+                    for f in self._followed
+                    if named is None
+                    or f.future.plan_id in named
+                    or (f.request is not None and f"a {f.request}" in named)
+                ]
+                everything = named is None
             if not followed:
                 with self._lock:
-                    if not self._followed:
+                    if not self._followed and everything:
                         self._thread = None
                         return
                 continue

@@ -23,6 +23,7 @@ from typing import Any
 
 from dynaflow import registry
 from dynaflow.exceptions import DynaflowError, UnknownActionClass, UnknownPlan
+from dynaflow.execution_plan import ExecutionPlan
 from dynaflow.executor import Executor
 from dynaflow.executor.messages import Execute, RemoteDone, error_json
 from dynaflow.executor.offered import after_answer, run_offered
@@ -166,7 +167,7 @@ class Mailbox:
                 return
         future: Future[Any] = Future()
         if row.kind == "execute":
-            engine.inbox.put(_execute(row, future))
+            engine.inbox.put(_execute(row, future, plan))
             return
         if running_elsewhere:  # its world is dead: take the plan over, then operate on it
             engine.take_over(plan.id, owner)
@@ -190,7 +191,7 @@ class Mailbox:
             log.exception("could not answer request %s", row.id)
 
 
-def _execute(row: RequestRow, future: Future[Any]) -> Execute:
+def _execute(row: RequestRow, future: Future[Any], plan: ExecutionPlan) -> Execute:
     only = row.args.get("only")
     return Execute(
         row.plan_id,
@@ -198,4 +199,5 @@ def _execute(row: RequestRow, future: Future[Any]) -> Execute:
         only=int(only) if only is not None else None,
         follow_if_taken=True,
         request=row.id,
+        plan=plan,
     )

@@ -11,7 +11,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from dynaflow.execution_plan import StepError
+from dynaflow.execution_plan import ExecutionPlan, StepError
 from dynaflow.executor.steps import StepOutcome
 from dynaflow.persistence.base import RequestRow
 from dynaflow.runtime import PlanRuntime
@@ -40,6 +40,9 @@ class Execute:
     #: the request (from another process) this execution answers: deleted when the plan is
     #: claimed, answered with the error if it cannot be
     request: int | None = None
+    #: the plan as just loaded by whoever asked (not loaded again; the claim is a
+    #: compare-and-set on its states all the same)
+    plan: ExecutionPlan | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,7 +75,7 @@ class Recovery(EngineBase):
         """Make this world the plan's owner, in its own transaction (which also deletes the
         request it answers); its signal goes out with the iteration's."""
         takeover, only = message.takeover, message.only
-        plan = self.storage.load_plan(plan_id)
+        plan = message.plan if message.plan is not None else self.storage.load_plan(plan_id)
         at = now()
         changes = Changes(self.services.world, self.world_id)
         rerun: Collection[int] | None = None if only is None else (only,)
