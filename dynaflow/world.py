@@ -386,8 +386,9 @@ class World:
         return self.operators.retry(plan_id, step_id)
 
     def follow(self, plan_id: str) -> PlanFuture:
-        """A future for the end of the plan's current execution: it resolves when the plan
-        stops or pauses here, or at once if no executor of this world is running it."""
+        """A future for the end of the plan's execution: it resolves when the plan stops or
+        pauses (awaiting an operator), whichever world runs it — at once if it has already; a
+        planned plan's future waits for an execution to end."""
         self._check_open()
         self.storage.get_plan_record(plan_id)  # UnknownPlan
         return self.operators.follow(plan_id)
