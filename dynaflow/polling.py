@@ -85,7 +85,13 @@ class Polling:
     def poll_attempts(self) -> dict[str, int]:
         attempts = self._get("poll_attempts")
         if not isinstance(attempts, dict):
-            attempts = {"total": 0, "failed": 0}
+            attempts = {}
+        # an Output model's default (``poll_attempts: dict = {}``) starts empty: fill it in
+        if not isinstance(attempts.get("total"), int) or not isinstance(
+            attempts.get("failed"), int
+        ):
+            attempts = {**attempts, "total": attempts.get("total") or 0}
+            attempts["failed"] = attempts.get("failed") or 0
             self._set("poll_attempts", attempts)
         return attempts
 

@@ -87,10 +87,16 @@ def load_entry_points() -> None:
     for entry_point in entry_points(group=ENTRY_POINT_GROUP):
         try:
             entry_point.load()
-        except Exception:
-            log.exception(
-                "could not load dynaflow plugin %r (%s)", entry_point.name, entry_point.value
+        except Exception as exc:  # one line; the traceback for whoever debugs it
+            log.warning(
+                "could not load dynaflow plugin %r (%s): %s: %s; its actions are unknown here "
+                "(the traceback is logged at DEBUG)",
+                entry_point.name,
+                entry_point.value,
+                type(exc).__name__,
+                exc,
             )
+            log.debug("loading dynaflow plugin %r failed", entry_point.name, exc_info=True)
 
 
 def known() -> dict[str, ActionClass]:

@@ -298,3 +298,26 @@ def test_an_output_model_without_the_polling_fields_is_a_clear_error(world: Worl
     (step,) = plan.run_steps()
     assert step.error.class_name == "ConfigurationError"
     assert "needs a field 'task' for Polling" in step.error.message
+
+
+class WithPollingFields(PollEverySecond):
+    """The documented Output model: ``poll_attempts`` starts as an empty dict."""
+
+    class Output(BaseModel):
+        task: Any = None
+        poll_attempts: dict = {}  # type: ignore[type-arg]
+        result: str | None = None
+
+
+def test_an_output_model_with_the_documented_polling_fields_polls(
+    world: World, api: JobAPI
+) -> None:
+    api.reset(["done"])
+    with frozen_clock() as clock:
+        triggered = world.trigger(WithPollingFields, name="model")
+        expect(world, "suspended:1")
+        advance(world, clock, 1)
+        plan = triggered.wait(timeout=WAIT)
+    assert (plan.state, plan.result) == ("stopped", "success")
+    (step,) = plan.run_steps()
+    assert plan.action(step.action_id).output["poll_attempts"] == {"total": 1, "failed": 0}
