@@ -30,6 +30,8 @@ log = logging.getLogger("dynaflow.cluster")
 
 #: answered requests are deleted after this long (their askers read them long before)
 KEEP_ANSWERS = timedelta(hours=1)
+#: seconds between two purges of old answers by one world
+PURGE_EVERY = 300.0
 
 
 class Cluster:
@@ -45,6 +47,7 @@ class Cluster:
         self._cannot: set[str] = set()
         self.executor: Executor | None = None
         self._next_beat = 0.0
+        self._next_purge = time.monotonic() + PURGE_EVERY
         self._incarnation = 0
         self._kind: str | None = None
 
@@ -57,9 +60,7 @@ class Cluster:
         """With the executor running: adopt released plans, beat, take over dead worlds' plans."""
         self.executor = executor
         self.refresh_limits()
-        self.services.storage.notify(["w *"])  # the others see this world's threads at once
-        self.adopt_released()
-        self.maintain(force=True)
+        self.maintain(force=True)  # adopts released plans too
 
     def adopt_released(self) -> None:
         """Take over the plans a world released when it shut down (running, no owner)."""
@@ -95,25 +96,30 @@ class Cluster:
                 log.warning("taking over plan %s from world %s (lease expired)", plan_id, owner)
                 engine.take_over(plan_id, owner)
                 taken = True
-        for world in storage.worlds():
+        worlds = storage.worlds()
+        for world in worlds:
             if world.id != self.services.id and world.expires_at < at:
                 log.warning(
                     "world %s is dead (no heartbeat since %s)", world.id, world.heartbeat_at
                 )
-                storage.unregister_world(world.id)
-                storage.release_requests(world.id)
-        storage.purge_requests(at - KEEP_ANSWERS)
+                with storage.transaction():  # its requests go to the others with its row
+                    storage.unregister_world(world.id)
+                    storage.release_requests(world.id)
+        if clock >= self._next_purge:  # old answers go now and then, not on every beat
+            self._next_purge = clock + PURGE_EVERY
+            storage.purge_requests(at - KEEP_ANSWERS)
         self.adopt_released()
-        self._look_around(at)
+        self._look_around(at, worlds)
         self.refresh_limits()
         if taken:
             executor.run_pending()
 
     def look_around(self) -> None:
         """Another world came or went: see which threads the others have now."""
-        self._look_around(self.services.storage.now())
+        storage = self.services.storage
+        self._look_around(storage.now(), storage.worlds())
 
-    def _look_around(self, at: datetime) -> None:
+    def _look_around(self, at: datetime, worlds: list[WorldRow]) -> None:
         """Tell the engine the threads other live worlds have per queue: steps of its plans
         may be offered to them (only where notifications reach them)."""
         executor = self.executor
@@ -122,7 +128,7 @@ class Cluster:
         if not self.services.storage.notifies:
             return
         elsewhere: dict[str, int] = {}
-        for world in self.services.storage.worlds():
+        for world in worlds:
             if world.id != self.services.id and world.expires_at >= at:
                 for queue, size in (world.queues or {}).items():
                     if world.executor == "threads":
@@ -152,8 +158,9 @@ class Cluster:
         """Unregister (after shutdown): plans still owned, whose steps outlived the shutdown
         timeout, are taken over at once by the others."""
         storage = self.services.storage
-        storage.unregister_world(self.services.id)
-        storage.notify(["w *"])
+        with storage.transaction():
+            storage.unregister_world(self.services.id)
+            storage.notify(["w *"])
 
     def _declared_dead(self) -> None:
         """Another world declared this one dead and takes (or took) over the plans owned under
@@ -177,15 +184,17 @@ class Cluster:
     def _register(self, kind: str | None) -> None:
         storage = self.services.storage
         at = storage.now()
-        storage.register_world(
-            WorldRow(
-                self.services.id,
-                at,
-                at,
-                socket.gethostname(),
-                os.getpid(),
-                kind,
-                self.lease,
-                self.queues,
+        with storage.transaction():  # the others see this world's threads at once
+            storage.notify(["w *"])
+            storage.register_world(
+                WorldRow(
+                    self.services.id,
+                    at,
+                    at,
+                    socket.gethostname(),
+                    os.getpid(),
+                    kind,
+                    self.lease,
+                    self.queues,
+                )
             )
-        )
