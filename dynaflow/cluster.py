@@ -22,9 +22,8 @@ from datetime import timedelta
 from dynaflow.exceptions import ConcurrentModification, DynaflowError
 from dynaflow.executor import Executor
 from dynaflow.membership import cannot_run
-from dynaflow.persistence.base import PlanFilter, WorldRow
+from dynaflow.persistence.base import WorldRow
 from dynaflow.services import Services
-from dynaflow.states import PlanState
 
 log = logging.getLogger("dynaflow.cluster")
 
@@ -55,25 +54,15 @@ class Cluster:
         self._register(kind)
 
     def start(self, executor: Executor) -> None:
-        """With the executor running: adopt released plans, beat, take over dead worlds' plans."""
+        """With the executor running: beat, adopt released plans, take over dead worlds'
+        plans."""
         self.executor = executor
-        self.adopt_released()
         self.maintain(force=True)
 
-    def adopt_released(self) -> None:
-        """Take over the plans a world released when it shut down (running, no owner)."""
-        assert self.executor is not None
-        storage = self.services.storage
-        running = PlanFilter(state=(PlanState.RUNNING,))
-        for record in storage.find_plans(running, order_by="created_at"):
-            if record.world_id is None and self._can_run(record.id):
-                log.info("adopting plan %s (released by a world that shut down)", record.id)
-                self.executor.engine.take_over(record.id, None)
-        self.executor.run_pending()
-
     def maintain(self, force: bool = False) -> None:
-        """Heartbeat, and take over the plans of worlds whose lease expired. Executors call it
-        on their tick; it acts every lease / 3 (at once with ``force``)."""
+        """Heartbeat, and take over the plans of worlds whose lease expired or that released
+        them when they shut down. Executors call it on their tick; it acts every lease / 3 (at
+        once with ``force``)."""
         executor = self.executor
         if executor is None:
             return
@@ -86,9 +75,15 @@ class Cluster:
         if not storage.heartbeat(self.services.id, at, self.lease):
             self._declared_dead()
         taken = False
-        for plan_id, owner in storage.orphaned_plans(at):
+        # plans of dead worlds, and plans released by worlds that shut down while this one
+        # ran (not by one shutting down itself: it would only release them again)
+        orphaned = [] if engine.stopping else storage.orphaned_plans(at)
+        for plan_id, owner in orphaned:
             if owner != self.services.id and self._can_run(plan_id):
-                log.warning("taking over plan %s from world %s (lease expired)", plan_id, owner)
+                if owner is None:
+                    log.info("adopting plan %s (released by a world that shut down)", plan_id)
+                else:
+                    log.warning("taking over plan %s from world %s (lease expired)", plan_id, owner)
                 engine.take_over(plan_id, owner)
                 taken = True
         for world in storage.worlds():
@@ -117,8 +112,12 @@ class Cluster:
 
     def leave(self) -> None:
         """Unregister (after shutdown): plans still owned, whose steps outlived the shutdown
-        timeout, are taken over at once by the others."""
-        self.services.storage.unregister_world(self.services.id)
+        timeout, are taken over at once by the others; requests this world took and did not
+        answer (a cancel waiting for such a step, say), or that were addressed to it, go to
+        the others (no world would release them once its row is gone)."""
+        storage = self.services.storage
+        storage.unregister_world(self.services.id)
+        storage.release_requests(self.services.id)
 
     def _declared_dead(self) -> None:
         """Another world declared this one dead and takes (or took) over the plans owned under

@@ -371,15 +371,13 @@ class MemoryStorage(Storage):
         with self._lock:
             return sorted((replace(w) for w in self._worlds.values()), key=lambda w: w.started_at)
 
-    def orphaned_plans(self, now: datetime) -> list[tuple[str, str]]:
+    def orphaned_plans(self, now: datetime) -> list[tuple[str, str | None]]:
         with self._lock:
             alive = {w.id for w in self._worlds.values() if w.expires_at >= now}
             return [
                 (p.record.id, p.record.world_id)
                 for p in self._plans.values()
-                if p.record.state == PlanState.RUNNING
-                and p.record.world_id is not None
-                and p.record.world_id not in alive
+                if p.record.state == PlanState.RUNNING and p.record.world_id not in alive
             ]
 
     # -- reads -----------------------------------------------------------------------------
