@@ -637,6 +637,12 @@ def worker(
             pass
     finally:
         world.close()
+    if world.executor is not None and world.executor.engine.busy:
+        # steps that outlived --grace stay 'running' for the other worlds to take over: do not
+        # wait for their threads (the interpreter would join them at exit)
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)
 
 
 def _parse_queues(values: tuple[str, ...]) -> dict[str, int] | None:

@@ -57,9 +57,9 @@ class Cluster:
         self._register(kind)
 
     def start(self, executor: Executor) -> None:
-        """With the executor running: adopt released plans, beat, take over dead worlds' plans."""
+        """With the executor running: beat, adopt released plans, take over dead worlds'
+        plans."""
         self.executor = executor
-        self.refresh_limits()
         self.maintain(force=True)  # adopts released plans too
 
     def adopt_released(self) -> None:
@@ -77,8 +77,9 @@ class Cluster:
             self.executor.run_pending()
 
     def maintain(self, force: bool = False) -> None:
-        """Heartbeat, and take over the plans of worlds whose lease expired. Executors call it
-        on their tick; it acts every lease / 3 (at once with ``force``)."""
+        """Heartbeat, and take over the plans of worlds whose lease expired or that released
+        them when they shut down. Executors call it on their tick; it acts every lease / 3 (at
+        once with ``force``)."""
         executor = self.executor
         if executor is None:
             return
@@ -91,9 +92,15 @@ class Cluster:
         if not storage.heartbeat(self.services.id, at, self.lease):
             self._declared_dead()
         taken = False
-        for plan_id, owner in storage.orphaned_plans(at):
+        # plans of dead worlds, and plans released by worlds that shut down while this one
+        # ran (not by one shutting down itself: it would only release them again)
+        orphaned = [] if engine.stopping else storage.orphaned_plans(at)
+        for plan_id, owner in orphaned:
             if owner != self.services.id and self._can_run(plan_id):
-                log.warning("taking over plan %s from world %s (lease expired)", plan_id, owner)
+                if owner is None:
+                    log.info("adopting plan %s (released by a world that shut down)", plan_id)
+                else:
+                    log.warning("taking over plan %s from world %s (lease expired)", plan_id, owner)
                 engine.take_over(plan_id, owner)
                 taken = True
         worlds = storage.worlds()
@@ -108,7 +115,6 @@ class Cluster:
         if clock >= self._next_purge:  # old answers go now and then, not on every beat
             self._next_purge = clock + PURGE_EVERY
             storage.purge_requests(at - KEEP_ANSWERS)
-        self.adopt_released()
         self._look_around(at, worlds)
         self.refresh_limits()
         if taken:
@@ -156,10 +162,13 @@ class Cluster:
 
     def leave(self) -> None:
         """Unregister (after shutdown): plans still owned, whose steps outlived the shutdown
-        timeout, are taken over at once by the others."""
+        timeout, are taken over at once by the others; requests this world took and did not
+        answer (a cancel waiting for such a step, say), or that were addressed to it, go to
+        the others (no world would release them once its row is gone)."""
         storage = self.services.storage
         with storage.transaction():
             storage.unregister_world(self.services.id)
+            storage.release_requests(self.services.id)
             storage.notify(["w *"])
 
     def _declared_dead(self) -> None:

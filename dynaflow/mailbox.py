@@ -22,7 +22,13 @@ from concurrent.futures import Future
 from typing import Any
 
 from dynaflow import registry
-from dynaflow.exceptions import DynaflowError, UnknownActionClass, UnknownPlan
+from dynaflow.exceptions import (
+    ConcurrentModification,
+    DynaflowError,
+    InvalidState,
+    UnknownActionClass,
+    UnknownPlan,
+)
 from dynaflow.execution_plan import ExecutionPlan
 from dynaflow.executor import Executor
 from dynaflow.executor.messages import Execute, RemoteDone, error_json
@@ -39,6 +45,8 @@ log = logging.getLogger("dynaflow.cluster")
 BATCH = 100
 #: seconds before a world looks again at a request it declined
 DECLINED_FOR = 30.0
+#: errors of an execute request the engine answers itself
+ANSWERED = (ConcurrentModification, InvalidState, UnknownPlan)
 
 
 class Mailbox:
@@ -51,6 +59,9 @@ class Mailbox:
         self._next = 0.0
         #: requests declined here -> when to look at them again (monotonic)
         self._declined: dict[int, float] = {}
+        #: execute requests whose claim failed here, to give back (id -> why)
+        self._give_back: dict[int, str] = {}
+        self._lock = threading.Lock()
         self.closed = False
 
     def wanted(self) -> None:
@@ -68,6 +79,8 @@ class Mailbox:
         self._wanted.clear()
         storage = self.services.storage
         self._next = clock + storage.poll_interval
+        if self._give_back:
+            self._return_failed()
         if self.spreads:
             self._answers()
         if self.executor.engine.stopping:  # answers only: no new work
@@ -167,6 +180,7 @@ class Mailbox:
                 return
         future: Future[Any] = Future()
         if row.kind == "execute":
+            future.add_done_callback(lambda f: self._failed(row, f))
             engine.inbox.put(_execute(row, future, plan))
             return
         if running_elsewhere:  # its world is dead: take the plan over, then operate on it
@@ -182,6 +196,29 @@ class Mailbox:
             engine.retry(plan.id, int(row.args["step_id"]), future)
         else:
             raise DynaflowError(f"unknown request kind {row.kind!r} (request {row.id})")
+
+    def _failed(self, row: RequestRow, future: Future[Any]) -> None:
+        """An execute request whose claim failed here (the iteration claiming the plan failed,
+        say on a lost connection): give it back, so that this world or another takes it again.
+        Errors the engine answers itself (the plan ended, is unknown) are not given back."""
+        error = None if future.cancelled() else future.exception()
+        if error is None or isinstance(error, ANSWERED):
+            return
+        with self._lock:
+            self._give_back[row.id or 0] = f"claiming the plan failed ({type(error).__name__})"
+        self.wanted()
+
+    def _return_failed(self) -> None:
+        """Give back the execute requests whose claim failed (again on the next poll if the
+        database is still away)."""
+        with self._lock:
+            failed, self._give_back = self._give_back, {}
+        for request_id, why in failed.items():
+            try:
+                self.services.storage.decline_request(request_id, self.services.id, why)
+            except DynaflowError:
+                with self._lock:
+                    self._give_back.setdefault(request_id, why)
 
     def _answer(self, row: RequestRow, error: BaseException | None) -> None:
         assert row.id is not None

@@ -451,8 +451,9 @@ class World:
 
     def close(self, timeout: float | None = None) -> None:
         """Stop the executor (waiting up to ``timeout`` for running steps) and close storage.
-        Plans it was running are released: still ``running``, with no owner; the next World
-        opened with an executor on the same database takes them over and carries on."""
+        Plans it was running are released: still ``running``, with no owner; the other
+        executor worlds on the database take them over on their next heartbeat (a World opened
+        with an executor later, at once) and carry on."""
         with self._close_lock:
             if self._closed:
                 return

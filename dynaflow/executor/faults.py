@@ -48,6 +48,12 @@ class Faults(EngineBase):
         if self.current is not None:  # tasks it counted but never handed to a worker
             self.busy -= self.current.undispatched
             self.current.undispatched = 0
+            # plans whose end was in the iteration are no longer in self.plans; their end did
+            # not land (or, if the failure came after the commit, taking them up finds them
+            # ended and resolves their futures)
+            for plan_id, futures in self.current.ended:
+                self.recovering.setdefault(plan_id, []).extend(futures)
+            self.current.ended.clear()
         for plan_id, runtime in self.plans.items():
             self.recovering.setdefault(plan_id, []).extend(runtime.futures)
         self.plans.clear()

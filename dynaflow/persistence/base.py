@@ -534,9 +534,10 @@ class Storage(ABC):
         first."""
 
     @abstractmethod
-    def orphaned_plans(self, now: datetime) -> list[tuple[str, str]]:
+    def orphaned_plans(self, now: datetime) -> list[tuple[str, str | None]]:
         """``(plan_id, world_id)`` of running plans owned by a world that has no row or whose
-        lease expired before ``now`` (its last heartbeat plus its own lease)."""
+        lease expired before ``now`` (its last heartbeat plus its own lease), and of running
+        plans a world released when it shut down (``world_id`` ``None``)."""
 
     # -- requests between worlds, and notifications ----------------------------------------
 

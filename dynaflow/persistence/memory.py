@@ -467,15 +467,13 @@ class MemoryStorage(Storage):
             released = [r.id for r in plans if r.state == PlanState.RUNNING and not r.world_id]
             return released[:limit]
 
-    def orphaned_plans(self, now: datetime) -> list[tuple[str, str]]:
+    def orphaned_plans(self, now: datetime) -> list[tuple[str, str | None]]:
         with self._lock:
             alive = {w.id for w in self._worlds.values() if w.expires_at >= now}
             return [
                 (p.record.id, p.record.world_id)
                 for p in self._plans.values()
-                if p.record.state == PlanState.RUNNING
-                and p.record.world_id is not None
-                and p.record.world_id not in alive
+                if p.record.state == PlanState.RUNNING and p.record.world_id not in alive
             ]
 
     # -- reads -----------------------------------------------------------------------------

@@ -90,7 +90,7 @@ class SQLLeases(SQLTransactions):
             for r in rows
         ]
 
-    def orphaned_plans(self, now: datetime) -> list[tuple[str, str]]:
+    def orphaned_plans(self, now: datetime) -> list[tuple[str, str | None]]:
         params = {"b_now": time_in(now)}
         with self._read() as conn:
             return [(r.id, r.world_id) for r in conn.execute(self._sql.orphaned_plans, params)]

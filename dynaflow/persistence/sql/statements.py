@@ -205,8 +205,7 @@ class Statements:
         )
         self.orphaned_plans = select(P.c.id, P.c.world_id).where(
             P.c.state == PlanState.RUNNING.value,
-            P.c.world_id.is_not(None),
-            P.c.world_id.not_in(alive),
+            or_(P.c.world_id.is_(None), P.c.world_id.not_in(alive)),
         )
         # fencing: the plans a world still owns, locked against a takeover (PostgreSQL; a
         # SQLite writer holds the database's one write lock already)
