@@ -140,9 +140,7 @@ def test_a_paused_plan_ends_paused_again_exit_1(
     assert f"plan {plan_id}: paused / error" in result.stdout
 
 
-def test_skip_needs_the_action_class_up_front(
-    paused: tuple[str, str, int], tmp_path: Path
-) -> None:
+def test_skip_needs_the_action_class_up_front(paused: tuple[str, str, int], tmp_path: Path) -> None:
     url, plan_id, step_id = paused
     result = dynaflow(
         "plans", "skip", plan_id, str(step_id), "--url", url, cwd=tmp_path.parent
