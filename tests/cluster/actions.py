@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dynaflow import Action, Cancellable
+from dynaflow import Action, Cancellable, Queue
 
 RUNS_ENV = "DYNAFLOW_CLUSTER_RUNS"
 #: the longest a gated step waits for its gate (then it fails: a test that forgot to open it)
@@ -139,6 +139,16 @@ class Importer(Action):
         record(self, "end")
 
 
+#: at most 3 of its steps run at once in the whole cluster
+LIMITED = Queue("limited3", limit=3)
+
+
+class Limited(Work):
+    """A Work in the ``limited3`` queue."""
+
+    queue = LIMITED
+
+
 LEAVES: dict[str, type[Action]] = {
     "v": Value,
     "work": Work,
@@ -146,6 +156,7 @@ LEAVES: dict[str, type[Action]] = {
     "fix": Fixable,
     "wait": Waiter,
     "imp": Importer,
+    "lim": Limited,
 }
 
 
