@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,7 @@ def test_sigkill_a_worker_mid_run_loses_nothing_and_runs_no_strict_step_twice(
         (victim,) = [w for w in live if w.pid == pid]
         print(f"round {number}: SIGKILL {victim} running step {step_id} of plan {plan_id}")
         victim.kill()
+        killed_at = time.time()
         live.remove(victim)
         live.append(start_worker(f"worker-{3 + number}", lease=LEASE))
         live[-1].registered(db)
@@ -99,17 +101,19 @@ def test_sigkill_a_worker_mid_run_loses_nothing_and_runs_no_strict_step_twice(
                 key = (plan, step.id)
                 runs = records[key]
                 where = (key, step, runs)
+                # a step may run in another world than the one that claimed it (a slow
+                # step offered to a worker with a free thread): where it ran is not checked
                 if step.state == "success":
                     if step.action_class == STRICT:
                         assert len(runs) == 1, where  # never twice
-                    else:  # an idempotent step runs again only after the killed world
-                        assert runs and all(r.pid == victim.pid for r in runs[:-1]), where
-                    assert runs[-1].world == step.world_id, where
+                    else:  # an idempotent step runs again only because of the kill
+                        assert runs and all(r.at < killed_at for r in runs[:-1]), where
                 elif step.state == "error":  # interrupted by the kill; left to an operator
                     assert step.action_class == STRICT, where
                     assert step.error["class_name"] == "AbnormalTermination", where
-                    # (no start at all: claimed, and killed before the step began)
-                    assert len(runs) <= 1 and all(r.pid == victim.pid for r in runs), where
+                    # at most once, begun before the kill (none: claimed, then killed before
+                    # the step began)
+                    assert len(runs) <= 1 and all(r.at < killed_at for r in runs), where
                 else:  # after a failed step of its paused plan: never started
                     assert state[0] == "paused" and step.state == "pending", where
                     assert not runs, where

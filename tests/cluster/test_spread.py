@@ -1,8 +1,9 @@
 """Plans handed by a client world to several worker processes on one database run once each,
 in one world each, with the outputs an inline run gives them.
 
-Hand-off is per plan: a worker that takes a plan runs all of its steps (steps of one plan are
-not spread over worlds yet), so "spread" here means plans over workers.
+Hand-off is per plan, and these plans' steps are quick (a world offers a step to other worlds
+only when its queue's steps take 50 ms or more: see tests/integration/test_spreading.py), so a
+worker that takes a plan runs all of its steps; "spread" here means plans over workers.
 """
 
 from __future__ import annotations
