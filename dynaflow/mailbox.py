@@ -54,6 +54,8 @@ class Mailbox:
         self.services = services
         self.executor = executor
         self.queues = frozenset(queues)
+        #: requests taken at once: twice this world's threads
+        self.batch = min(BATCH, 2 * sum(queues.values())) if isinstance(queues, dict) else BATCH
         self._wanted = threading.Event()
         self._wanted.set()
         self._next = 0.0
@@ -89,15 +91,20 @@ class Mailbox:
         if self.spreads:
             self._runs()
         self._declined = {i: t for i, t in self._declined.items() if t > clock}
+        engine = self.executor.engine
         while True:
-            rows = storage.take_requests(self.services.id, BATCH, skip=self._declined)
+            # a share, not everything: the other worlds take the rest (they look as often)
+            rows = storage.take_requests(self.services.id, self.batch, skip=self._declined)
             for row in rows:
                 try:
                     self._handle(row)
                 except Exception as exc:  # answer it: the asker must not wait for good
                     log.exception("request %s for plan %s failed", row.id, row.plan_id)
                     self._answer(row, exc)
-            if len(rows) < BATCH:
+            if len(rows) < self.batch:
+                break
+            if len(engine.plans) >= self.batch:  # busy enough: look again on the next wake
+                self._wanted.set()
                 break
         self.executor.run_pending()
 
