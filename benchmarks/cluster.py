@@ -47,7 +47,7 @@ from typing import Any, TypeVar
 
 import core  # the benchmarks folder is on sys.path when run as a script
 import sqlalchemy as sa
-from cluster_actions import Chain, Listener, Stamp, Wide
+from cluster_actions import Chain, Listener, Stamp, Wide, WideSleep
 from core import print_table
 
 from dynaflow import World
@@ -59,7 +59,9 @@ PG_URL = os.environ.get(
     "DYNAFLOW_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/bench_cluster"
 )
 DEFAULT_SCHEMA = "dynaflow_cluster_bench"
-SCENARIOS = ("wide", "many", "events", "handoff", "sqlite")
+SCENARIOS = ("wide", "slow", "many", "events", "handoff", "sqlite")
+#: the slow scenario's steps: long enough to be offered to other workers (50 ms or more)
+SLOW_STEP = 0.06
 #: worker threads per worker process (and per in-process world): core.py's default
 THREADS = 4
 #: seconds a worker gets after SIGTERM before SIGKILL
@@ -376,6 +378,46 @@ def one_wide_plan(url: str, n_workers: int, steps: int, ctx: Context) -> WideRun
     )
 
 
+def one_slow_plan(url: str, n_workers: int, steps: int, ctx: Context) -> tuple[float, int]:
+    """A wide plan of steps that sleep SLOW_STEP: (seconds from execute() to the plan's end,
+    how many worker processes ran its steps)."""
+    with (
+        Workers(url, n_workers, ctx.tmp, ctx.timeout) as workers,
+        World(url, executor=None) as client,
+    ):
+        warm_up(client, workers, ctx.timeout, plans=2 * n_workers)
+        plan = client.plan(WideSleep, steps, SLOW_STEP)
+        start = time.time()
+        done = client.execute(plan.id).result(ctx.timeout)
+        assert (done.state, done.result) == ("stopped", "success"), (done.state, done.result)
+        pids = {a.output["pid"] for a in done.actions if "pid" in a.output}
+    return epoch(done.ended_at) - start, len(pids)
+
+
+def scenario_slow(ctx: Context) -> None:
+    n = ctx.sizes.wide // 10
+    first: float | None = None
+    for n_workers in ctx.sizes.wide_workers:
+        took, ran_in = ctx.median(
+            lambda: one_slow_plan(ctx.pg.reset(), n_workers, n, ctx),  # noqa: B023
+            lambda r: r[0],
+        )
+        ideal = n * SLOW_STEP / (THREADS * n_workers)
+        label = f"slow: 1 plan x {n:,} steps of {SLOW_STEP * 1000:.0f} ms, {n_workers} worker"
+        label += "s" if n_workers > 1 else ""
+        figure = f"{took:.2f} s (ideal {ideal:.2f} s), ran in {ran_in} of {n_workers}"
+        if first is None:
+            first = took
+            ctx.report.add(label, figure)
+        else:
+            ctx.report.add(label, figure, f"(x {first / took:.2f} of 1 worker)")
+    ctx.report.notes.append(
+        f"slow: steps of {SLOW_STEP * 1000:.0f} ms are offered by the world running the plan "
+        "to workers with free threads (quick steps are not: see docs/deployment.md); timed "
+        "from execute() to the plan's ended_at."
+    )
+
+
 def scenario_wide(ctx: Context) -> None:
     n = ctx.sizes.wide
     core_wide = ctx.median(
@@ -407,8 +449,9 @@ def scenario_wide(ctx: Context) -> None:
         else:
             ctx.report.add(label, figure, f"(x {run.rate / first:.2f} of 1 worker)")
     ctx.report.notes.append(
-        "wide: the steps of one plan do not spread over workers yet (one worker runs a whole "
-        "plan), so 2 and 3 workers are not expected to be faster for one plan. Timed from "
+        "wide: no-op steps are not offered to other workers (a round trip through the "
+        "database costs more than they do), so one worker runs the whole plan and 2 and 3 "
+        "workers are not expected to be faster for it. Timed from "
         "execute() to result() returning, as core.bench_one_plan times it; 'start' is execute() "
         "to the plan running in a worker, 'run' the plan's started_at to its ended_at, 'result' "
         "its end to result() returning (which loads the finished plan, history included)."
@@ -623,6 +666,7 @@ def scenario_handoff(ctx: Context) -> None:
 
 RUN: dict[str, Callable[[Context], None]] = {
     "wide": scenario_wide,
+    "slow": scenario_slow,
     "many": scenario_many,
     "events": scenario_events,
     "handoff": scenario_handoff,

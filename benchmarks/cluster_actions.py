@@ -4,6 +4,7 @@ know them by the same name."""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -21,6 +22,22 @@ class Wide(Action):
     def plan(self, n: int) -> None:
         for _ in range(n):
             self.plan_action(Noop)
+
+
+class Sleep(Action):
+    """Sleeps ``seconds`` (a step with work in it); records the process it ran in."""
+
+    def run(self) -> None:
+        time.sleep(self.input["seconds"])
+        self.output["pid"] = os.getpid()
+
+
+class WideSleep(Action):
+    """``n`` Sleep actions, all concurrent."""
+
+    def plan(self, n: int, seconds: float) -> None:
+        for _ in range(n):
+            self.plan_action(Sleep, seconds=seconds)
 
 
 class Chain(Action):

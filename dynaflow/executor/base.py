@@ -121,7 +121,7 @@ class EngineBase:
         self.remote: dict[tuple[str, int], PlanRuntime] = {}
         #: plans holding ready steps back until a thread frees up here or elsewhere
         self.held: set[str] = set()
-        #: how long each queue's steps take here (seconds, a moving average)
+        #: how long each action class's run steps take here (seconds, a moving average)
         self.run_time: dict[str, float] = {}
         #: messages of the current iteration handled so far
         self.handled = 0

@@ -39,7 +39,7 @@ log = logging.getLogger("dynaflow.executor")
 #: steps started (or offered) per thread: more than one keeps every thread busy between the
 #: round trips that hand it the next step
 SLACK = 2
-#: seconds a queue's steps must take here on average before they are offered elsewhere:
+#: seconds an action's steps must take here on average before they are offered elsewhere:
 #: shorter ones finish sooner where they are than a round trip through the database allows
 SPREAD_MIN = 0.05
 S = StepState
@@ -58,7 +58,7 @@ class Spreading(EngineBase):
         held: list[int] = []
         for step in steps:
             queue = step.queue
-            took = self.run_time.get(queue)
+            took = self.run_time.get(step.action_class)
             if queue in self.pools and took is not None and took < SPREAD_MIN:
                 self.local_busy[queue] = self.local_busy.get(queue, 0) + 1
                 claim.append(step)  # quick steps: here, as without other worlds
@@ -114,8 +114,9 @@ class Spreading(EngineBase):
             self.local_busy[queue] = busy - 1
         if outcome.started_at is not None:
             took = (outcome.ended_at - outcome.started_at).total_seconds()
-            average = self.run_time.get(queue)
-            self.run_time[queue] = took if average is None else 0.8 * average + 0.2 * took
+            name = step.action_class
+            average = self.run_time.get(name)
+            self.run_time[name] = took if average is None else 0.8 * average + 0.2 * took
 
     def release_held(self, it: Iteration) -> None:
         """A thread freed up, here or elsewhere: look again at the plans holding steps back."""

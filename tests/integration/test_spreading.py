@@ -37,12 +37,13 @@ class Many(Action):
 
 
 def slow_queue(*worlds: World) -> None:
-    """Let the worlds see each other's threads, and take the default queue as slow (its steps
-    worth offering) without waiting for steps to show it."""
+    """Let the worlds see each other's threads, and take the Blocked steps as slow (worth
+    offering) without waiting for steps to show it."""
     for world in worlds:
         world.cluster.look_around()
         assert world.executor is not None
-        world.executor.engine.run_time["default"] = 1.0
+        for cls in (Blocked, IdempotentBlocked):
+            world.executor.engine.run_time[cls.action_class_name] = 1.0
 
 
 def test_a_wide_plan_runs_on_the_threads_of_several_worlds(world_factory: Any) -> None:
