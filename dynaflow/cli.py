@@ -8,59 +8,28 @@ stored text (labels, errors, world ids) is printed with its control characters e
 
 from __future__ import annotations
 
-import os
 import sys
-from typing import Any, NoReturn
+from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
-from dynaflow.exceptions import DynaflowError, UnknownPlan
-from dynaflow.render import plan_tree, plans_table, printable, safe
+from dynaflow.cli_cluster import queues, status, worker, worlds
+from dynaflow.cli_support import (
+    _console,
+    _fail,
+    _Group,
+    _imports,
+    _open,
+    _require_existing_file,
+    import_option,
+    url_option,
+)
+from dynaflow.exceptions import UnknownPlan
+from dynaflow.render import plan_tree, plans_table, safe
 from dynaflow.states import PlanResult, PlanState
-from dynaflow.urls import display_url, hide_passwords
+from dynaflow.urls import display_url
 from dynaflow.world import World
-
-DEFAULT_URL = "sqlite:///dynaflow.db"
-URL_HELP = "Database URL (default: $DYNAFLOW_URL, else sqlite:///dynaflow.db)."
-
-
-def _console(stderr: bool = False) -> Console:
-    console = Console(stderr=stderr, soft_wrap=stderr)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console.width = 120  # piped output: do not squeeze tables and trees into 80 columns
-    return console
-
-
-def _fail(message: str) -> NoReturn:
-    """Print ``message`` as one red line (passwords hidden, control characters escaped) and exit
-    with status 1."""
-    line = printable(hide_passwords(message))
-    _console(stderr=True).print(Text.assemble(("error: ", "bold red"), (line, "red")))
-    sys.exit(1)
-
-
-class _Group(click.Group):
-    """A group that turns dynaflow's own errors into one red line and exit status 1."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except DynaflowError as exc:
-            _fail(str(exc))
-
-
-def url_option(function: Any) -> Any:
-    return click.option(
-        "--url",
-        envvar="DYNAFLOW_URL",
-        default=DEFAULT_URL,
-        show_envvar=True,
-        metavar="URL",
-        help=URL_HELP,
-    )(function)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -127,31 +96,6 @@ def current(url: str) -> None:
     head = migrate.head()
     status = "up to date" if revision == head else "needs `dynaflow db upgrade`"
     _console().print(safe(f"{display_url(url)}: {revision or '(empty)'} (head {head}, {status})"))
-
-
-def _open(url: str) -> World:
-    """A client world for reading."""
-    _require_existing_file(url)
-    return World(url, executor=None)
-
-
-def _require_existing_file(url: str) -> None:
-    """Reading commands must not create an empty SQLite file where none was."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return  # World reports a malformed URL itself
-    if parsed.get_backend_name() != "sqlite":
-        return
-    path = parsed.database or ""
-    if path and path != ":memory:" and not path.startswith("file:") and not os.path.exists(path):
-        _fail(
-            f"no database at {url}; `dynaflow demo --db {url}` or `dynaflow db upgrade --url "
-            f"{url}` creates one, or pass --url (or set DYNAFLOW_URL)"
-        )
 
 
 # -- plans -----------------------------------------------------------------------------------
@@ -223,16 +167,6 @@ def show_plan(plan_id: str, url: str, tracebacks: bool, history: bool) -> None:
 # -- operator actions ---------------------------------------------------------------------------
 
 
-def import_option(function: Any) -> Any:
-    return click.option(
-        "--import",
-        "imports",
-        multiple=True,
-        metavar="MODULE",
-        help="Import this module first (where your action classes are); repeatable.",
-    )(function)
-
-
 def wait_option(function: Any) -> Any:
     return click.option(
         "--wait/--no-wait",
@@ -259,29 +193,6 @@ def _operator_world(url: str, imports: tuple[str, ...]) -> World:
     _imports(imports)
     _require_existing_file(url)
     return World(url, executor=None)
-
-
-def _imports(imports: tuple[str, ...]) -> None:
-    # modules beside the command, as `python -m` would find them
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    for module in imports:
-        _import(module)
-
-
-def _import(module: str) -> None:
-    """Import a module named by ``--import``; any failure is one line, never a traceback."""
-    import importlib
-
-    try:
-        importlib.import_module(module)
-    except Exception as exc:
-        name = exc.name if isinstance(exc, ModuleNotFoundError) else None
-        if name is not None and (module == name or module.startswith(name + ".")):
-            fix = "check the name, and run from its folder or add that folder to PYTHONPATH"
-        else:  # the module itself (or something it imports) raised
-            fix = f"fix the module; `python -c 'import {module}'` shows the traceback"
-        _fail(f"cannot import {module!r} (--import): {type(exc).__name__}: {exc}; {fix}")
 
 
 def _need_executor(world: World, wait: bool) -> None:
@@ -444,220 +355,10 @@ def send_event(plan_id: str, step_id: int, payload: str, url: str) -> None:
     _console().print(safe(f"event queued for step {step_id} of plan {plan_id}"))
 
 
-# -- worlds ----------------------------------------------------------------------------------
-
-
-@main.command()
-@url_option
-def status(url: str) -> None:
-    """Executor worlds (heartbeat age, stale ones marked, queues, plans each runs) and the
-    requests no world has taken (with why each world declined)."""
-    with _open(url) as world:
-        worlds = world.worlds()
-        running = world.find_plans(state="running", per_page=10_000)
-        waiting = world.waiting_requests()
-        at = world.now()
-        overview = world.queues()
-    owners: dict[str | None, int] = {}
-    for record in running:
-        owners[record.world_id] = owners.get(record.world_id, 0) + 1
-    table = Table(title="worlds", title_justify="left", header_style="bold")
-    columns = ("world", "host", "pid", "queues", "started", "heartbeat age", "plans", "")
-    for column in columns:
-        table.add_column(column)
-    for row in worlds:
-        table.add_row(
-            safe(row.id),
-            safe(row.hostname or ""),
-            safe(row.pid or ""),
-            safe(", ".join(f"{q}={n}" for q, n in (row.queues or {}).items())),
-            row.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
-            f"{row.heartbeat_age:.1f}s",
-            str(owners.get(row.id, 0)),
-            Text("STALE", style="bold red") if row.stale else Text("alive", style="green"),
-        )
-    console = _console()
-    console.print(table)
-    if any(row.stale for row in worlds):
-        console.print(
-            "a stale world's plans are taken over by the next live world's heartbeat; "
-            "`dynaflow worlds forget ID` declares it dead at once",
-            style="dim",
-        )
-    if owners.get(None):
-        console.print(f"{owners[None]} running plans are released, waiting for an executor")
-    if overview:
-        console.print(_queues_table(overview))
-    if waiting:
-        requests = Table(title="waiting requests", title_justify="left", header_style="bold")
-        for column in ("id", "plan", "kind", "for", "taken by", "age", "declined because"):
-            requests.add_column(column)
-        for r in waiting:
-            declined = "; ".join(f"{w}: {why}" for w, why in (r.declined or {}).items())
-            requests.add_row(
-                str(r.id),
-                safe(r.plan_id),
-                safe(r.kind),
-                safe(r.world_id or "any world"),
-                safe(r.taken_by or ""),
-                f"{max(0.0, (at - r.created_at).total_seconds()):.0f}s",
-                safe(declined or ""),
-            )
-        console.print(requests)
-
-
-def _queues_table(overview: dict[str, dict[str, Any]]) -> Table:
-    table = Table(title="queues", title_justify="left", header_style="bold")
-    for column in (
-        "queue",
-        "limit",
-        "served by",
-        "pending",
-        "running",
-        "suspended",
-        "error",
-        "done",
-    ):
-        table.add_column(column)
-    for name, row in overview.items():
-        served = ", ".join(f"{w}={n}" for w, n in row["worlds"].items()) or "nobody"
-        done = sum(row.get(state, 0) for state in ("success", "skipped", "cancelled"))
-        table.add_row(
-            safe(name),
-            str(row["limit"]) if row["limit"] else "-",
-            Text(served, style="red") if not row["worlds"] else safe(served),
-            str(row.get("pending", 0)),
-            str(row.get("running", 0)),
-            str(row.get("suspended", 0)),
-            str(row.get("error", 0)),
-            str(done),
-        )
-    return table
-
-
-@main.group()
-def queues() -> None:
-    """Queues: their limits, the worlds serving them, their steps."""
-
-
-@queues.command("list")
-@url_option
-def list_queues(url: str) -> None:
-    """Each queue: limit, the live worlds serving it (with pool sizes), run steps by state."""
-    with _open(url) as world:
-        _console().print(_queues_table(world.queues()))
-
-
-@queues.command("set")
-@click.argument("name")
-@url_option
-@click.option("--limit", type=click.IntRange(min=1), help="Most steps running at once.")
-@click.option("--unlimited", is_flag=True, help="Remove the limit.")
-def set_queue(name: str, url: str, limit: int | None, unlimited: bool) -> None:
-    """Store a queue's cluster-wide limit; executor worlds apply it from their next beat."""
-    from dynaflow.queues import Queue
-
-    if (limit is None) == (not unlimited):
-        _fail("give either --limit N or --unlimited")
-    with _open(url) as world:
-        world.declare_queue(Queue(name, limit=limit))
-    _console().print(safe(f"queue {name}: limit {limit or 'none'}"))
-
-
-@main.group()
-def worlds() -> None:
-    """Executor worlds registered on the database."""
-
-
-@worlds.command("forget")
-@click.argument("world_id")
-@url_option
-@click.option("--force", is_flag=True, help="Also when its heartbeat is fresh.")
-def forget_world(world_id: str, url: str, force: bool) -> None:
-    """Declare a world dead now: live worlds take its plans over on their next heartbeat (a
-    world whose heartbeat is fresh is refused unless --force: it may still be running)."""
-    with _open(url) as world:
-        world.forget_world(world_id, force=force)
-    _console().print(safe(f"world {world_id} forgotten; live worlds take its plans over"))
-
-
-@main.command()
-@url_option
-@import_option
-@click.option(
-    "--queue",
-    "queues",
-    multiple=True,
-    metavar="NAME=SIZE",
-    help="Serve this queue with SIZE worker threads; repeatable (default: default=4).",
-)
-@click.option("--lease", default=30.0, show_default=True, type=click.FloatRange(min=0.1))
-@click.option(
-    "--grace",
-    default=30.0,
-    show_default=True,
-    type=click.FloatRange(min=0),
-    help="Seconds running steps get to finish after SIGTERM/SIGINT.",
-)
-@click.option("--log-level", default="INFO", show_default=True)
-def worker(
-    url: str,
-    imports: tuple[str, ...],
-    queues: tuple[str, ...],
-    lease: float,
-    grace: float,
-    log_level: str,
-) -> None:
-    """Run plans until SIGTERM or SIGINT: take the plans client worlds hand over, serve the
-    given queues; on the signal stop taking work, let running steps finish within --grace,
-    release the rest to the other worlds, and exit 0."""
-    import logging
-    import signal
-    import threading
-
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    _imports(imports)
-    pools = _parse_queues(queues)
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        logging.getLogger("dynaflow.worker").info(
-            "%s: stopping (running steps get %.0fs)", signal.Signals(signum).name, grace
-        )
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    world = World(url, executor="threads", queues=pools, lease=lease, shutdown_timeout=grace)
-    try:
-        while not stop.wait(1.0):
-            pass
-    finally:
-        world.close()
-    if world.executor is not None and world.executor.engine.busy:
-        # steps that outlived --grace stay 'running' for the other worlds to take over: do not
-        # wait for their threads (the interpreter would join them at exit)
-        logging.shutdown()
-        sys.stdout.flush()
-        os._exit(0)
-
-
-def _parse_queues(values: tuple[str, ...]) -> dict[str, int] | None:
-    if not values:
-        return None
-    pools: dict[str, int] = {}
-    for value in values:
-        name, sep, size = value.partition("=")
-        if not sep:
-            size = "4"
-        try:
-            pools[name] = int(size)
-        except ValueError:
-            _fail(f"--queue {value!r}: write NAME=SIZE, SIZE a whole number >= 1 (like default=4)")
-    return pools
+main.add_command(status)
+main.add_command(queues)
+main.add_command(worlds)
+main.add_command(worker)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
-from datetime import datetime
 from typing import Any
 
 from dynaflow import registry, signals
@@ -22,16 +21,15 @@ from dynaflow.exceptions import (
     ConcurrentModification,
     ConfigurationError,
     EventRejected,
-    InvalidState,
     PlanningFailed,
     StorageError,
     UnknownPlan,
     UnknownStep,
-    UnknownWorld,
     WorldClosed,
 )
-from dynaflow.execution_plan import ExecutionPlan, PlanRecord, WorldRecord
+from dynaflow.execution_plan import ExecutionPlan, PlanRecord
 from dynaflow.executor import Executor, InlineExecutor, PlanFuture, ThreadedExecutor
+from dynaflow.executor.futures import Triggered
 from dynaflow.executor.steps import call_finalize, call_run
 from dynaflow.following import Follower
 from dynaflow.mailbox import Mailbox
@@ -41,16 +39,17 @@ from dynaflow.middleware.stack import MiddlewareSpec, MiddlewareStack
 from dynaflow.middleware.transaction import TransactionMiddleware
 from dynaflow.operators.online import Operators, check_ids
 from dynaflow.persistence import Storage, open_storage
-from dynaflow.persistence.base import EventRow, Listening, PlanFilter, RequestRow
+from dynaflow.persistence.base import EventRow, Listening, RequestRow
 from dynaflow.persistence.limits import check_world_id
 from dynaflow.phases import PhaseContext
+from dynaflow.plan_filters import plan_filter
 from dynaflow.planner import Planner, plan_core
-from dynaflow.queues import Queue
 from dynaflow.queues import declared as declared_queues
 from dynaflow.services import Services
 from dynaflow.states import FINISHED_STEP_STATES, PlanResult, PlanState, StepKind
 from dynaflow.urls import display_url
 from dynaflow.values import to_json
+from dynaflow.world_cluster import ClusterSide
 
 log = logging.getLogger("dynaflow.world")
 
@@ -61,23 +60,7 @@ _CORES: dict[str, Callable[..., Any]] = {
 }
 
 
-class Triggered:
-    """What ``World.trigger`` returns: the plan id and a future for the end of its execution."""
-
-    def __init__(self, plan_id: str, future: PlanFuture) -> None:
-        self.plan_id = plan_id
-        self.future = future
-
-    def wait(self, timeout: float | None = None) -> ExecutionPlan:
-        """The plan once its execution ends (stopped, or paused awaiting an operator); raises
-        ``TimeoutError`` if that takes longer than ``timeout`` seconds."""
-        return self.future.result(timeout)
-
-    def __repr__(self) -> str:
-        return f"<Triggered plan {self.plan_id}>"
-
-
-class World:
+class World(ClusterSide):
     """Opens persistence and starts an executor; a context manager; thread-safe.
 
     ``executor``: ``"threads"`` (a scheduler thread and ``workers`` worker threads),
@@ -430,7 +413,7 @@ class World:
         if not isinstance(per_page, int) or per_page < 1:
             raise ConfigurationError(f"per_page must be an int >= 1, got {per_page!r}")
         return self.storage.find_plans(
-            _filters(state, result, label, action),
+            plan_filter(state, result, label, action),
             offset=(page - 1) * per_page,
             limit=per_page,
             order_by=order_by,
@@ -445,7 +428,7 @@ class World:
         action: type[Action] | str | None = None,
     ) -> int:
         self._check_open()
-        return self.storage.count_plans(_filters(state, result, label, action))
+        return self.storage.count_plans(plan_filter(state, result, label, action))
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -484,94 +467,13 @@ class World:
     def __repr__(self) -> str:
         return f"<World {self.id} {self.storage.display_url}>"
 
-    # -- the database and the cluster, for operator surfaces and applications ----------------
+    # -- the database ------------------------------------------------------------------------
 
     @property
     def url(self) -> str:
         """The database URL for display: every password (``user:password@``, ``?password=``)
         shown as ``***``."""
         return display_url(self.storage.display_url)
-
-    def worlds(self) -> list[WorldRecord]:
-        """The executor worlds registered on this database (this one included if it has an
-        executor), oldest first. A world whose heartbeat is older than its lease is dead; the
-        next maintenance of a live world takes its plans over and drops it from this list."""
-        self._check_open()
-        at = self.storage.now()
-        return [
-            WorldRecord(
-                row.id,
-                row.hostname,
-                row.pid,
-                row.executor,
-                row.started_at,
-                row.heartbeat_at,
-                row.queues,
-                max(0.0, (at - row.heartbeat_at).total_seconds()),
-                row.expires_at < at,
-            )
-            for row in self.storage.worlds()
-        ]
-
-    def forget_world(self, world_id: str, *, force: bool = False) -> None:
-        """Declare a world dead now, so that live worlds take its plans over on their next
-        heartbeat and its requests go to others. A world whose heartbeat is fresh is refused
-        (:class:`InvalidState`) unless ``force``: it may still be running steps."""
-        self._check_open()
-        rows = {row.id: row for row in self.storage.worlds()}
-        row = rows.get(world_id)
-        if row is None:
-            raise UnknownWorld(world_id, sorted(rows))
-        if not force and row.expires_at >= self.storage.now():
-            raise InvalidState(
-                f"world {world_id} is alive (its heartbeat is fresh, its lease runs until "
-                f"{row.expires_at:%H:%M:%S} UTC); stop its process first, or pass force=True "
-                "(--force) if you know it is gone"
-            )
-        self.storage.unregister_world(world_id)
-        self.storage.release_requests(world_id)
-        log.warning("world %s forgotten: live worlds take its plans over", world_id)
-
-    def declare_queue(self, queue: Queue) -> None:
-        """Store a queue's cluster-wide limit (replacing what was stored); executor worlds
-        apply it from their next heartbeat."""
-        self._check_open()
-        if not isinstance(queue, Queue):
-            raise ConfigurationError(f"declare_queue() takes a dynaflow.Queue, got {queue!r}")
-        self.storage.declare_queue(queue.name, queue.limit)
-        self.cluster.refresh_limits()
-
-    def queues(self) -> dict[str, dict[str, Any]]:
-        """Each queue known here (declared, served by a live world, or holding steps): its
-        ``limit``, the ``worlds`` serving it (with their pool sizes) and its run steps by state
-        (``pending``, ``running``, ``error``, ...)."""
-        self._check_open()
-        limits = self.storage.queue_limits()
-        counts = self.storage.queue_counts()
-        served: dict[str, dict[str, int]] = {}
-        for row in self.worlds():
-            if not row.stale:
-                for name, size in (row.queues or {}).items():
-                    served.setdefault(name, {})[row.id] = size
-        return {
-            name: {
-                "limit": limits.get(name),
-                "worlds": served.get(name, {}),
-                **counts.get(name, {}),
-            }
-            for name in sorted({*limits, *counts, *served})
-        }
-
-    def now(self) -> datetime:
-        """The database's clock, by which heartbeats and leases are judged."""
-        self._check_open()
-        return self.storage.now()
-
-    def waiting_requests(self) -> list[RequestRow]:
-        """Requests to executor worlds not answered yet, oldest first (with the reasons the
-        worlds that declined them gave)."""
-        self._check_open()
-        return self.storage.open_requests()
 
     def transaction(self) -> AbstractContextManager[Any]:
         """A transaction on this world's database for the application's own tables (reading
@@ -587,88 +489,5 @@ class World:
         if self._closed:
             raise WorldClosed()
 
-    def _listen(self) -> None:
-        """Start listening to the database's notifications (once; PostgreSQL only)."""
-        with self._listen_lock:
-            if self._listening is None and not self._closed:
-                self._listening = self.storage.listen(self._notified)
-
-    def _notified(self, topic: str | None) -> None:
-        self.follower.notified(topic)
-        executor, mailbox = self.executor, self.mailbox
-        if executor is None or mailbox is None:
-            return
-        kind, _, target = (topic or "").partition(" ")
-        if kind == "w":  # a world came or went
-            self._look = True
-            mailbox.wanted()
-            if isinstance(executor, ThreadedExecutor):
-                executor.run_pending()
-            return
-        if kind == "x":  # a world shut down and released plans: adopt them
-            self._adopt = True
-            mailbox.wanted()
-            if isinstance(executor, ThreadedExecutor):
-                executor.run_pending()
-            return
-        if kind == "q":  # a step of a limited queue ended somewhere: there may be room
-            if target in executor.engine.limited:
-                executor.engine.check_room = True
-                if isinstance(executor, ThreadedExecutor):
-                    executor.run_pending()
-            return
-        if kind != "n" and topic is not None and target not in ("*", self.id):
-            return
-        if topic is None or kind == "r" or kind == "d" or (kind == "n" and target in self._pools):
-            mailbox.wanted()
-        if topic is None or kind == "e":
-            executor.engine.check_events = True
-        if isinstance(executor, ThreadedExecutor):  # an inline one runs in its caller only
-            executor.run_pending()
-
-    def _poll_requests(self) -> None:
-        if self.mailbox is not None:
-            self.mailbox.poll()
-            if self._adopt and not self.mailbox.closed:
-                self._adopt = False
-                self.cluster.adopt_released()
-            if self._look and not self.mailbox.closed:
-                self._look = False
-                self.cluster.look_around()
-
-    def _require_executor(self) -> Executor:
-        self._check_open()
-        if self.executor is None:
-            raise ConfigurationError(
-                "this World has no executor (executor=None): it can plan but not run; open a "
-                "World with executor='threads' or 'inline' to execute plans"
-            )
-        return self.executor
-
     def _signal_plan(self, plan_id: str, state: PlanState, result: PlanResult) -> None:
         signals.emit(signals.plan_state_changed, self, plan_id=plan_id, state=state, result=result)
-
-
-def _filters(
-    state: Any, result: Any, label: str | None, action: type[Action] | str | None
-) -> PlanFilter:
-    def states(value: Any, enum: Any, what: str) -> tuple[Any, ...] | None:
-        if value is None:
-            return None
-        values = [value] if isinstance(value, str) else list(value)
-        try:
-            return tuple(enum(v) for v in values)
-        except ValueError:
-            allowed = ", ".join(e.value for e in enum)
-            raise ConfigurationError(
-                f"unknown plan {what} in {value!r}; use one of {allowed}"
-            ) from None
-
-    if isinstance(action, type):
-        action = registry.class_name(action)
-    return PlanFilter(
-        state=states(state, PlanState, "state"),
-        result=states(result, PlanResult, "result"),
-        label=label,
-        action=action,
-    )

@@ -24,3 +24,19 @@ class PlanFuture(Future[str]):
 
     def __repr__(self) -> str:
         return f"<PlanFuture plan {self.plan_id} {self._state.lower()}>"
+
+
+class Triggered:
+    """What ``World.trigger`` returns: the plan id and a future for the end of its execution."""
+
+    def __init__(self, plan_id: str, future: PlanFuture) -> None:
+        self.plan_id = plan_id
+        self.future = future
+
+    def wait(self, timeout: float | None = None) -> ExecutionPlan:
+        """The plan once its execution ends (stopped, or paused awaiting an operator); raises
+        ``TimeoutError`` if that takes longer than ``timeout`` seconds."""
+        return self.future.result(timeout)
+
+    def __repr__(self) -> str:
+        return f"<Triggered plan {self.plan_id}>"

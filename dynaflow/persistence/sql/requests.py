@@ -194,21 +194,7 @@ class SQLRequests(SQLTransactions):
         return 0.25 if self._sqlite else 1.0
 
     def add_request(self, row: RequestRow) -> None:
-        values = {
-            "plan_id": row.plan_id,
-            "kind": row.kind,
-            "args": row.args,
-            "world_id": row.world_id,
-            "requested_by": row.requested_by,
-            "created_at": time_in(row.created_at),
-            "taken_by": None,
-            "taken_at": None,
-            "answered_at": None,
-            "error": None,
-            "declined": None,
-            "queue": row.queue,
-            "outcome": None,
-        }
+        values = _new_row(row)
         with self.transaction() as conn:
             self._check_plans(conn, [row.plan_id])
             row.id = conn.execute(self._rq.insert, values).scalar_one()
@@ -251,25 +237,7 @@ class SQLRequests(SQLTransactions):
                 self.notify([f"a {request_id}"])
 
     def add_offers(self, offers: Sequence[RequestRow], claimed: set[tuple[str, int]]) -> None:
-        rows = [
-            {
-                "plan_id": row.plan_id,
-                "kind": row.kind,
-                "args": row.args,
-                "world_id": None,
-                "requested_by": row.requested_by,
-                "created_at": time_in(row.created_at),
-                "taken_by": None,
-                "taken_at": None,
-                "answered_at": None,
-                "error": None,
-                "declined": None,
-                "queue": row.queue,
-                "outcome": None,
-            }
-            for row in offers
-            if (row.plan_id, row.args["step_id"]) in claimed
-        ]
+        rows = [_new_row(row) for row in offers if (row.plan_id, row.args["step_id"]) in claimed]
         if rows:
             with self.transaction() as conn:
                 conn.execute(self._rq.insert_many, rows)
@@ -404,6 +372,25 @@ class SQLRequests(SQLTransactions):
             r.queue,
             outcome,
         )
+
+
+def _new_row(row: RequestRow) -> dict[str, Any]:
+    """The values inserting ``row`` as a new request (nobody has taken or answered it)."""
+    return {
+        "plan_id": row.plan_id,
+        "kind": row.kind,
+        "args": row.args,
+        "world_id": row.world_id,
+        "requested_by": row.requested_by,
+        "created_at": time_in(row.created_at),
+        "taken_by": None,
+        "taken_at": None,
+        "answered_at": None,
+        "error": None,
+        "declined": None,
+        "queue": row.queue,
+        "outcome": None,
+    }
 
 
 def _payloads(topics: Iterable[str]) -> list[str]:

@@ -1,0 +1,36 @@
+"""The plan filter ``World.find_plans`` and ``World.count_plans`` build from their keyword
+arguments, checked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dynaflow import registry
+from dynaflow.exceptions import ConfigurationError
+from dynaflow.persistence.base import PlanFilter
+from dynaflow.states import PlanResult, PlanState
+
+
+def plan_filter(
+    state: Any, result: Any, label: str | None, action: type | str | None
+) -> PlanFilter:
+    def states(value: Any, enum: Any, what: str) -> tuple[Any, ...] | None:
+        if value is None:
+            return None
+        values = [value] if isinstance(value, str) else list(value)
+        try:
+            return tuple(enum(v) for v in values)
+        except ValueError:
+            allowed = ", ".join(e.value for e in enum)
+            raise ConfigurationError(
+                f"unknown plan {what} in {value!r}; use one of {allowed}"
+            ) from None
+
+    if isinstance(action, type):
+        action = registry.class_name(action)
+    return PlanFilter(
+        state=states(state, PlanState, "state"),
+        result=states(result, PlanResult, "result"),
+        label=label,
+        action=action,
+    )
