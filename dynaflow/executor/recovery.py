@@ -75,7 +75,9 @@ class Recovery(EngineBase):
         """Make this world the plan's owner, in its own transaction (which also deletes the
         request it answers); its signal goes out with the iteration's."""
         takeover, only = message.takeover, message.only
-        plan = message.plan if message.plan is not None else self.storage.load_plan(plan_id)
+        plan = message.plan
+        if plan is None:
+            plan = self.storage.load_plan(plan_id, history=False)
         at = now()
         changes = Changes(self.services.world, self.world_id)
         rerun: Collection[int] | None = None if only is None else (only,)
@@ -186,7 +188,7 @@ class Recovery(EngineBase):
             runtime = self.plans.get(plan_id)
             if runtime is None:
                 continue
-            plan = self.storage.load_plan(plan_id)
+            plan = self.storage.load_plan(plan_id, history=False)
             if plan.state != PlanState.RUNNING or plan.record.world_id != self.world_id:
                 log.warning("plan %s is no longer run by this world; following it", plan_id)
                 del self.plans[plan_id]

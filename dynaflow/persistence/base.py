@@ -446,8 +446,9 @@ class Storage(ClusterStore):
         """Every queued event of one plan, oldest id first."""
 
     @abstractmethod
-    def load_plan(self, plan_id: str) -> ExecutionPlan:
-        """The whole plan: record, actions, steps (by id), run edges, history (oldest first)."""
+    def load_plan(self, plan_id: str, *, history: bool = True) -> ExecutionPlan:
+        """The whole plan: record, actions, steps (by id), run edges, history (oldest first;
+        left empty with ``history=False``, as the executor needs none of it)."""
 
     @abstractmethod
     def get_plan_record(self, plan_id: str) -> PlanRecord:

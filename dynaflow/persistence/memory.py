@@ -298,7 +298,7 @@ class MemoryStorage(MemoryCluster, Storage):
                 replace(e, payload=copy.deepcopy(e.payload)) for _, e in sorted(plan.events.items())
             ]
 
-    def load_plan(self, plan_id: str) -> ExecutionPlan:
+    def load_plan(self, plan_id: str, *, history: bool = True) -> ExecutionPlan:
         with self._lock:
             plan = self._plan(plan_id)
             # records are frozen; only the JSON dicts inside them need copying
@@ -307,7 +307,7 @@ class MemoryStorage(MemoryCluster, Storage):
                 actions=tuple(_copy_action(plan.actions[i]) for i in sorted(plan.actions)),
                 steps=tuple(plan.steps[i] for i in sorted(plan.steps)),
                 edges=tuple(plan.edges),
-                history=tuple(plan.history),
+                history=tuple(plan.history) if history else (),
             )
 
     def get_plan_record(self, plan_id: str) -> PlanRecord:

@@ -298,6 +298,16 @@ def test_history_comes_back_in_the_order_it_was_added(storage: Storage) -> None:
     assert history[1] == HistoryRecord(T0 + timedelta(seconds=5), "started", "w-1")
     assert history[2] == HistoryRecord(T0 + timedelta(seconds=2), "step", None, 1, {"a": [1]})
 
+    # what the executor loads: everything but the history
+    bare = storage.load_plan(plan_id, history=False)
+    assert bare.history == ()
+    assert (bare.record, bare.actions, bare.steps, bare.edges) == (
+        storage.load_plan(plan_id).record,
+        storage.load_plan(plan_id).actions,
+        storage.load_plan(plan_id).steps,
+        storage.load_plan(plan_id).edges,
+    )
+
 
 # -- finding plans -----------------------------------------------------------------------------
 

@@ -47,7 +47,7 @@ class SQLReads(SQLTransactions):
         return self._decode.event_records(rows)
 
     @retried
-    def load_plan(self, plan_id: str) -> ExecutionPlan:
+    def load_plan(self, plan_id: str, *, history: bool = True) -> ExecutionPlan:
         sql, decode, params = self._sql, self._decode, {"b_id": plan_id}
         with self._read(snapshot=True) as conn:
             row = conn.execute(sql.select_plan, params).first()
@@ -57,15 +57,14 @@ class SQLReads(SQLTransactions):
             actions = decode.action_records(plan_id, conn.execute(sql.select_actions, params).all())
             steps = decode.step_records(plan_id, conn.execute(sql.select_steps, params).all())
             edges = [(r[0], r[1]) for r in conn.execute(sql.select_edges, params).all()]
-            history = [
-                decode.history_record(plan_id, r) for r in conn.execute(sql.select_history, params)
-            ]
+            rows = conn.execute(sql.select_history, params) if history else ()
+            records = [decode.history_record(plan_id, r) for r in rows]
         return ExecutionPlan(
             record=record,
             actions=tuple(actions),
             steps=tuple(steps),
             edges=tuple(edges),
-            history=tuple(history),
+            history=tuple(records),
         )
 
     @retried
