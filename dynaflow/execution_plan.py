@@ -89,6 +89,9 @@ class PlanRecord:
     #: the run flow as nested ``{"sequence": [...]}`` / ``{"concurrence": [...]}`` of step ids
     run_flow: Any = None
     error: StepError | None = None
+    #: a sub-plan's parent plan and the step of it that spawned this plan
+    parent_id: str | None = None
+    parent_step_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +122,8 @@ class ExecutionPlan:
     error = property(lambda self: self.record.error)
     run_flow = property(lambda self: self.record.run_flow)
     root_action_class = property(lambda self: self.record.root_action_class)
+    parent_id = property(lambda self: self.record.parent_id)
+    parent_step_id = property(lambda self: self.record.parent_step_id)
 
     @property
     def run_edges(self) -> list[tuple[int, int]]:

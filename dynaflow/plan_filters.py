@@ -12,7 +12,11 @@ from dynaflow.states import PlanResult, PlanState
 
 
 def plan_filter(
-    state: Any, result: Any, label: str | None, action: type | str | None
+    state: Any,
+    result: Any,
+    label: str | None,
+    action: type | str | None,
+    parent: str | None = None,
 ) -> PlanFilter:
     def states(value: Any, enum: Any, what: str) -> tuple[Any, ...] | None:
         if value is None:
@@ -33,4 +37,5 @@ def plan_filter(
         result=states(result, PlanResult, "result"),
         label=label,
         action=action,
+        parent=parent,
     )

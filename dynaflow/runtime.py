@@ -84,6 +84,8 @@ class PlanRuntime:
         """``rerun``: the failed run steps that run again — ``None`` for all of them (resume),
         else only these (empty when taking a running plan over, one id for a retry)."""
         self.plan_id = plan.id
+        #: a sub-plan's parent plan and step (told when this plan stops or pauses)
+        self.parent = (plan.parent_id, plan.parent_step_id) if plan.parent_id is not None else None
         self.futures: list[Future[Any]] = []
         self.actions = {
             a.id: ActionRuntime(a.id, a.action_class, a.input, a.output, a.parent_id)

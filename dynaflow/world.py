@@ -27,7 +27,7 @@ from dynaflow.exceptions import (
     UnknownStep,
     WorldClosed,
 )
-from dynaflow.execution_plan import ExecutionPlan, PlanRecord
+from dynaflow.execution_plan import ExecutionPlan
 from dynaflow.executor import Executor, InlineExecutor, PlanFuture, ThreadedExecutor
 from dynaflow.executor.futures import Triggered
 from dynaflow.executor.steps import call_finalize, call_run
@@ -42,7 +42,6 @@ from dynaflow.persistence import Storage, open_storage
 from dynaflow.persistence.base import EventRow, Listening, RequestRow
 from dynaflow.persistence.limits import check_world_id
 from dynaflow.phases import PhaseContext
-from dynaflow.plan_filters import plan_filter
 from dynaflow.planner import Planner, plan_core
 from dynaflow.queues import declared as declared_queues
 from dynaflow.services import Services
@@ -50,6 +49,8 @@ from dynaflow.states import FINISHED_STEP_STATES, PlanResult, PlanState, StepKin
 from dynaflow.urls import display_url
 from dynaflow.values import to_json
 from dynaflow.world_cluster import ClusterSide
+from dynaflow.world_reads import PlanReads
+from dynaflow.world_sub_plans import SubPlansSide
 
 log = logging.getLogger("dynaflow.world")
 
@@ -60,7 +61,7 @@ _CORES: dict[str, Callable[..., Any]] = {
 }
 
 
-class World(ClusterSide):
+class World(PlanReads, ClusterSide, SubPlansSide):
     """Opens persistence and starts an executor; a context manager; thread-safe.
 
     ``executor``: ``"threads"`` (a scheduler thread and ``workers`` worker threads),
@@ -189,6 +190,7 @@ class World(ClusterSide):
         kwargs: dict[str, Any],
         key: str | None,
         hand_off: RequestRow | None = None,
+        parent: tuple[str, int] | None = None,
     ) -> tuple[str, BaseException | None]:
         """Plan, or find the plan with ``key``: ``(plan id, planning failure)``. ``hand_off``:
         an execute request stored with the new plan, in its transaction (its ``plan_id`` is
@@ -203,7 +205,7 @@ class World(ClusterSide):
             if existing is not None:
                 return existing.id, None
         plan_id = str(uuid.uuid4())
-        planner = Planner(self.services, plan_id, key)
+        planner = Planner(self.services, plan_id, key, parent)
         context = PhaseContext(self, plan_id, "plan", self.storage)
         planned = False
 
@@ -335,8 +337,11 @@ class World(ClusterSide):
         return self._operate(plan_id, "halt", False)
 
     def _operate(self, plan_id: str, operation: str, abort: bool) -> PlanFuture:
+        """Cancel or halt the plan, then its sub-plans (and theirs)."""
         self._check_open()
-        return self.operators.stop(plan_id, operation, abort)
+        future = self.operators.stop(plan_id, operation, abort)
+        self._down_to_sub_plans(plan_id, operation, abort)
+        return future
 
     def maintain(self, force: bool = False) -> None:
         """Heartbeat, and take over the plans of worlds whose lease expired. Executors call it
@@ -346,11 +351,14 @@ class World(ClusterSide):
 
     # -- operators: resume, skip, retry ---------------------------------------------------------
 
-    def resume(self, plan_id: str) -> PlanFuture:
+    def resume(self, plan_id: str, *, sub_plans: bool = False) -> PlanFuture:
         """Run a paused plan again: failed steps run again, finished ones are left, and the
         finalize phase runs again in full (finalizers must be idempotent). The future resolves
-        when its execution ends. Raises :class:`InvalidState` unless the plan is paused."""
+        when its execution ends. Raises :class:`InvalidState` unless the plan is paused.
+        ``sub_plans=True`` first resumes its paused sub-plans (and theirs)."""
         self._check_open()
+        if sub_plans:
+            self._down_to_sub_plans(plan_id, "resume")
         return self.operators.resume(plan_id)
 
     def skip(self, plan_id: str, step_id: int, *, resume: bool = False) -> PlanFuture:
@@ -384,51 +392,6 @@ class World(ClusterSide):
             self.mailbox.poll(force=True)
         if self.executor is not None:
             self.executor.run_pending()
-
-    # -- reading ---------------------------------------------------------------------------
-
-    def get_plan(self, plan_id: str) -> ExecutionPlan:
-        """A read-only snapshot of the plan; :class:`UnknownPlan` if there is none."""
-        self._check_open()
-        if not isinstance(plan_id, str):
-            raise UnknownPlan(plan_id)
-        return self.storage.load_plan(plan_id)
-
-    def find_plans(
-        self,
-        *,
-        state: PlanState | str | Sequence[PlanState | str] | None = None,
-        result: PlanResult | str | Sequence[PlanResult | str] | None = None,
-        label: str | None = None,
-        action: type[Action] | str | None = None,
-        page: int = 1,
-        per_page: int = 50,
-        order_by: str = "-created_at",
-    ) -> list[PlanRecord]:
-        """Plan rows matching every given filter, newest first by default. ``page`` counts from
-        1; ``action`` is the root action class (or its qualified name)."""
-        self._check_open()
-        if not isinstance(page, int) or page < 1:
-            raise ConfigurationError(f"page must be an int >= 1, got {page!r}")
-        if not isinstance(per_page, int) or per_page < 1:
-            raise ConfigurationError(f"per_page must be an int >= 1, got {per_page!r}")
-        return self.storage.find_plans(
-            plan_filter(state, result, label, action),
-            offset=(page - 1) * per_page,
-            limit=per_page,
-            order_by=order_by,
-        )
-
-    def count_plans(
-        self,
-        *,
-        state: PlanState | str | Sequence[PlanState | str] | None = None,
-        result: PlanResult | str | Sequence[PlanResult | str] | None = None,
-        label: str | None = None,
-        action: type[Action] | str | None = None,
-    ) -> int:
-        self._check_open()
-        return self.storage.count_plans(plan_filter(state, result, label, action))
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -177,7 +177,15 @@ class Outcomes(EngineBase):
             result = plan_result([s.state for s in run_steps])
         at = now()
         fields = {"ended_at": at} if state == PlanState.STOPPED else {}
-        it.changes.plan(runtime.plan_id, PlanState.RUNNING, state, at, fields, result=result)
+        it.changes.plan(
+            runtime.plan_id,
+            PlanState.RUNNING,
+            state,
+            at,
+            fields,
+            result=result,
+            parent=runtime.parent,
+        )
         self.end(runtime, it)
 
     def _finalize(self, runtime: PlanRuntime, it: Iteration) -> None:

@@ -55,6 +55,7 @@ def stop_offline(services: Services, plan_id: str, operation: str) -> None:
         {"reason": operation},
         result=plan_result([s.state for s in steps]),
         owner=owner,
+        parent=(plan.parent_id, plan.parent_step_id) if plan.parent_id is not None else None,
     )
     _commit(services, changes, f"plan {plan_id} changed while it was being {operation}ed")
 

@@ -142,11 +142,13 @@ class Batch:
     offers: list[RequestRow] = field(default_factory=list)
 
     def plan_ids(self) -> set[str]:
-        """The plans this batch writes to (events it drops aside: only their ids are known)."""
+        """The plans this batch writes to, which the fencing checks. Events it queues aside
+        (anyone may send a plan an event: a sub-plan tells its parent it ended) and events it
+        drops (only their ids are known)."""
         # plain loops: this runs for every batch the executor writes
         ids: set[str] = set()
         add = ids.add
-        for rows in (self.plans, self.steps, self.history, self.claims, self.events):
+        for rows in (self.plans, self.steps, self.history, self.claims):
             for row in rows:
                 add(row.plan_id)
         for output in self.outputs:
@@ -183,12 +185,15 @@ class Batch:
 class PlanFilter:
     """Which plans :meth:`Storage.find_plans` and :meth:`Storage.count_plans` return: those
     matching every field that is set. ``state`` and ``result`` match any value given (an empty
-    tuple: no plan); ``label`` and ``action`` (the root action class name) match exactly."""
+    tuple: no plan); ``label``, ``action`` (the root action class name) and ``parent`` (the plan
+    that spawned it) match exactly."""
 
     state: tuple[PlanState, ...] | None = None
     result: tuple[PlanResult, ...] | None = None
     label: str | None = None
     action: str | None = None
+    #: sub-plans of this plan
+    parent: str | None = None
 
     def matches(self, record: PlanRecord) -> bool:
         """Whether ``record`` passes the filter (the SQL storage builds its WHERE from the
@@ -198,6 +203,7 @@ class PlanFilter:
             and (self.result is None or record.result in self.result)
             and (self.label is None or record.label == self.label)
             and (self.action is None or record.root_action_class == self.action)
+            and (self.parent is None or record.parent_id == self.parent)
         )
 
 

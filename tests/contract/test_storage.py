@@ -352,6 +352,22 @@ def test_find_plans_filters_and_counts(five_plans: Storage) -> None:
     assert storage.count_plans(PlanFilter(action="app.Root", result=(PlanResult.PENDING,))) == 2
 
 
+def test_sub_plans_keep_their_parent_and_are_found_by_it(storage: Storage) -> None:
+    storage.insert_plan(make_plan("parent"))
+    for child in ("kid-1", "kid-2"):
+        new = make_plan(child)
+        new.plan = replace(new.plan, parent_id="parent", parent_step_id=2)
+        storage.insert_plan(new)
+    storage.insert_plan(make_plan("other"))
+
+    assert sorted(ids(storage.find_plans(PlanFilter(parent="parent")))) == ["kid-1", "kid-2"]
+    assert storage.count_plans(PlanFilter(parent="parent")) == 2
+    assert storage.count_plans(PlanFilter(parent="kid-1")) == 0
+    kid = storage.load_plan("kid-1")
+    assert (kid.parent_id, kid.parent_step_id) == ("parent", 2)
+    assert storage.get_plan_record("parent").parent_id is None
+
+
 def test_find_plans_orders_with_nulls_last_and_ties_by_id(five_plans: Storage) -> None:
     storage = five_plans
     assert ids(storage.find_plans(order_by="created_at")) == ["d", "a", "b", "c", "e"]

@@ -314,4 +314,6 @@ def _plan_where(where: PlanFilter) -> list[ColumnElement[bool]]:
         clauses.append(P.c.label == where.label)
     if where.action is not None:
         clauses.append(P.c.root_action_class == where.action)
+    if where.parent is not None:
+        clauses.append(P.c.parent_id == where.parent)
     return clauses

@@ -1,0 +1,301 @@
+"""The SubPlans mixin: an action whose run step spawns child plans and finishes when they have.
+
+Write ``create_sub_plans()``, yielding a :class:`SubPlan` per child::
+
+    class ImportAll(SubPlans, Action):
+        batch_size = 100      # children planned at a time
+        concurrency = 5       # children running at once (None: no limit)
+
+        def create_sub_plans(self):
+            for record in self.input["records"]:
+                yield SubPlan(ImportOne, record)
+
+The step plans the children in batches, starts at most ``concurrency`` of them at a time (on
+any executor world that serves their queues) and waits suspended, holding no thread. Each child
+that stops or pauses sends the step an event in the transaction that ends it; the step counts
+it, starts the next one, and plans the next batch when the planned ones run out. Every
+``sub_plans_check_every`` seconds it also counts the children in the database, in case an end
+was missed.
+
+``create_sub_plans()`` is called again for each batch and must yield the same children in the
+same order each time: the step skips those it has planned already (it keeps counts, not the
+generator). Its state lives in the step's output under ``sub_plans`` (with an ``Output`` model,
+declare ``sub_plans: dict = {}``)::
+
+    {"total": 10000, "planned": 300, "started": 205, "counts": {"success": 198, "error": 2},
+     "failed": {"<child id>": "paused/error", ...}, "queued": ["<child id>", ...], ...}
+
+When every child has ended, ``on_sub_plans_finished(counts, failed)`` decides: by default the
+step fails if any child did not succeed (``stopped`` with ``success`` or ``warning``), naming
+them. A paused child counts as failed: resume the parent with ``world.resume(id,
+sub_plans=True)`` to resume the paused children too, or fix them one by one and resume the
+parent, which counts again. Cancelling or halting the parent cancels or halts its children.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from dynaflow.action import Cancellable
+from dynaflow.clock import now
+from dynaflow.exceptions import (
+    ConfigurationError,
+    DynaflowError,
+    InvalidArgument,
+    SubPlansFailed,
+)
+from dynaflow.persistence.base import PlanFilter
+from dynaflow.polling import output_get, output_set
+from dynaflow.states import PlanResult, PlanState
+
+#: the timer event of the periodic count (its payload also carries a token)
+CHECK = "__dynaflow_sub_plans_check__"
+#: results of a child that count as success
+GOOD = (PlanResult.SUCCESS, PlanResult.WARNING)
+#: failed children named in the error of the default ``on_sub_plans_finished``
+NAMED = 20
+
+
+class SubPlan:
+    """One child plan to spawn: ``SubPlan(ActionClass, *args, **kwargs)``."""
+
+    __slots__ = ("action_class", "args", "kwargs")
+
+    def __init__(self, action_class: type, *args: Any, **kwargs: Any) -> None:
+        self.action_class, self.args, self.kwargs = action_class, args, kwargs
+
+    def __repr__(self) -> str:
+        return f"SubPlan({getattr(self.action_class, '__qualname__', self.action_class)}, ...)"
+
+
+class SubPlans(Cancellable):
+    #: children planned at a time (a new batch when the planned ones have all started)
+    batch_size: ClassVar[int] = 100
+    #: children running at once, counted across every world (``None``: no limit)
+    concurrency: ClassVar[int | None] = None
+    #: seconds between counts of the children in the database (a safety net for lost ends)
+    sub_plans_check_every: ClassVar[float] = 60.0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = cls.__qualname__
+        if not _positive_int(cls.batch_size):
+            raise ConfigurationError(f"{name}.batch_size must be an int >= 1")
+        if cls.concurrency is not None and not _positive_int(cls.concurrency):
+            raise ConfigurationError(f"{name}.concurrency must be an int >= 1 or None")
+        check = cls.sub_plans_check_every
+        if isinstance(check, bool) or not isinstance(check, int | float) or check <= 0:
+            raise ConfigurationError(f"{name}.sub_plans_check_every must be seconds > 0")
+
+    # -- to implement ----------------------------------------------------------------------
+
+    def create_sub_plans(self) -> Iterable[SubPlan]:
+        """Yield a :class:`SubPlan` per child, the same ones in the same order on every
+        call."""
+        raise NotImplementedError(f"{type(self).__qualname__} must define create_sub_plans()")
+
+    def on_sub_plans_finished(self, counts: dict[str, int], failed: dict[str, str]) -> None:
+        """Every child has ended. ``counts``: children per result (``paused`` for those paused,
+        whatever their result);
+        ``failed``: child id -> ``"state/result"`` of each that did not succeed. Raise to
+        fail the step; the default fails if any child failed."""
+        if failed:
+            total = sum(counts.values())
+            named = ", ".join(f"{plan_id} ({how})" for plan_id, how in list(failed.items())[:NAMED])
+            more = f" and {len(failed) - NAMED} more" if len(failed) > NAMED else ""
+            raise SubPlansFailed(f"{len(failed)} of {total} sub-plans failed: {named}{more}")
+
+    # -- the run protocol ------------------------------------------------------------------
+
+    def run(self, event: Any = None) -> None:
+        state = self._state()
+        if isinstance(event, dict) and event.get("decide") == CHECK and state is not None:
+            # every child has ended and the counts are saved: decide
+            self.on_sub_plans_finished(dict(state["counts"]), dict(state["failed"]))
+            return
+        if event is None:
+            if state is None:  # the first run
+                state = self._start()
+            else:  # run again: resumed, retried or taken over — count what happened meanwhile
+                self._recount(state)
+                self._check_later(state)
+        elif isinstance(event, dict) and "sub_plan" in event:
+            if state is None:  # an end told before the first run saved anything
+                state = self._start()
+            self._ended(state, str(event["sub_plan"]))
+        elif isinstance(event, dict) and event.get("check") == CHECK:
+            if state is None or event.get("token") != state.get("check"):
+                self._keep(state)  # a check of an earlier run: let it lapse
+                self.suspend()  # type: ignore[attr-defined]
+            assert state is not None
+            self._recount(state)
+            self._check_later(state)
+        else:
+            raise InvalidArgument(
+                f"{type(self).__qualname__} waits for its sub-plans; it got the event {event!r}"
+            )
+        assert state is not None
+        self._fill(state)
+        if self._finished(state):
+            self._recount(state)  # decide on the database's counts, not on the events'
+        self._keep(state)
+        if self._finished(state):
+            # save the final counts first (a failing decision saves no output), then decide
+            self.world.event(  # type: ignore[attr-defined]
+                self.plan_id,  # type: ignore[attr-defined]
+                self.step_id,  # type: ignore[attr-defined]
+                {"decide": CHECK},
+            )
+        self.suspend()  # type: ignore[attr-defined]
+
+    def cancel(self) -> None:
+        """The parent is cancelled: so are its children (those already stopped stay)."""
+        world: Any = self.world  # type: ignore[attr-defined]
+        for child in world.sub_plan_ids(self.plan_id):  # type: ignore[attr-defined]
+            try:
+                world.cancel(child)
+            except DynaflowError:  # stopped meanwhile
+                continue
+
+    # -- state -----------------------------------------------------------------------------
+
+    def _state(self) -> dict[str, Any] | None:
+        state = output_get(self, "sub_plans")
+        return state if isinstance(state, dict) and "planned" in state else None
+
+    def _keep(self, state: dict[str, Any] | None) -> None:
+        output_set(self, "sub_plans", state, "SubPlans (sub_plans: dict = {})")
+
+    def _start(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "total": None,
+            "planned": 0,
+            "started": 0,
+            "queued": [],
+            "counts": {},
+            "failed": {},
+            "check": None,
+        }
+        self._check_later(state)
+        return state
+
+    def _check_later(self, state: dict[str, Any]) -> None:
+        token = now().isoformat()
+        state["check"] = token
+        self.plan_event(  # type: ignore[attr-defined]
+            {"check": CHECK, "token": token}, delay=float(self.sub_plans_check_every)
+        )
+
+    # -- children --------------------------------------------------------------------------
+
+    def _fill(self, state: dict[str, Any]) -> None:
+        """Start children up to the concurrency, planning the next batch when needed."""
+        if self.cancel_requested:  # type: ignore[attr-defined]
+            return
+        limit = self.concurrency
+        while True:
+            ended = sum(state["counts"].values())
+            room = (
+                len(state["queued"])
+                if limit is None
+                else min(limit - (state["started"] - ended), len(state["queued"]))
+            )
+            if room > 0:
+                start, state["queued"] = state["queued"][:room], state["queued"][room:]
+                state["started"] += len(start)
+                self.world.hand_off(start)  # type: ignore[attr-defined]
+            if state["queued"] or state["total"] is not None:
+                return
+            if limit is not None and state["started"] - ended >= limit:
+                return
+            self._plan_batch(state)
+
+    def _plan_batch(self, state: dict[str, Any]) -> None:
+        world: Any = self.world  # type: ignore[attr-defined]
+        first = state["planned"]
+        children = itertools.islice(self.create_sub_plans(), first, first + self.batch_size)
+        planned = 0
+        for child in children:
+            if not isinstance(child, SubPlan):
+                raise InvalidArgument(
+                    f"{type(self).__qualname__}.create_sub_plans() must yield "
+                    f"dynaflow.SubPlan(ActionClass, *args, **kwargs), got {child!r}"
+                )
+            plan_id, failure = world.plan_sub_plan(
+                self.plan_id,  # type: ignore[attr-defined]
+                self.step_id,  # type: ignore[attr-defined]
+                child.action_class,
+                child.args,
+                child.kwargs,
+            )
+            planned += 1
+            if failure is None:
+                state["queued"].append(plan_id)
+            else:  # planned as stopped/error: it ends here and now
+                state["started"] += 1
+                self._count(state, plan_id, PlanState.STOPPED, PlanResult.ERROR)
+        state["planned"] = first + planned
+        if planned < self.batch_size:  # the generator ran out: that is all of them
+            state["total"] = state["planned"]
+
+    def _ended(self, state: dict[str, Any], child: str) -> None:
+        """A child says it stopped or paused: look at it (the database has the truth)."""
+        record = self.world.storage.get_plan_record(child)  # type: ignore[attr-defined]
+        if record.parent_id != self.plan_id:  # type: ignore[attr-defined]
+            return
+        if record.state in (PlanState.STOPPED, PlanState.PAUSED):
+            self._count(state, child, record.state, record.result)
+
+    def _count(self, state: dict[str, Any], child: str, how: PlanState, result: PlanResult) -> None:
+        """Count ``child``'s end (a paused child that stops later moves between counts; the
+        counts are checked against the database before the step decides)."""
+        counts, failed = state["counts"], state["failed"]
+        before = failed.get(child)
+        if before is not None:  # counted as failed already: take that back
+            key = _key(*before.split("/", 1))
+            counts[key] -= 1
+            if not counts[key]:
+                del counts[key]
+            del failed[child]
+        key = _key(how, result)
+        counts[key] = counts.get(key, 0) + 1
+        if how != PlanState.STOPPED or result not in GOOD:
+            failed[child] = f"{how}/{result}"
+
+    def _recount(self, state: dict[str, Any]) -> None:
+        """Count the ended children again from the database."""
+        storage = self.world.storage  # type: ignore[attr-defined]
+        parent = self.plan_id  # type: ignore[attr-defined]
+        counts: dict[str, int] = {}
+        for result in PlanResult:
+            where = PlanFilter(state=(PlanState.STOPPED,), result=(result,), parent=parent)
+            n = storage.count_plans(where)
+            if n:
+                counts[str(result)] = n
+        failed: dict[str, str] = {}
+        for record in storage.find_plans(
+            PlanFilter(state=(PlanState.PAUSED,), parent=parent), limit=1_000_000
+        ):
+            failed[record.id] = f"{record.state}/{record.result}"
+            counts["paused"] = counts.get("paused", 0) + 1
+        bad = tuple(r for r in PlanResult if r not in GOOD and r != PlanResult.PENDING)
+        for record in storage.find_plans(
+            PlanFilter(state=(PlanState.STOPPED,), result=bad, parent=parent), limit=1_000_000
+        ):
+            failed[record.id] = f"{record.state}/{record.result}"
+        state["counts"], state["failed"] = counts, failed
+
+    def _finished(self, state: dict[str, Any]) -> bool:
+        ended = sum(state["counts"].values())
+        return state["total"] is not None and not state["queued"] and ended >= state["total"]
+
+
+def _key(how: str, result: str) -> str:
+    """A child's count: its result once stopped, ``paused`` while paused."""
+    return "paused" if how == PlanState.PAUSED else str(result)
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1

@@ -1,0 +1,133 @@
+"""The world's side of sub-plans: plan a child of a step, hand planned plans to any executor
+world, and carry cancel, halt and resume from a plan to its sub-plans.
+
+:class:`~dynaflow.World` provides the state; the :class:`~dynaflow.SubPlans` mixin calls these
+from inside its ``run``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from dynaflow.clock import now
+from dynaflow.exceptions import DynaflowError, InvalidArgument, InvalidState
+from dynaflow.executor import Executor, InlineExecutor
+from dynaflow.mailbox import Mailbox
+from dynaflow.persistence import Storage
+from dynaflow.persistence.base import PlanFilter, RequestRow
+from dynaflow.states import PlanState
+
+log = logging.getLogger("dynaflow.world")
+
+#: states of a sub-plan that has not stopped
+UNFINISHED = (PlanState.PLANNED, PlanState.RUNNING, PlanState.PAUSED)
+#: sub-plans read at once when an operation goes down to them
+PAGE = 500
+
+
+class SubPlansSide:
+    """See the module's docstring."""
+
+    storage: Storage
+    executor: Executor | None
+    mailbox: Mailbox | None
+
+    if TYPE_CHECKING:  # provided by World
+
+        @property
+        def id(self) -> str: ...
+
+        def _check_open(self) -> None: ...
+
+        def _plan(self, *args: Any, **kwargs: Any) -> tuple[str, BaseException | None]: ...
+
+        def cancel(self, plan_id: str, *, abort: bool = False) -> Any: ...
+
+        def halt(self, plan_id: str) -> Any: ...
+
+        def resume(self, plan_id: str, *, sub_plans: bool = False) -> Any: ...
+
+    def plan_sub_plan(
+        self,
+        parent_id: str,
+        parent_step_id: int,
+        action_class: Any,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> tuple[str, BaseException | None]:
+        """Plan a sub-plan of step ``parent_step_id`` of plan ``parent_id``, without starting
+        it: ``(its id, the planning failure or None)``. When it stops or pauses, that step gets
+        the event ``{"sub_plan": id, "state": ..., "result": ...}``."""
+        self._check_open()
+        if not isinstance(parent_id, str) or not isinstance(parent_step_id, int):
+            raise InvalidArgument(
+                "plan_sub_plan() takes the parent's plan id (str) and step id (int), got "
+                f"{parent_id!r} and {parent_step_id!r}"
+            )
+        return self._plan(
+            action_class, tuple(args), dict(kwargs or {}), None, parent=(parent_id, parent_step_id)
+        )
+
+    def hand_off(self, plan_ids: Sequence[str]) -> None:
+        """Start planned plans without waiting for them: any executor world that serves their
+        queues and can import their classes takes them (this one included). An inline
+        executor runs them here, in the call that is running."""
+        self._check_open()
+        ids = list(plan_ids)
+        if not ids:
+            return
+        executor = self.executor
+        if isinstance(executor, InlineExecutor):  # deterministic: this world, this thread
+            for plan_id in ids:
+                executor.engine.execute(plan_id, _ignored(), None, follow_if_taken=True)
+            executor.run_pending()  # (inside a step it returns at once; the outer call runs)
+            return
+        at = now()
+        with self.storage.transaction():
+            for plan_id in ids:
+                self.storage.add_request(RequestRow(plan_id, "execute", {}, at, None, self.id))
+        if self.mailbox is not None and executor is not None:
+            self.mailbox.wanted("requests")
+            executor.run_pending()
+
+    def sub_plan_ids(
+        self, plan_id: str, states: Sequence[PlanState] | None = UNFINISHED
+    ) -> list[str]:
+        """The ids of ``plan_id``'s sub-plans in ``states`` (every one with ``None``), oldest
+        first."""
+        where = PlanFilter(state=None if states is None else tuple(states), parent=plan_id)
+        ids: list[str] = []
+        offset = 0
+        while True:
+            page = self.storage.find_plans(where, offset=offset, limit=PAGE, order_by="created_at")
+            ids.extend(record.id for record in page)
+            if len(page) < PAGE:
+                return ids
+            offset += PAGE
+
+    def _down_to_sub_plans(self, plan_id: str, operation: str, abort: bool = False) -> None:
+        """Carry ``operation`` (cancel, halt, resume) to the sub-plans it applies to (and so on
+        down: each call goes on to its own sub-plans). A sub-plan that has just stopped by
+        itself is left alone."""
+        states = (PlanState.PAUSED,) if operation == "resume" else UNFINISHED
+        for child in self.sub_plan_ids(plan_id, states):
+            try:
+                if operation == "cancel":
+                    self.cancel(child, abort=abort)
+                elif operation == "halt":
+                    self.halt(child)
+                else:
+                    self.resume(child, sub_plans=True)
+            except InvalidState:  # it stopped (or was resumed) in the meantime
+                continue
+            except DynaflowError as exc:
+                log.warning(
+                    "could not %s sub-plan %s of plan %s: %s", operation, child, plan_id, exc
+                )
+
+
+def _ignored() -> Future[Any]:
+    return Future()
