@@ -20,7 +20,7 @@ import html
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from dynaflow import flows
 from dynaflow.execution_plan import ExecutionPlan, StepRecord
@@ -66,8 +66,7 @@ _NOT_XML = re.compile(r"[\ud800-\udfff\ufffe\uffff]")
 _NOT_CLASS = re.compile(r"[^a-z0-9_-]")
 
 
-@dataclass(frozen=True, slots=True)
-class Reference:
+class Reference(NamedTuple):
     """The input ``key`` of run step ``consumer`` refers to ``path`` of the output of the
     action whose run step is ``producer``."""
 
