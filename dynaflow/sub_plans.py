@@ -217,25 +217,27 @@ class SubPlans(Cancellable):
         first = state["planned"]
         children = itertools.islice(self.create_sub_plans(), first, first + self.batch_size)
         planned = 0
-        for child in children:
-            if not isinstance(child, SubPlan):
-                raise InvalidArgument(
-                    f"{type(self).__qualname__}.create_sub_plans() must yield "
-                    f"dynaflow.SubPlan(ActionClass, *args, **kwargs), got {child!r}"
+        with world.transaction():  # the batch in one go (and none of it if one fails)
+            for index, child in enumerate(children, first):
+                if not isinstance(child, SubPlan):
+                    raise InvalidArgument(
+                        f"{type(self).__qualname__}.create_sub_plans() must yield "
+                        f"dynaflow.SubPlan(ActionClass, *args, **kwargs), got {child!r}"
+                    )
+                plan_id, failure = world.plan_sub_plan(
+                    self.plan_id,  # type: ignore[attr-defined]
+                    self.step_id,  # type: ignore[attr-defined]
+                    child.action_class,
+                    child.args,
+                    child.kwargs,
+                    index=index,
                 )
-            plan_id, failure = world.plan_sub_plan(
-                self.plan_id,  # type: ignore[attr-defined]
-                self.step_id,  # type: ignore[attr-defined]
-                child.action_class,
-                child.args,
-                child.kwargs,
-            )
-            planned += 1
-            if failure is None:
-                state["queued"].append(plan_id)
-            else:  # planned as stopped/error: it ends here and now
-                state["started"] += 1
-                self._count(state, plan_id, PlanState.STOPPED, PlanResult.ERROR)
+                planned += 1
+                if failure is None:
+                    state["queued"].append(plan_id)
+                else:  # planned as stopped/error: it ends here and now
+                    state["started"] += 1
+                    self._count(state, plan_id, PlanState.STOPPED, PlanResult.ERROR)
         state["planned"] = first + planned
         if planned < self.batch_size:  # the generator ran out: that is all of them
             state["total"] = state["planned"]

@@ -143,6 +143,7 @@ class World(PlanReads, ClusterSide, SubPlansSide):
                     self.storage.declare_queue(queue.name, queue.limit)
         if self.executor is not None:
             self.mailbox = Mailbox(self.services, self.executor, pools)
+            self.executor.engine.requested = self._requested
             self.executor.engine.pools = dict(pools)
             self._listen()
             self.cluster.start(self.executor)
@@ -191,6 +192,7 @@ class World(PlanReads, ClusterSide, SubPlansSide):
         key: str | None,
         hand_off: RequestRow | None = None,
         parent: tuple[str, int] | None = None,
+        plan_id: str | None = None,
     ) -> tuple[str, BaseException | None]:
         """Plan, or find the plan with ``key``: ``(plan id, planning failure)``. ``hand_off``:
         an execute request stored with the new plan, in its transaction (its ``plan_id`` is
@@ -204,7 +206,7 @@ class World(PlanReads, ClusterSide, SubPlansSide):
             existing = self.storage.find_plan_by_key(key)
             if existing is not None:
                 return existing.id, None
-        plan_id = str(uuid.uuid4())
+        plan_id = plan_id or str(uuid.uuid4())
         planner = Planner(self.services, plan_id, key, parent)
         context = PhaseContext(self, plan_id, "plan", self.storage)
         planned = False
@@ -447,6 +449,12 @@ class World(PlanReads, ClusterSide, SubPlansSide):
         return self.storage.transaction()
 
     # -- internals -------------------------------------------------------------------------
+
+    def _requested(self) -> None:
+        """A step left requests (stored with its outcome): look at them now."""
+        if self.mailbox is not None and self.executor is not None:
+            self.mailbox.wanted("requests")
+            self.executor.run_pending()
 
     def _check_open(self) -> None:
         if self._closed:

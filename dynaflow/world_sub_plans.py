@@ -8,12 +8,19 @@ from inside its ``run``.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from dynaflow.clock import now
-from dynaflow.exceptions import DynaflowError, InvalidArgument, InvalidState
+from dynaflow.events import current_context
+from dynaflow.exceptions import (
+    ConcurrentModification,
+    DynaflowError,
+    InvalidArgument,
+    InvalidState,
+)
 from dynaflow.executor import Executor, InlineExecutor
 from dynaflow.mailbox import Mailbox
 from dynaflow.persistence import Storage
@@ -57,19 +64,39 @@ class SubPlansSide:
         action_class: Any,
         args: Sequence[Any] = (),
         kwargs: dict[str, Any] | None = None,
+        *,
+        index: int | None = None,
     ) -> tuple[str, BaseException | None]:
         """Plan a sub-plan of step ``parent_step_id`` of plan ``parent_id``, without starting
         it: ``(its id, the planning failure or None)``. When it stops or pauses, that step gets
-        the event ``{"sub_plan": id, "state": ..., "result": ...}``."""
+        the event ``{"sub_plan": id, "state": ..., "result": ...}``. With ``index`` (the
+        child's place among the step's children) its id follows from the three, and planning
+        the same child again (a step run again after a crash) gives back the one planned."""
         self._check_open()
         if not isinstance(parent_id, str) or not isinstance(parent_step_id, int):
             raise InvalidArgument(
                 "plan_sub_plan() takes the parent's plan id (str) and step id (int), got "
                 f"{parent_id!r} and {parent_step_id!r}"
             )
-        return self._plan(
-            action_class, tuple(args), dict(kwargs or {}), None, parent=(parent_id, parent_step_id)
-        )
+        plan_id = None
+        if index is not None:
+            plan_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{parent_id}/{parent_step_id}/{index}"))
+        try:
+            return self._plan(
+                action_class,
+                tuple(args),
+                dict(kwargs or {}),
+                None,
+                parent=(parent_id, parent_step_id),
+                plan_id=plan_id,
+            )
+        except ConcurrentModification:
+            if plan_id is None:
+                raise
+            existing = self.storage.get_plan_record(plan_id)
+            if (existing.parent_id, existing.parent_step_id) != (parent_id, parent_step_id):
+                raise
+            return plan_id, None
 
     def hand_off(self, plan_ids: Sequence[str]) -> None:
         """Start planned plans without waiting for them: any executor world that serves their
@@ -86,9 +113,14 @@ class SubPlansSide:
             executor.run_pending()  # (inside a step it returns at once; the outer call runs)
             return
         at = now()
+        rows = [RequestRow(plan_id, "execute", {}, at, None, self.id) for plan_id in ids]
+        context = current_context()
+        if context is not None:  # inside a running step: stored with its outcome
+            context.requests.extend(rows)
+            return
         with self.storage.transaction():
-            for plan_id in ids:
-                self.storage.add_request(RequestRow(plan_id, "execute", {}, at, None, self.id))
+            for row in rows:
+                self.storage.add_request(row)
         if self.mailbox is not None and executor is not None:
             self.mailbox.wanted("requests")
             executor.run_pending()

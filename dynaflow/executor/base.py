@@ -123,6 +123,8 @@ class EngineBase:
         self.held: set[str] = set()
         #: how long each action class's run steps take here (seconds, a moving average)
         self.run_time: dict[str, float] = {}
+        #: called after a commit that stored requests a step left (the world's mailbox looks)
+        self.requested: Callable[[], None] | None = None
         #: messages of the current iteration handled so far
         self.handled = 0
         self.current: Iteration | None = None

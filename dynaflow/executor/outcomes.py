@@ -133,6 +133,10 @@ class Outcomes(EngineBase):
         return True
 
     def _queue_events(self, outcome: StepOutcome, it: Iteration) -> None:
+        if outcome.requests:
+            it.batch.requests.extend((outcome.plan_id, row) for row in outcome.requests)
+            if self.requested is not None:
+                it.later(self.requested, outcome.plan_id)
         for row, future in outcome.events:
             it.batch.events.append(row)
             if row.kind == EVENT:

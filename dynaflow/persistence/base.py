@@ -140,6 +140,9 @@ class Batch:
     topics: list[str] = field(default_factory=list)
     #: ``"run"`` requests for steps this batch claims, stored only if the claim holds
     offers: list[RequestRow] = field(default_factory=list)
+    #: requests a step's run left (a SubPlans step starting its children): (that step's plan,
+    #: the request), stored with its outcome
+    requests: list[tuple[str, RequestRow]] = field(default_factory=list)
 
     def plan_ids(self) -> set[str]:
         """The plans this batch writes to, which the fencing checks. Events it queues aside
@@ -167,6 +170,7 @@ class Batch:
             [i for i in self.drop_events if dropped.get(i) not in plans],
             topics=list(self.topics),
             offers=[r for r in self.offers if r.plan_id not in plans],
+            requests=[(origin, r) for origin, r in self.requests if origin not in plans],
         )
 
     def __bool__(self) -> bool:
@@ -178,6 +182,7 @@ class Batch:
             or self.claims
             or self.events
             or self.drop_events
+            or self.requests
         )
 
 
@@ -374,6 +379,8 @@ class Storage(ClusterStore):
             if batch.drop_events:
                 self.delete_events(batch.drop_events)
             self.add_offers(batch.offers, result.claimed)
+            for _, row in batch.requests:
+                self.add_request(row)
         return result
 
     def add_offers(self, offers: Sequence[RequestRow], claimed: set[tuple[str, int]]) -> None:
