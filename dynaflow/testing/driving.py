@@ -86,7 +86,9 @@ def deliver(
     ``world.event`` returns). Raises :class:`~dynaflow.EventRejected` if the step cannot take
     it, :class:`TimeoutError` after ``timeout`` seconds."""
     plan_id = plan_id_of(plan)
-    if isinstance(step, int) and not isinstance(step, bool):
+    if isinstance(step, bool):
+        raise InvalidArgument(f"step must be a step id or an action class, got {step!r}")
+    if isinstance(step, int):
         step_id = step
     else:
         step_id = find_step(world.get_plan(plan_id), step).id

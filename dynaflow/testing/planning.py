@@ -166,16 +166,13 @@ class Planned:
         ends in the stage before. ``[["A", "B", "C"], ["D"]]``: A, B and C run concurrently,
         then D. Class names (or ``label(action)``) in planning order within a stage."""
         name = label or (lambda action: action.name)
-        runs = sorted(
-            (a for a in self.all if a.run_step_id is not None),
-            key=lambda a: a.run_step_id or 0,
-        )
+        runs = {a.run_step_id: a for a in self.all if a.run_step_id is not None}
         after: dict[int, list[int]] = {}
         waiting: dict[int, int] = {}
         for a, b in self.plan.run_edges:
             after.setdefault(a, []).append(b)
             waiting[b] = waiting.get(b, 0) + 1
-        depth = {a.run_step_id: 0 for a in runs if a.run_step_id not in waiting}
+        depth = {step: 0 for step in runs if step not in waiting}
         ready = list(depth)
         while ready:  # longest path from a start, in topological order
             step = ready.pop()
@@ -185,12 +182,11 @@ class Planned:
                 if not waiting[nxt]:
                     ready.append(nxt)
         stages: list[list[Any]] = []
-        for action in runs:
-            assert action.run_step_id is not None
-            level = depth[action.run_step_id]
+        for step in sorted(runs):
+            level = depth[step]
             while len(stages) <= level:
                 stages.append([])
-            stages[level].append(name(action))
+            stages[level].append(name(runs[step]))
         return stages
 
     def runs_after(self, later: PlannedAction, earlier: PlannedAction) -> bool:

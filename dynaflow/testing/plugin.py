@@ -29,9 +29,9 @@ if TYPE_CHECKING:
 def dynaflow_url() -> str:
     """Where ``dynaflow_world`` keeps its plans: in memory. Override it to use a database::
 
-        @pytest.fixture
-        def dynaflow_url(tmp_path):
-            return f"sqlite:///{tmp_path / 'dynaflow.db'}"
+    @pytest.fixture
+    def dynaflow_url(tmp_path):
+        return f"sqlite:///{tmp_path / 'dynaflow.db'}"
     """
     return "memory://"
 

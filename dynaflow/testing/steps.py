@@ -16,7 +16,8 @@ from dynaflow.action import Action
 from dynaflow.events import TIMEOUT, TIMER, SuspendedHandle
 from dynaflow.exceptions import InvalidArgument
 from dynaflow.execution_plan import ActionRecord, ExecutionPlan, PlanRecord, StepRecord
-from dynaflow.executor.steps import NO_EVENT, run_step as engine_run_step
+from dynaflow.executor.steps import NO_EVENT
+from dynaflow.executor.steps import run_step as engine_run_step
 from dynaflow.phases import PhaseContext
 from dynaflow.rebuild import build_action
 from dynaflow.runtime import PlanRuntime
@@ -279,4 +280,3 @@ class _Stubs:
             f"{self.where} refers to {ref.describe()}; give that output: "
             f"outputs_of={{{short}: {{...}}}}"
         )
-

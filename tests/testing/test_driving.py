@@ -15,7 +15,6 @@ from dynaflow.testing import (
     Probe,
     deliver,
     find_step,
-    frozen_clock,
     plan_id_of,
     run_until_done,
 )

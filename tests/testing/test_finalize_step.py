@@ -12,7 +12,6 @@ import sqlalchemy as sa
 from dynaflow import Action, World
 from dynaflow.testing import finalize_step, plan_only
 
-
 metadata = sa.MetaData()
 machines = sa.Table(
     "testing_machines",

@@ -110,7 +110,9 @@ def test_edges_include_the_orderings_references_add() -> None:
 
 def test_one_names_what_was_planned_when_it_finds_none_or_many() -> None:
     planned = plan_only(Stack)
-    with pytest.raises(InvalidArgument, match=r"expected one planned Provision, found 3; planned: "):
+    with pytest.raises(
+        InvalidArgument, match=r"expected one planned Provision, found 3; planned: "
+    ):
         planned.one(Provision)
     with pytest.raises(InvalidArgument, match=r"found 0.*Provision#2 \{'name': 'db'"):
         planned.one(Provision, name="web")

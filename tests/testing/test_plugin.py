@@ -22,7 +22,7 @@ def test_the_plugin_is_active_here(request: pytest.FixtureRequest) -> None:
     assert request.config.pluginmanager.has_plugin("dynaflow")
 
 
-INNER = '''
+INNER = """
 from dynaflow import World
 from dynaflow.executor import InlineExecutor
 from dynaflow.persistence import MemoryStorage
@@ -62,7 +62,7 @@ def test_the_world_opens_on_the_frozen_clock(dynaflow_world, dynaflow_clock):
     plan = dynaflow_world.trigger(Nothing).wait(1)
     assert plan.created_at == T0
     assert dynaflow_clock.worlds == [dynaflow_world]
-'''
+"""
 
 
 def test_the_fixtures_in_a_project(pytester: pytest.Pytester) -> None:

@@ -33,9 +33,9 @@ def test_gated_steps_run_at_once_until_released(dynaflow_probe: Probe) -> None:
 
 def test_waits_are_bounded() -> None:
     mine = Probe()
-    with pytest.raises(TimeoutError, match="event 'never' was not set within 0.01s"):
+    with pytest.raises(TimeoutError, match=r"event 'never' was not set within 0\.01s"):
         mine.wait("never", timeout=0.01)
-    with pytest.raises(TimeoutError, match="2 steps running did not happen within 0.01s"):
+    with pytest.raises(TimeoutError, match=r"2 steps running did not happen within 0\.01s"):
         mine.wait_running(2, timeout=0.01)
 
 
