@@ -88,10 +88,7 @@ def deliver(
     plan_id = plan_id_of(plan)
     if isinstance(step, bool):
         raise InvalidArgument(f"step must be a step id or an action class, got {step!r}")
-    if isinstance(step, int):
-        step_id = step
-    else:
-        step_id = find_step(world.get_plan(plan_id), step).id
+    step_id = step if isinstance(step, int) else find_step(world.get_plan(plan_id), step).id
     return world.event(plan_id, step_id, event).result(timeout)
 
 

@@ -98,6 +98,7 @@ def test_a_suspension_with_its_timers_and_timeout() -> None:
 
 def test_send_and_fire_make_the_next_calls() -> None:
     first = run_step(Approval)
+    assert first.timers[0].delay == 3600  # exactly, on the real clock too
     reminded = first.fire()
     assert reminded.suspended and reminded.output == {"reminded": 1}
     assert reminded.fire().output == {"reminded": 2}
