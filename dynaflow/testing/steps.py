@@ -183,16 +183,17 @@ def _target(
     action: type[Action] | PlannedAction, input: Any, method: str
 ) -> tuple[type[Action], int, Any]:
     """``(class, action id, input)`` of what to call."""
+    cls, action_id = action, 1
     if isinstance(action, PlannedAction):
-        cls = registry.resolve(action.action_class)
-        return cls, action.id, action.input if input is None else input
-    if not (isinstance(action, type) and issubclass(action, Action)):
+        cls, action_id = registry.resolve(action.action_class), action.id
+        input = action.input if input is None else input
+    if not (isinstance(cls, type) and issubclass(cls, Action)):
         raise InvalidArgument(
-            f"{action!r} is not an Action class; pass an Action subclass or a PlannedAction"
+            f"{cls!r} is not an Action class; pass an Action subclass or a PlannedAction"
         )
-    if not callable(getattr(action, method, None)):
-        raise InvalidArgument(f"{action.__qualname__} defines no {method}()")
-    return action, 1, input
+    if not callable(getattr(cls, method, None)):
+        raise InvalidArgument(f"{cls.__qualname__} defines no {method}()")
+    return cls, action_id, input
 
 
 @contextmanager

@@ -82,6 +82,8 @@ def test_not_an_action_or_no_run() -> None:
         run_step(dict, {})  # type: ignore[arg-type]
     with pytest.raises(InvalidArgument, match="PlansOnly defines no run"):
         run_step(PlansOnly)
+    with pytest.raises(InvalidArgument, match="Stack defines no run"):
+        run_step(plan_only(Stack).one(Stack))
 
 
 def test_a_suspension_with_its_timers_and_timeout() -> None:
