@@ -240,8 +240,9 @@ class Action:
         context = self._context("plan_event")
         if (delay is None) == (at is None):
             raise InvalidArgument("plan_event() takes either delay= (seconds) or at= (a datetime)")
+        planned_at = now()  # one reading: the timer is due exactly ``delay`` after it was planned
         if delay is not None:
-            due = now() + timedelta(
+            due = planned_at + timedelta(
                 seconds=seconds(delay, f"plan_event(delay={delay!r}): the delay")
             )
         else:
@@ -249,7 +250,7 @@ class Action:
                 raise InvalidArgument(f"plan_event(at={at!r}) needs a timezone-aware datetime")
             due = at
         payload = to_json(event, f"event planned by {self.action_class_name}#{self.id}")
-        row = EventRow(context.plan_id, context.step_id, TIMER, payload, now(), due)
+        row = EventRow(context.plan_id, context.step_id, TIMER, payload, planned_at, due)
         context.events.append((row, None))
 
     def schedule_timeout(self, seconds: float) -> None:
