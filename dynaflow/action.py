@@ -78,6 +78,9 @@ class Action:
     subscribe: ClassVar[Any] = None
     queue: ClassVar[str] = "default"
     idempotent: ClassVar[bool] = False
+    #: ``run(event)`` takes the events sent to the step in batches: every sent event queued
+    #: when it wakes, as a list, in arrival order (timers still come one at a time)
+    event_batches: ClassVar[bool] = False
     #: what auto-rescue does when the run step fails; ``None``: as the parent action says
     #: (PAUSE at the top)
     rescue_strategy: ClassVar[Rescue | None] = None

@@ -53,6 +53,10 @@ class StepRuntime:
     timed_out: str | None = None
     #: the id of the event the step is handling now
     handling: int | None = None
+    #: with ``event_batches``: the other events handed over with it (consumed with it)
+    batch: tuple[int, ...] = ()
+    #: its action class takes its sent events in batches (resolved on first need)
+    batches: bool | None = None
     #: whether the action is a Cancellable (resolved on first need)
     cancellable: bool | None = None
     #: the run attempt under a Retry policy (1: the first run)

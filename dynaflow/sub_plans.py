@@ -71,6 +71,8 @@ class SubPlan:
 
 
 class SubPlans(Cancellable):
+    #: the ends of many children are taken in one wake
+    event_batches: ClassVar[bool] = True
     #: children planned at a time (a new batch when the planned ones have all started)
     batch_size: ClassVar[int] = 100
     #: children running at once, counted across every world (``None``: no limit)
@@ -111,7 +113,8 @@ class SubPlans(Cancellable):
 
     def run(self, event: Any = None) -> None:
         state = self._state()
-        if isinstance(event, dict) and event.get("decide") == CHECK and state is not None:
+        events = event if isinstance(event, list) else [event]
+        if state is not None and any(_decide(e) for e in events):
             # every child has ended and the counts are saved: decide
             self.on_sub_plans_finished(dict(state["counts"]), dict(state["failed"]))
             return
@@ -121,10 +124,6 @@ class SubPlans(Cancellable):
             else:  # run again: resumed, retried or taken over — count what happened meanwhile
                 self._recount(state)
                 self._check_later(state)
-        elif isinstance(event, dict) and "sub_plan" in event:
-            if state is None:  # an end told before the first run saved anything
-                state = self._start()
-            self._ended(state, str(event["sub_plan"]))
         elif isinstance(event, dict) and event.get("check") == CHECK:
             if state is None or event.get("token") != state.get("check"):
                 self._keep(state)  # a check of an earlier run: let it lapse
@@ -133,9 +132,17 @@ class SubPlans(Cancellable):
             self._recount(state)
             self._check_later(state)
         else:
-            raise InvalidArgument(
-                f"{type(self).__qualname__} waits for its sub-plans; it got the event {event!r}"
-            )
+            if state is None:  # an end told before the first run saved anything
+                state = self._start()
+            ended = []
+            for item in events:
+                if not (isinstance(item, dict) and "sub_plan" in item):
+                    raise InvalidArgument(
+                        f"{type(self).__qualname__} waits for its sub-plans; it got the event "
+                        f"{item!r}"
+                    )
+                ended.append(str(item["sub_plan"]))
+            self._ended(state, ended)
         assert state is not None
         self._fill(state)
         if self._finished(state):
@@ -216,39 +223,38 @@ class SubPlans(Cancellable):
         world: Any = self.world  # type: ignore[attr-defined]
         first = state["planned"]
         children = itertools.islice(self.create_sub_plans(), first, first + self.batch_size)
-        planned = 0
-        with world.transaction():  # the batch in one go (and none of it if one fails)
-            for index, child in enumerate(children, first):
-                if not isinstance(child, SubPlan):
-                    raise InvalidArgument(
-                        f"{type(self).__qualname__}.create_sub_plans() must yield "
-                        f"dynaflow.SubPlan(ActionClass, *args, **kwargs), got {child!r}"
-                    )
-                plan_id, failure = world.plan_sub_plan(
-                    self.plan_id,  # type: ignore[attr-defined]
-                    self.step_id,  # type: ignore[attr-defined]
-                    child.action_class,
-                    child.args,
-                    child.kwargs,
-                    index=index,
+        batch = []
+        for index, child in enumerate(children, first):
+            if not isinstance(child, SubPlan):
+                raise InvalidArgument(
+                    f"{type(self).__qualname__}.create_sub_plans() must yield "
+                    f"dynaflow.SubPlan(ActionClass, *args, **kwargs), got {child!r}"
                 )
-                planned += 1
-                if failure is None:
-                    state["queued"].append(plan_id)
-                else:  # planned as stopped/error: it ends here and now
-                    state["started"] += 1
-                    self._count(state, plan_id, PlanState.STOPPED, PlanResult.ERROR)
+            batch.append((child.action_class, child.args, child.kwargs, index))
+        planned = len(batch)
+        # the batch in one transaction (none of it if storing fails)
+        for plan_id, failure in world.plan_sub_plans(
+            self.plan_id,  # type: ignore[attr-defined]
+            self.step_id,  # type: ignore[attr-defined]
+            batch,
+        ):
+            if failure is None:
+                state["queued"].append(plan_id)
+            else:  # planned as stopped/error: it ends here and now
+                state["started"] += 1
+                self._count(state, plan_id, PlanState.STOPPED, PlanResult.ERROR)
         state["planned"] = first + planned
         if planned < self.batch_size:  # the generator ran out: that is all of them
             state["total"] = state["planned"]
 
-    def _ended(self, state: dict[str, Any], child: str) -> None:
-        """A child says it stopped or paused: look at it (the database has the truth)."""
-        record = self.world.storage.get_plan_record(child)  # type: ignore[attr-defined]
-        if record.parent_id != self.plan_id:  # type: ignore[attr-defined]
-            return
-        if record.state in (PlanState.STOPPED, PlanState.PAUSED):
-            self._count(state, child, record.state, record.result)
+    def _ended(self, state: dict[str, Any], children: list[str]) -> None:
+        """Children say they stopped or paused: look at them (the database has the truth)."""
+        storage = self.world.storage  # type: ignore[attr-defined]
+        for record in storage.plan_records(children):
+            if record.parent_id != self.plan_id:  # type: ignore[attr-defined]
+                continue
+            if record.state in (PlanState.STOPPED, PlanState.PAUSED):
+                self._count(state, record.id, record.state, record.result)
 
     def _count(self, state: dict[str, Any], child: str, how: PlanState, result: PlanResult) -> None:
         """Count ``child``'s end (a paused child that stops later moves between counts; the
@@ -292,6 +298,10 @@ class SubPlans(Cancellable):
     def _finished(self, state: dict[str, Any]) -> bool:
         ended = sum(state["counts"].values())
         return state["total"] is not None and not state["queued"] and ended >= state["total"]
+
+
+def _decide(event: Any) -> bool:
+    return isinstance(event, dict) and event.get("decide") == CHECK
 
 
 def _key(how: str, result: str) -> str:

@@ -39,7 +39,7 @@ from dynaflow.middleware.stack import MiddlewareSpec, MiddlewareStack
 from dynaflow.middleware.transaction import TransactionMiddleware
 from dynaflow.operators.online import Operators, check_ids
 from dynaflow.persistence import Storage, open_storage
-from dynaflow.persistence.base import EventRow, Listening, RequestRow
+from dynaflow.persistence.base import EventRow, Listening, NewPlan, RequestRow
 from dynaflow.persistence.limits import check_world_id
 from dynaflow.phases import PhaseContext
 from dynaflow.planner import Planner, plan_core
@@ -193,6 +193,7 @@ class World(PlanReads, ClusterSide, SubPlansSide):
         hand_off: RequestRow | None = None,
         parent: tuple[str, int] | None = None,
         plan_id: str | None = None,
+        collect: list[NewPlan] | None = None,
     ) -> tuple[str, BaseException | None]:
         """Plan, or find the plan with ``key``: ``(plan id, planning failure)``. ``hand_off``:
         an execute request stored with the new plan, in its transaction (its ``plan_id`` is
@@ -218,6 +219,9 @@ class World(PlanReads, ClusterSide, SubPlansSide):
                 raise planner.failure
             new = planner.finish()
             planned = True
+            if collect is not None:  # the caller inserts it, with others
+                collect.append(new)
+                return
             self.storage.insert_plan(new)
             if hand_off is not None:
                 hand_off.plan_id = plan_id

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 from dynaflow.clock import now
 from dynaflow.events import current_context
 from dynaflow.exceptions import (
-    ConcurrentModification,
     DynaflowError,
     InvalidArgument,
     InvalidState,
@@ -24,7 +23,7 @@ from dynaflow.exceptions import (
 from dynaflow.executor import Executor, InlineExecutor
 from dynaflow.mailbox import Mailbox
 from dynaflow.persistence import Storage
-from dynaflow.persistence.base import PlanFilter, RequestRow
+from dynaflow.persistence.base import NewPlan, PlanFilter, RequestRow
 from dynaflow.states import PlanState
 
 log = logging.getLogger("dynaflow.world")
@@ -57,46 +56,48 @@ class SubPlansSide:
 
         def resume(self, plan_id: str, *, sub_plans: bool = False) -> Any: ...
 
-    def plan_sub_plan(
+    def plan_sub_plans(
         self,
         parent_id: str,
         parent_step_id: int,
-        action_class: Any,
-        args: Sequence[Any] = (),
-        kwargs: dict[str, Any] | None = None,
-        *,
-        index: int | None = None,
-    ) -> tuple[str, BaseException | None]:
-        """Plan a sub-plan of step ``parent_step_id`` of plan ``parent_id``, without starting
-        it: ``(its id, the planning failure or None)``. When it stops or pauses, that step gets
-        the event ``{"sub_plan": id, "state": ..., "result": ...}``. With ``index`` (the
-        child's place among the step's children) its id follows from the three, and planning
-        the same child again (a step run again after a crash) gives back the one planned."""
+        children: Sequence[tuple[Any, Sequence[Any], dict[str, Any], int]],
+    ) -> list[tuple[str, BaseException | None]]:
+        """Plan sub-plans of step ``parent_step_id`` of plan ``parent_id`` — ``children`` are
+        ``(action class, args, kwargs, index)`` — in one transaction, without starting them:
+        ``(id, planning failure or None)`` of each. A child's id follows from the parent, the
+        step and its ``index`` among the step's children, so planning the same child again (a
+        step run again after a crash) gives back the one planned. When a sub-plan stops or
+        pauses, that step gets the event ``{"sub_plan": id, "state": ..., "result": ...}``."""
         self._check_open()
         if not isinstance(parent_id, str) or not isinstance(parent_step_id, int):
             raise InvalidArgument(
-                "plan_sub_plan() takes the parent's plan id (str) and step id (int), got "
+                "plan_sub_plans() takes the parent's plan id (str) and step id (int), got "
                 f"{parent_id!r} and {parent_step_id!r}"
             )
-        plan_id = None
-        if index is not None:
-            plan_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{parent_id}/{parent_step_id}/{index}"))
-        try:
-            return self._plan(
-                action_class,
-                tuple(args),
-                dict(kwargs or {}),
-                None,
-                parent=(parent_id, parent_step_id),
-                plan_id=plan_id,
-            )
-        except ConcurrentModification:
-            if plan_id is None:
-                raise
-            existing = self.storage.get_plan_record(plan_id)
-            if (existing.parent_id, existing.parent_step_id) != (parent_id, parent_step_id):
-                raise
-            return plan_id, None
+        parent = (parent_id, parent_step_id)
+        planned: list[tuple[str, BaseException | None]] = []
+        with self.storage.transaction():
+            news: list[NewPlan] = []
+            for action_class, args, kwargs, index in children:
+                plan_id = str(
+                    uuid.uuid5(uuid.NAMESPACE_URL, f"{parent_id}/{parent_step_id}/{index}")
+                )
+                if self.storage.plan_records([plan_id]):  # planned by an earlier run
+                    planned.append((plan_id, None))
+                    continue
+                planned.append(
+                    self._plan(
+                        action_class,
+                        tuple(args),
+                        dict(kwargs),
+                        None,
+                        parent=parent,
+                        plan_id=plan_id,
+                        collect=news,
+                    )
+                )
+            self.storage.insert_plans(news)
+        return planned
 
     def hand_off(self, plan_ids: Sequence[str]) -> None:
         """Start planned plans without waiting for them: any executor world that serves their

@@ -49,6 +49,10 @@ class Outcomes(EngineBase):
             it.batch.drop_events.append(outcome.consumed)
             step.timers.discard(outcome.consumed)
             self.resolve_event(it, outcome.consumed, None)
+        for event_id in step.batch:  # handed over with it: handled with it
+            it.batch.drop_events.append(event_id)
+            self.resolve_event(it, event_id, None)
+        step.batch = ()
         error = outcome.error
         if error is None and step.timed_out is not None:
             error, step.timed_out = StepError("Timeout", step.timed_out), None

@@ -23,7 +23,7 @@ from datetime import datetime
 from types import EllipsisType
 from typing import Any
 
-from dynaflow.exceptions import ConfigurationError, InvalidArgument
+from dynaflow.exceptions import ConcurrentModification, ConfigurationError, InvalidArgument
 from dynaflow.execution_plan import (
     ActionRecord,
     ExecutionPlan,
@@ -319,6 +319,18 @@ class Storage(ClusterStore):
         Raises :class:`~dynaflow.exceptions.ConcurrentModification` if the plan id or its
         ``key`` already exists."""
 
+    def insert_plans(self, news: Sequence[NewPlan]) -> set[str]:
+        """Insert many plans in one transaction (as :meth:`insert_plan` each); a plan whose
+        id or key exists already is left out. Returns the ids left out."""
+        existing: set[str] = set()
+        with self.transaction():
+            for new in news:
+                try:
+                    self.insert_plan(new)
+                except ConcurrentModification:
+                    existing.add(new.plan.id)
+        return existing
+
     @abstractmethod
     def update_plan(
         self,
@@ -462,6 +474,10 @@ class Storage(ClusterStore):
     def load_plan(self, plan_id: str, *, history: bool = True) -> ExecutionPlan:
         """The whole plan: record, actions, steps (by id), run edges, history (oldest first;
         left empty with ``history=False``, as the executor needs none of it)."""
+
+    @abstractmethod
+    def plan_records(self, plan_ids: Sequence[str]) -> list[PlanRecord]:
+        """The plan rows of ``plan_ids`` in that order, leaving out ids no plan has."""
 
     @abstractmethod
     def get_plan_record(self, plan_id: str) -> PlanRecord:

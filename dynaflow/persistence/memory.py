@@ -310,6 +310,11 @@ class MemoryStorage(MemoryCluster, Storage):
                 history=tuple(plan.history) if history else (),
             )
 
+    def plan_records(self, plan_ids: Sequence[str]) -> list[PlanRecord]:
+        with self._lock:
+            wanted = dict.fromkeys(plan_ids)
+            return [self._plans[p].record for p in wanted if p in self._plans]
+
     def get_plan_record(self, plan_id: str) -> PlanRecord:
         with self._lock:
             return self._plan(plan_id).record

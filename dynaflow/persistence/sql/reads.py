@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from dynaflow.exceptions import UnknownPlan, UnknownStep
 from dynaflow.execution_plan import ExecutionPlan, PlanRecord, StepRecord
 from dynaflow.persistence.base import ALL_PLANS, EventRow, PlanFilter, plan_order
 from dynaflow.persistence.limits import can_hold
-from dynaflow.persistence.sql.codec import EPOCH, time_in, time_out
+from dynaflow.persistence.sql.codec import CHUNK, EPOCH, time_in, time_out
 from dynaflow.persistence.sql.transactions import SQLTransactions, retried
 
 
@@ -74,6 +75,17 @@ class SQLReads(SQLTransactions):
         if row is None:
             raise UnknownPlan(plan_id)
         return self._decode.plan_record(row)
+
+    @retried
+    def plan_records(self, plan_ids: Sequence[str]) -> list[PlanRecord]:
+        wanted = list(dict.fromkeys(plan_ids))
+        found: dict[str, PlanRecord] = {}
+        with self._read() as conn:
+            for i in range(0, len(wanted), CHUNK):
+                params = {"b_ids": wanted[i : i + CHUNK]}
+                for row in conn.execute(self._sql.select_plans, params):
+                    found[row.id] = self._decode.plan_record(row)
+        return [found[plan_id] for plan_id in wanted if plan_id in found]
 
     @retried
     def find_plan_by_key(self, key: str) -> PlanRecord | None:

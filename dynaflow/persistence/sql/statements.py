@@ -126,6 +126,9 @@ class Statements:
         self.plan_columns = self.columns(P)
         self.select_plan = select(*self.plan_columns).where(P.c.id == bindparam("b_id"))
         self.select_by_key = select(*self.plan_columns).where(P.c.key == bindparam("b_key"))
+        self.select_plans = select(*self.plan_columns).where(
+            P.c.id.in_(bindparam("b_ids", expanding=True))
+        )
         self.select_actions = (
             select(*self.columns(A, ACTION_COLUMNS[1:]))
             .where(A.c.plan_id == bindparam("b_id"))
