@@ -12,10 +12,11 @@ Write ``create_sub_plans()``, yielding a :class:`SubPlan` per child::
 
 The step plans the children in batches, starts at most ``concurrency`` of them at a time (on
 any executor world that serves their queues) and waits suspended, holding no thread. Each child
-that stops or pauses sends the step an event in the transaction that ends it; the step counts
-it, starts the next one, and plans the next batch when the planned ones run out. Every
-``sub_plans_check_every`` seconds it also counts the children in the database, in case an end
-was missed.
+that stops or pauses sends the step an event in the transaction that ends it; the step wakes
+(taking every end queued meanwhile at once), counts the ended children in the database (one
+grouped count), starts as many more as there is room for, and plans the next batch when the
+planned ones run out. Every ``sub_plans_check_every`` seconds it also wakes by itself, in case
+an end was missed.
 
 ``create_sub_plans()`` is called again for each batch and must yield the same children in the
 same order each time: the step skips those it has planned already (it keeps counts, not the
@@ -56,6 +57,8 @@ CHECK = "__dynaflow_sub_plans_check__"
 GOOD = (PlanResult.SUCCESS, PlanResult.WARNING)
 #: failed children named in the error of the default ``on_sub_plans_finished``
 NAMED = 20
+#: children read at once
+PAGE = 1000
 
 
 class SubPlan:
@@ -73,6 +76,8 @@ class SubPlan:
 class SubPlans(Cancellable):
     #: the ends of many children are taken in one wake
     event_batches: ClassVar[bool] = True
+    #: run again after a crash, the step counts its children again and goes on
+    idempotent: ClassVar[bool] = True
     #: children planned at a time (a new batch when the planned ones have all started)
     batch_size: ClassVar[int] = 100
     #: children running at once, counted across every world (``None``: no limit)
@@ -114,47 +119,34 @@ class SubPlans(Cancellable):
     def run(self, event: Any = None) -> None:
         state = self._state()
         events = event if isinstance(event, list) else [event]
-        if state is not None and any(_decide(e) for e in events):
+        if state is not None and state.get("deciding") and any(map(_decide, events)):
             # every child has ended and the counts are saved: decide
             self.on_sub_plans_finished(dict(state["counts"]), dict(state["failed"]))
             return
-        if event is None:
-            if state is None:  # the first run
-                state = self._start()
-            else:  # run again: resumed, retried or taken over — count what happened meanwhile
-                self._recount(state)
-                self._check_later(state)
-        elif isinstance(event, dict) and event.get("check") == CHECK:
-            if state is None or event.get("token") != state.get("check"):
-                self._keep(state)  # a check of an earlier run: let it lapse
-                self.suspend()  # type: ignore[attr-defined]
-            assert state is not None
-            self._recount(state)
+        for item in events:
+            if not (item is None or _decide(item) or _ended(item) or _check(item)):
+                raise InvalidArgument(
+                    f"{type(self).__qualname__} waits for its sub-plans; it got the event {item!r}"
+                )
+        if state is None:  # the first run
+            state = self._start()
+        elif event is None:  # run again (resumed, retried, taken over): a new check chain
+            state["deciding"] = False
             self._check_later(state)
-        else:
-            if state is None:  # an end told before the first run saved anything
-                state = self._start()
-            ended = []
-            for item in events:
-                if not (isinstance(item, dict) and "sub_plan" in item):
-                    raise InvalidArgument(
-                        f"{type(self).__qualname__} waits for its sub-plans; it got the event "
-                        f"{item!r}"
-                    )
-                ended.append(str(item["sub_plan"]))
-            self._ended(state, ended)
-        assert state is not None
+        elif any(_check(e) and e.get("token") == state["check"] for e in events):
+            self._check_later(state)  # (a check of an earlier run lapses)
+        self._count(state)
         self._fill(state)
         if self._finished(state):
-            self._recount(state)  # decide on the database's counts, not on the events'
-        self._keep(state)
-        if self._finished(state):
-            # save the final counts first (a failing decision saves no output), then decide
-            self.world.event(  # type: ignore[attr-defined]
+            state["failed"] = self._failed()
+            state["deciding"] = True
+            self._keep(state)  # the final counts are saved first (a failing decision saves
+            self.world.event(  # type: ignore[attr-defined]  # no output), then it decides
                 self.plan_id,  # type: ignore[attr-defined]
                 self.step_id,  # type: ignore[attr-defined]
                 {"decide": CHECK},
             )
+        self._keep(state)
         self.suspend()  # type: ignore[attr-defined]
 
     def cancel(self) -> None:
@@ -184,6 +176,7 @@ class SubPlans(Cancellable):
             "counts": {},
             "failed": {},
             "check": None,
+            "deciding": False,
         }
         self._check_later(state)
         return state
@@ -231,7 +224,6 @@ class SubPlans(Cancellable):
                     f"dynaflow.SubPlan(ActionClass, *args, **kwargs), got {child!r}"
                 )
             batch.append((child.action_class, child.args, child.kwargs, index))
-        planned = len(batch)
         # the batch in one transaction (none of it if storing fails)
         for plan_id, failure in world.plan_sub_plans(
             self.plan_id,  # type: ignore[attr-defined]
@@ -240,60 +232,44 @@ class SubPlans(Cancellable):
         ):
             if failure is None:
                 state["queued"].append(plan_id)
-            else:  # planned as stopped/error: it ends here and now
+            else:  # stored stopped/error: it has ended already
                 state["started"] += 1
-                self._count(state, plan_id, PlanState.STOPPED, PlanResult.ERROR)
-        state["planned"] = first + planned
-        if planned < self.batch_size:  # the generator ran out: that is all of them
+                key = str(PlanResult.ERROR)
+                state["counts"][key] = state["counts"].get(key, 0) + 1
+        state["planned"] = first + len(batch)
+        if len(batch) < self.batch_size:  # the generator ran out: that is all of them
             state["total"] = state["planned"]
 
-    def _ended(self, state: dict[str, Any], children: list[str]) -> None:
-        """Children say they stopped or paused: look at them (the database has the truth)."""
-        storage = self.world.storage  # type: ignore[attr-defined]
-        for record in storage.plan_records(children):
-            if record.parent_id != self.plan_id:  # type: ignore[attr-defined]
-                continue
-            if record.state in (PlanState.STOPPED, PlanState.PAUSED):
-                self._count(state, record.id, record.state, record.result)
-
-    def _count(self, state: dict[str, Any], child: str, how: PlanState, result: PlanResult) -> None:
-        """Count ``child``'s end (a paused child that stops later moves between counts; the
-        counts are checked against the database before the step decides)."""
-        counts, failed = state["counts"], state["failed"]
-        before = failed.get(child)
-        if before is not None:  # counted as failed already: take that back
-            key = _key(*before.split("/", 1))
-            counts[key] -= 1
-            if not counts[key]:
-                del counts[key]
-            del failed[child]
-        key = _key(how, result)
-        counts[key] = counts.get(key, 0) + 1
-        if how != PlanState.STOPPED or result not in GOOD:
-            failed[child] = f"{how}/{result}"
-
-    def _recount(self, state: dict[str, Any]) -> None:
-        """Count the ended children again from the database."""
+    def _count(self, state: dict[str, Any]) -> None:
+        """The children that ended, per result (``paused`` for those paused), counted in the
+        database: one grouped count, whatever told the step to look."""
         storage = self.world.storage  # type: ignore[attr-defined]
         parent = self.plan_id  # type: ignore[attr-defined]
         counts: dict[str, int] = {}
-        for result in PlanResult:
-            where = PlanFilter(state=(PlanState.STOPPED,), result=(result,), parent=parent)
-            n = storage.count_plans(where)
-            if n:
-                counts[str(result)] = n
-        failed: dict[str, str] = {}
-        for record in storage.find_plans(
-            PlanFilter(state=(PlanState.PAUSED,), parent=parent), limit=1_000_000
-        ):
-            failed[record.id] = f"{record.state}/{record.result}"
-            counts["paused"] = counts.get("paused", 0) + 1
+        for (how, result), n in storage.plan_counts(PlanFilter(parent=parent)).items():
+            if how in (PlanState.STOPPED, PlanState.PAUSED):
+                key = _key(how, result)
+                counts[key] = counts.get(key, 0) + n
+        state["counts"] = dict(sorted(counts.items()))
+
+    def _failed(self) -> dict[str, str]:
+        """Each child that did not succeed: id -> ``"state/result"``."""
+        storage = self.world.storage  # type: ignore[attr-defined]
+        parent = self.plan_id  # type: ignore[attr-defined]
         bad = tuple(r for r in PlanResult if r not in GOOD and r != PlanResult.PENDING)
-        for record in storage.find_plans(
-            PlanFilter(state=(PlanState.STOPPED,), result=bad, parent=parent), limit=1_000_000
+        failed: dict[str, str] = {}
+        for where in (
+            PlanFilter(state=(PlanState.PAUSED,), parent=parent),
+            PlanFilter(state=(PlanState.STOPPED,), result=bad, parent=parent),
         ):
-            failed[record.id] = f"{record.state}/{record.result}"
-        state["counts"], state["failed"] = counts, failed
+            offset = 0
+            while True:
+                page = storage.find_plans(where, offset=offset, limit=PAGE, order_by="created_at")
+                failed.update((r.id, f"{r.state}/{r.result}") for r in page)
+                if len(page) < PAGE:
+                    break
+                offset += PAGE
+        return failed
 
     def _finished(self, state: dict[str, Any]) -> bool:
         ended = sum(state["counts"].values())
@@ -302,6 +278,14 @@ class SubPlans(Cancellable):
 
 def _decide(event: Any) -> bool:
     return isinstance(event, dict) and event.get("decide") == CHECK
+
+
+def _check(event: Any) -> bool:
+    return isinstance(event, dict) and event.get("check") == CHECK
+
+
+def _ended(event: Any) -> bool:
+    return isinstance(event, dict) and "sub_plan" in event
 
 
 def _key(how: str, result: str) -> str:

@@ -476,6 +476,11 @@ class Storage(ClusterStore):
         left empty with ``history=False``, as the executor needs none of it)."""
 
     @abstractmethod
+    def plan_counts(self, where: PlanFilter = ALL_PLANS) -> dict[tuple[PlanState, PlanResult], int]:
+        """How many plans matching ``where`` there are in each (state, result) (one grouped
+        count; pairs with no plan are left out)."""
+
+    @abstractmethod
     def plan_records(self, plan_ids: Sequence[str]) -> list[PlanRecord]:
         """The plan rows of ``plan_ids`` in that order, leaving out ids no plan has."""
 

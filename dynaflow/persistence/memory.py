@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -39,7 +40,7 @@ from dynaflow.persistence.base import (
 )
 from dynaflow.persistence.limits import check_plan
 from dynaflow.persistence.memory_cluster import MemoryCluster, _forget, _restore
-from dynaflow.states import PlanState, StepState
+from dynaflow.states import PlanResult, PlanState, StepState
 
 
 def _copy_action(action: ActionRecord) -> ActionRecord:
@@ -346,3 +347,12 @@ class MemoryStorage(MemoryCluster, Storage):
     def count_plans(self, where: PlanFilter = ALL_PLANS) -> int:
         with self._lock:
             return sum(1 for p in self._plans.values() if where.matches(p.record))
+
+    def plan_counts(self, where: PlanFilter = ALL_PLANS) -> dict[tuple[PlanState, PlanResult], int]:
+        with self._lock:
+            counts = Counter(
+                (p.record.state, p.record.result)
+                for p in self._plans.values()
+                if where.matches(p.record)
+            )
+        return dict(counts)

@@ -97,7 +97,7 @@ history of step 5: step running, step error, step skipped
 """,
     "import_records.py": """\
 plan: paused / error
-sub-plans: {'success': 59, 'paused': 1}
+sub-plans: {'paused': 1, 'success': 59}
 paused child: record 7 has no name
 after resume: stopped / success
 sub-plans: {'success': 60}

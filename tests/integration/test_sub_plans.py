@@ -135,7 +135,7 @@ def test_failed_children_fail_the_parent_naming_them_and_resume_goes_down_to_the
     assert "2 of 7 sub-plans failed" in step.error.message
     assert all(child_id in step.error.message for child_id in failed)
     (output,) = [a.output for a in plan.actions if "sub_plans" in a.output]
-    assert output["sub_plans"]["counts"] == {"success": 5, "paused": 2}
+    assert output["sub_plans"]["counts"] == {"paused": 2, "success": 5}
 
     # resuming the parent alone counts again: the children are still paused
     again = world.resume(plan.id).result(WAIT)

@@ -9,8 +9,9 @@ from dynaflow.exceptions import UnknownPlan, UnknownStep
 from dynaflow.execution_plan import ExecutionPlan, PlanRecord, StepRecord
 from dynaflow.persistence.base import ALL_PLANS, EventRow, PlanFilter, plan_order
 from dynaflow.persistence.limits import can_hold
-from dynaflow.persistence.sql.codec import CHUNK, EPOCH, time_in, time_out
+from dynaflow.persistence.sql.codec import CHUNK, EPOCH, corrupt, time_in, time_out
 from dynaflow.persistence.sql.transactions import SQLTransactions, retried
+from dynaflow.states import PlanResult, PlanState
 
 
 class SQLReads(SQLTransactions):
@@ -118,3 +119,14 @@ class SQLReads(SQLTransactions):
             return 0
         with self._read() as conn:
             return int(conn.execute(self._sql.count_plans(where)).scalar_one())
+
+    @retried
+    def plan_counts(self, where: PlanFilter = ALL_PLANS) -> dict[tuple[PlanState, PlanResult], int]:
+        if not (can_hold(where.label) and can_hold(where.action)):
+            return {}
+        with self._read() as conn:
+            rows = conn.execute(self._sql.plan_counts(where)).all()
+        try:
+            return {(PlanState(s), PlanResult(r)): int(n) for s, r, n in rows}
+        except ValueError as exc:
+            raise corrupt("plan counts", "dynaflow_plans", exc) from exc

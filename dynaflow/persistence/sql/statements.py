@@ -299,6 +299,13 @@ class Statements:
     def count_plans(self, where: PlanFilter) -> Select[Any]:
         return select(func.count()).select_from(P).where(*_plan_where(where))
 
+    def plan_counts(self, where: PlanFilter) -> Select[Any]:
+        return (
+            select(P.c.state, P.c.result, func.count())
+            .where(*_plan_where(where))
+            .group_by(P.c.state, P.c.result)
+        )
+
     def _sortable(self, column: Any) -> ColumnElement[Any]:
         # order strings by code point, as Python (and the memory storage) does
         if not self.sqlite and isinstance(column.type, String):
