@@ -109,9 +109,10 @@ class Mailbox:
         while True:
             # a share, not everything: the other worlds take the rest (they look as often)
             rows = storage.take_requests(self.services.id, self.batch, skip=self._declined)
+            plans = storage.load_plans([row.plan_id for row in rows]) if rows else {}
             for row in rows:
                 try:
-                    self._handle(row)
+                    self._handle(row, plans.get(row.plan_id))
                 except Exception as exc:  # answer it: the asker must not wait for good
                     log.exception("request %s for plan %s failed", row.id, row.plan_id)
                     self._answer(row, exc)
@@ -174,13 +175,11 @@ class Mailbox:
 
         return run
 
-    def _handle(self, row: RequestRow) -> None:
+    def _handle(self, row: RequestRow, plan: ExecutionPlan | None) -> None:
         assert row.id is not None
         storage, engine, me = self.services.storage, self.executor.engine, self.services.id
-        try:
-            plan = storage.load_plan(row.plan_id, history=False)
-        except UnknownPlan as exc:
-            self._answer(row, exc)
+        if plan is None:
+            self._answer(row, UnknownPlan(row.plan_id))
             return
         owner = plan.record.world_id
         running_elsewhere = plan.state == PlanState.RUNNING and owner not in (None, me)

@@ -23,7 +23,12 @@ from datetime import datetime
 from types import EllipsisType
 from typing import Any
 
-from dynaflow.exceptions import ConcurrentModification, ConfigurationError, InvalidArgument
+from dynaflow.exceptions import (
+    ConcurrentModification,
+    ConfigurationError,
+    InvalidArgument,
+    UnknownPlan,
+)
 from dynaflow.execution_plan import (
     ActionRecord,
     ExecutionPlan,
@@ -301,6 +306,11 @@ class Storage(ClusterStore):
         """Release connections. Further calls may fail."""
 
     @abstractmethod
+    def savepoint(self) -> AbstractContextManager[Any]:
+        """Inside a transaction: what the block writes is undone if it raises, and the rest of
+        the transaction goes on (outside one: a transaction of its own)."""
+
+    @abstractmethod
     def transaction(self) -> AbstractContextManager[Any]:
         """An ambient transaction for this thread: writes made inside it commit together when
         the outermost block exits normally and roll back when it raises. Nested blocks join the
@@ -479,6 +489,17 @@ class Storage(ClusterStore):
     def plan_counts(self, where: PlanFilter = ALL_PLANS) -> dict[tuple[PlanState, PlanResult], int]:
         """How many plans matching ``where`` there are in each (state, result) (one grouped
         count; pairs with no plan are left out)."""
+
+    def load_plans(self, plan_ids: Sequence[str]) -> dict[str, ExecutionPlan]:
+        """Many plans as :meth:`load_plan` with ``history=False`` gives them, by id (ids no
+        plan has are left out)."""
+        plans: dict[str, ExecutionPlan] = {}
+        for plan_id in dict.fromkeys(plan_ids):
+            try:
+                plans[plan_id] = self.load_plan(plan_id, history=False)
+            except UnknownPlan:
+                continue
+        return plans
 
     @abstractmethod
     def plan_records(self, plan_ids: Sequence[str]) -> list[PlanRecord]:

@@ -99,6 +99,22 @@ class MemoryStorage(MemoryCluster, Storage):
             finally:
                 self._local.undo = None
 
+    @contextmanager
+    def savepoint(self) -> Iterator[Any]:
+        undo: list[Callable[[], object]] | None = getattr(self._local, "undo", None)
+        if undo is None:
+            with self.transaction():
+                yield None
+            return
+        mark = len(undo)
+        try:
+            yield None
+        except BaseException:
+            for step in reversed(undo[mark:]):
+                step()
+            del undo[mark:]
+            raise
+
     def current_connection(self) -> Any:
         return None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from dynaflow.exceptions import UnknownPlan, UnknownStep
 from dynaflow.execution_plan import ExecutionPlan, PlanRecord, StepRecord
@@ -76,6 +77,37 @@ class SQLReads(SQLTransactions):
         if row is None:
             raise UnknownPlan(plan_id)
         return self._decode.plan_record(row)
+
+    @retried
+    def load_plans(self, plan_ids: Sequence[str]) -> dict[str, ExecutionPlan]:
+        sql, decode = self._sql, self._decode
+        wanted = list(dict.fromkeys(plan_ids))
+        plans: dict[str, ExecutionPlan] = {}
+        with self._read(snapshot=True) as conn:
+            for i in range(0, len(wanted), CHUNK):
+                params = {"b_ids": wanted[i : i + CHUNK]}
+                records = {
+                    row.id: decode.plan_record(row)
+                    for row in conn.execute(sql.select_plans, params)
+                }
+                rows: dict[str, list[list[Any]]] = {plan_id: [[], [], []] for plan_id in records}
+                for part, statement in enumerate(
+                    (sql.select_many_actions, sql.select_many_steps, sql.select_many_edges)
+                ):
+                    for row in conn.execute(statement, params):
+                        if row[0] in rows:
+                            rows[row[0]][part].append(tuple(row)[1:])
+                for plan_id, record in records.items():
+                    actions, steps, edges = rows[plan_id]
+                    actions.sort(key=lambda r: r[0])
+                    steps.sort(key=lambda r: r[0])
+                    plans[plan_id] = ExecutionPlan(
+                        record=record,
+                        actions=tuple(decode.action_records(plan_id, actions)),
+                        steps=tuple(decode.step_records(plan_id, steps)),
+                        edges=tuple(sorted((r[0], r[1]) for r in edges)),
+                    )
+        return plans
 
     @retried
     def plan_records(self, plan_ids: Sequence[str]) -> list[PlanRecord]:

@@ -147,6 +147,17 @@ class Statements:
             .where(E.c.plan_id == bindparam("b_id"))
             .order_by(E.c.from_step, E.c.to_step)
         )
+        # the same for many plans at once: each row with its plan's id first
+        many: Any = bindparam("b_ids", expanding=True)
+        self.select_many_actions = select(A.c.plan_id, *self.columns(A, ACTION_COLUMNS[1:])).where(
+            A.c.plan_id.in_(many)
+        )
+        self.select_many_steps = select(S.c.plan_id, *self.columns(S, STEP_RECORD_COLUMNS)).where(
+            S.c.plan_id.in_(many)
+        )
+        self.select_many_edges = select(E.c.plan_id, E.c.from_step, E.c.to_step).where(
+            E.c.plan_id.in_(many)
+        )
         self.select_history = (
             select(*self.columns(H)).where(H.c.plan_id == bindparam("b_id")).order_by(H.c.id)
         )
