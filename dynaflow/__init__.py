@@ -15,6 +15,7 @@ from dynaflow.exceptions import (
     DynaflowError,
     EventRejected,
     ExecutorError,
+    IdempotencyConflict,
     IllegalTransition,
     InvalidArgument,
     InvalidInput,
@@ -24,6 +25,7 @@ from dynaflow.exceptions import (
     PlanningError,
     PlanningFailed,
     SchemaMismatch,
+    SingletonActive,
     StorageError,
     UnknownAction,
     UnknownActionClass,
@@ -45,6 +47,7 @@ from dynaflow.executor.futures import PlanFuture
 from dynaflow.middleware import Middleware, TransactionMiddleware
 from dynaflow.middleware.context import ContextMiddleware
 from dynaflow.phases import PhaseContext
+from dynaflow.plan_options import Args
 from dynaflow.polling import Polling
 from dynaflow.queues import Queue
 from dynaflow.rescue import Rescue, Retry
@@ -61,6 +64,7 @@ __all__ = [
     "Triggered",
     "PlanFuture",
     "OutputRef",
+    "Args",
     # run-phase protocol
     "Polling",
     "Queue",
@@ -106,6 +110,8 @@ __all__ = [
     "InvalidState",
     "IllegalTransition",
     "ConcurrentModification",
+    "IdempotencyConflict",
+    "SingletonActive",
     "EventRejected",
     "WorldClosed",
     "ExecutorError",

@@ -35,6 +35,7 @@ class Recovery(EngineBase):
         plan_id, future = message.plan_id, message.future
         runtime = self.plans.get(plan_id)
         if runtime is not None:  # already executing (or a halted one finishing a step) here
+            self.answer(message.request, None)  # a second execute request: it follows this run
             runtime.futures.append(future)
             return
         try:

@@ -137,6 +137,7 @@ def plan_row(r: PlanRecord) -> dict[str, Any]:
         "result": val(r.result),
         "root_action_class": r.root_action_class,
         "key": r.key,
+        "key_arguments": r.key_arguments,
         "created_at": time_in(r.created_at),
         "started_at": time_in(r.started_at),
         "ended_at": time_in(r.ended_at),
@@ -243,6 +244,7 @@ class Decoder:
                 ended_at=time_out(row.ended_at),
                 world_id=row.world_id,
                 key=row.key,
+                key_arguments=self.load_json(row.key_arguments),
                 run_flow=self.load_json(row.run_flow),
                 error=StepError.from_json(self.load_json(row.error)),
             )

@@ -10,6 +10,7 @@ from dynaflow.persistence.base import ALL_PLANS, EventRow, PlanFilter, plan_orde
 from dynaflow.persistence.limits import can_hold
 from dynaflow.persistence.sql.codec import EPOCH, time_in, time_out
 from dynaflow.persistence.sql.transactions import SQLTransactions, retried
+from dynaflow.states import PlanState
 
 
 class SQLReads(SQLTransactions):
@@ -82,6 +83,14 @@ class SQLReads(SQLTransactions):
         with self._read() as conn:
             row = conn.execute(self._sql.select_by_key, {"b_key": key}).first()
         return None if row is None else self._decode.plan_record(row)
+
+    @retried
+    def singleton_holder(self, key: str) -> str | None:
+        if not can_hold(key):
+            return None
+        with self._read() as conn:
+            row = conn.execute(self._sql.singleton_holder, {"b_key": key}).first()
+        return row.plan_id if row is not None and row.state != PlanState.STOPPED.value else None
 
     @retried
     def find_plans(
