@@ -30,6 +30,7 @@ from dynaflow.executor import Executor, InlineExecutor, PlanFuture, ThreadedExec
 from dynaflow.executor.futures import Triggered
 from dynaflow.executor.steps import call_finalize, call_run
 from dynaflow.following import Follower
+from dynaflow.hook_calls import PlanHooks, call_hook
 from dynaflow.mailbox import Mailbox
 from dynaflow.membership import check_queues
 from dynaflow.middleware.chains import Chains
@@ -40,7 +41,6 @@ from dynaflow.persistence import Storage, open_storage
 from dynaflow.persistence.base import EventRow, Listening, RequestRow
 from dynaflow.persistence.limits import check_world_id
 from dynaflow.plan_filters import plan_filter
-from dynaflow.plan_hooks import PlanHooks, call_hook
 from dynaflow.plan_options import NO_OPTIONS, PlanOptions
 from dynaflow.planner import plan_core
 from dynaflow.planning import plan_or_find

@@ -113,9 +113,9 @@ def test_the_same_key_triggered_from_two_processes_at_once(
     storage: str, databases: Databases, tmp_path: Path
 ) -> None:
     """Worlds P and Q call ``trigger(Quick, idempotency_key=k).wait()`` at the same moment (a
-    new key each round, seeded offset of a few milliseconds). Demanded, every round: exactly one plan has
-    the key; both callers' ``wait()`` return a snapshot of that plan (neither raises); it ends
-    ``stopped``/``success``.
+    new key each round, seeded offset of a few milliseconds). Demanded, every round: exactly
+    one plan has the key; both callers' ``wait()`` return a snapshot of that plan (neither
+    raises); it ends ``stopped``/``success``.
 
     Run: ``python -m pytest tests/faults -rA -k same_key_triggered``"""
     seed = base_seed(f"keyed trigger race on {storage}")
