@@ -23,6 +23,8 @@ from dynaflow import (
 from dynaflow.executor import InlineExecutor
 
 from .actions import PROBE, WAIT
+from .failing import force_running
+from .test_takeover import DEAD, dead_world, take_over
 from .waiting import Waiter, finish, run_step_id
 
 
@@ -280,3 +282,29 @@ def race(target: Any) -> None:
         thread.start()
     for thread in threads:
         thread.join(WAIT * 2)
+
+
+class IdempotentReindex(Action):
+    singleton = True
+    idempotent = True
+
+    def run(self) -> None:
+        PROBE.record("ran", self.input["name"])
+
+
+def test_a_plan_taken_over_from_a_dead_world_keeps_its_key_until_it_stops(
+    world_factory: Any,
+) -> None:
+    world = world_factory(lease=30.0)
+    planned = world.plan(IdempotentReindex, name="x")
+    dead_world(world, heartbeat_age=31)
+    force_running(world, planned, ["x"], DEAD)  # it died while the step ran
+    with pytest.raises(SingletonActive) as caught:
+        world.trigger(IdempotentReindex, name="y")
+    assert caught.value.plan_id == planned.id
+
+    plan = take_over(world, planned.id)
+
+    assert (plan.state, plan.result, plan.record.world_id) == ("stopped", "success", world.id)
+    assert PROBE.names("ran") == ["x"]
+    assert world.trigger(IdempotentReindex, name="y").wait(WAIT).result == PlanResult.SUCCESS
