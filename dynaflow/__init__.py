@@ -15,6 +15,7 @@ from dynaflow.exceptions import (
     DynaflowError,
     EventRejected,
     ExecutorError,
+    IdempotencyConflict,
     IllegalTransition,
     InvalidArgument,
     InvalidInput,
@@ -24,6 +25,7 @@ from dynaflow.exceptions import (
     PlanningError,
     PlanningFailed,
     SchemaMismatch,
+    SingletonActive,
     StorageError,
     SubPlansFailed,
     UnknownAction,
@@ -46,6 +48,7 @@ from dynaflow.executor.futures import PlanFuture
 from dynaflow.middleware import Middleware, TransactionMiddleware
 from dynaflow.middleware.context import ContextMiddleware
 from dynaflow.phases import PhaseContext
+from dynaflow.plan_options import Args
 from dynaflow.polling import Polling
 from dynaflow.queues import Queue
 from dynaflow.rescue import Rescue, Retry
@@ -63,6 +66,7 @@ __all__ = [
     "Triggered",
     "PlanFuture",
     "OutputRef",
+    "Args",
     # run-phase protocol
     "Polling",
     "SubPlans",
@@ -110,6 +114,8 @@ __all__ = [
     "InvalidState",
     "IllegalTransition",
     "ConcurrentModification",
+    "IdempotencyConflict",
+    "SingletonActive",
     "EventRejected",
     "WorldClosed",
     "SubPlansFailed",

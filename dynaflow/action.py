@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Protocol
 
 from pydantic import BaseModel
 
-from dynaflow import clock, registry
+from dynaflow import clock, plan_hooks, registry, singletons
 from dynaflow.clock import now, seconds
 from dynaflow.events import TIMEOUT, TIMER, RunContext, Suspend, SuspendedHandle
 from dynaflow.exceptions import ConfigurationError, InvalidArgument, InvalidState, PlanningError
@@ -71,6 +71,10 @@ class Action:
       (or auto-rescue) skips the step; if it raises, nothing is skipped.
     * ``middleware``: middleware for this class and its subclasses (a list of classes or
       instances in the class body, or ``Cls.use(...)`` later).
+    * ``singleton`` (or ``singleton_key = lambda input: ...``): at most one plan holding this
+      action (with this key) is active at a time; see :mod:`dynaflow.singletons`.
+    * ``on_success``, ``on_failure``, ``on_stopped``, ``on_paused``: optional methods taking
+      the plan, called when the plan stops or pauses; see :mod:`dynaflow.plan_hooks`.
     """
 
     Input: ClassVar[type[BaseModel] | None] = None
@@ -87,6 +91,8 @@ class Action:
     #: run a failed step again on a persisted timer (see :class:`~dynaflow.rescue.Retry`)
     retry: ClassVar[Retry | None] = None
     middleware: ClassVar[MiddlewareStack] = MiddlewareStack()
+    singleton: ClassVar[bool] = False
+    singleton_key: ClassVar[Callable[[Any], Any] | None] = None
 
     #: set per class by __init_subclass__
     action_class_name: ClassVar[str] = "dynaflow.action.Action"
@@ -94,6 +100,8 @@ class Action:
     has_finalize: ClassVar[bool] = False
     #: ``run`` takes an event parameter, so the action can suspend
     run_takes_event: ClassVar[bool] = False
+    #: the execution-plan hooks the class defines (``on_success``, ...)
+    plan_hooks: ClassVar[frozenset[str]] = frozenset()
 
     # instance state, set by the planner or the executor
     id: int
@@ -146,6 +154,8 @@ class Action:
             model = getattr(cls, name)
             if model is not None and not (isinstance(model, type) and issubclass(model, BaseModel)):
                 raise ConfigurationError(f"{cls.__qualname__}.{name} must be a pydantic BaseModel")
+        singletons.check_class(cls)
+        cls.plan_hooks = plan_hooks.methods(cls)
         registry.register(cls, _subscription_targets(cls))
 
     @classmethod

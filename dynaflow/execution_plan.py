@@ -85,7 +85,10 @@ class PlanRecord:
     started_at: datetime | None = None
     ended_at: datetime | None = None
     world_id: str | None = None
+    #: the idempotency key, and the arguments it was first given with (``{"action": ...,
+    #: "args": [...], "kwargs": {...}}``)
     key: str | None = None
+    key_arguments: Any = None
     #: the run flow as nested ``{"sequence": [...]}`` / ``{"concurrence": [...]}`` of step ids
     run_flow: Any = None
     error: StepError | None = None
@@ -119,6 +122,7 @@ class ExecutionPlan:
     ended_at = property(lambda self: self.record.ended_at)
     created_at = property(lambda self: self.record.created_at)
     key = property(lambda self: self.record.key)
+    idempotency_key = property(lambda self: self.record.key)
     error = property(lambda self: self.record.error)
     run_flow = property(lambda self: self.record.run_flow)
     root_action_class = property(lambda self: self.record.root_action_class)

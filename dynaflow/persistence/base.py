@@ -95,6 +95,8 @@ class NewPlan:
     steps: list[StepRecord]
     edges: list[tuple[int, int]]
     history: list[HistoryRow]
+    #: the singleton keys the plan holds until it stops (see :meth:`Storage.insert_plan`)
+    singletons: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -229,6 +231,7 @@ PLAN_FIELDS = frozenset(
         "result",
         "root_action_class",
         "key",
+        "key_arguments",
         "created_at",
         "started_at",
         "ended_at",
@@ -324,10 +327,13 @@ class Storage(ClusterStore):
 
     @abstractmethod
     def insert_plan(self, new: NewPlan) -> None:
-        """Insert a plan with its actions, steps, edges and history rows.
+        """Insert a plan with its actions, steps, edges and history rows, and take its
+        singleton keys (``new.singletons``).
 
         Raises :class:`~dynaflow.exceptions.ConcurrentModification` if the plan id or its
-        ``key`` already exists."""
+        ``key`` already exists, and :class:`~dynaflow.exceptions.SingletonActive` (naming the
+        holder) if a plan that has not stopped holds one of its singleton keys; either way
+        nothing is written."""
 
     def insert_plans(self, news: Sequence[NewPlan]) -> set[str]:
         """Insert many plans in one transaction (as :meth:`insert_plan` each); a plan whose
@@ -352,7 +358,8 @@ class Storage(ClusterStore):
         """Set ``fields`` (state, result, started_at, ended_at, world_id, error) on the plan if its
         state is in ``expect`` (any state when ``None``) and, unless ``owner`` is ``...``, its
         ``world_id`` is ``owner`` (``None``: no owner). Returns whether the row changed.
-        Another field raises :class:`~dynaflow.exceptions.InvalidArgument`."""
+        Another field raises :class:`~dynaflow.exceptions.InvalidArgument`. A change to
+        ``stopped`` releases the plan's singleton keys in the same transaction."""
 
     @abstractmethod
     def update_steps(self, updates: Sequence[StepUpdate]) -> list[StepUpdate]:
@@ -512,6 +519,11 @@ class Storage(ClusterStore):
     @abstractmethod
     def find_plan_by_key(self, key: str) -> PlanRecord | None:
         """The plan with idempotency ``key``, or ``None``."""
+
+    @abstractmethod
+    def singleton_holder(self, key: str) -> str | None:
+        """The id of the plan holding singleton ``key`` (one that has not stopped), or
+        ``None``."""
 
     @abstractmethod
     def find_plans(

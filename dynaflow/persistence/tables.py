@@ -35,7 +35,9 @@ plans = Table(
     Column("state", String(16), nullable=False),
     Column("result", String(16), nullable=False),
     Column("root_action_class", String(255)),
+    # the idempotency key, and the arguments (class, args, kwargs as JSON) it was first given
     Column("key", String(255), unique=True),
+    Column("key_arguments", JSON),
     Column("created_at", UTC, nullable=False),
     Column("started_at", UTC),
     Column("ended_at", UTC),
@@ -49,6 +51,17 @@ plans = Table(
     Index(None, "created_at"),
     Index(None, "label"),
     Index(None, "parent_id"),
+)
+
+# the singleton keys held by plans that have not stopped: inserted with the plan, deleted in
+# the transaction that stops it; the primary key lets one plan at a time hold a key
+singletons = Table(
+    "dynaflow_singletons",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("plan_id", String(36), nullable=False),
+    ForeignKeyConstraint(["plan_id"], ["dynaflow_plans.id"], ondelete="CASCADE"),
+    Index(None, "plan_id"),
 )
 
 actions = Table(
