@@ -49,6 +49,7 @@ from dynaflow.middleware import Middleware, TransactionMiddleware
 from dynaflow.middleware.context import ContextMiddleware
 from dynaflow.phases import PhaseContext
 from dynaflow.plan_options import Args
+from dynaflow.persistence.reports import StepLogLine
 from dynaflow.polling import Polling
 from dynaflow.queues import Queue
 from dynaflow.rescue import Rescue, Retry
@@ -89,6 +90,7 @@ __all__ = [
     "StepRecord",
     "StepError",
     "HistoryRecord",
+    "StepLogLine",
     "WorldRecord",
     "PlanState",
     "PlanResult",

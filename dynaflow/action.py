@@ -82,6 +82,8 @@ class Action:
     subscribe: ClassVar[Any] = None
     queue: ClassVar[str] = "default"
     idempotent: ClassVar[bool] = False
+    #: the weight of this action's run step in its plan's progress (0: it does not count)
+    progress_weight: ClassVar[float] = 1
     #: ``run(event)`` takes the events sent to the step in batches: every sent event queued
     #: when it wakes, as a list, in arrival order (timers still come one at a time)
     event_batches: ClassVar[bool] = False
@@ -140,6 +142,11 @@ class Action:
         cls.has_finalize = callable(getattr(cls, "finalize", None))
         cls.run_takes_event = cls.has_run and _takes_event(cls.run)  # type: ignore[attr-defined]
         cls.queue = queue_name(cls.queue, f"{cls.__qualname__}.queue")
+        weight = cls.progress_weight
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
+            raise ConfigurationError(
+                f"{cls.__qualname__}.progress_weight must be a number >= 0, got {weight!r}"
+            )
         if cls.retry is not None and not isinstance(cls.retry, Retry):
             raise ConfigurationError(f"{cls.__qualname__}.retry must be a dynaflow.Retry")
         if cls.rescue_strategy is not None:
@@ -280,6 +287,17 @@ class Action:
             at + timedelta(seconds=seconds),
         )
         context.events.append((row, None))
+
+    def progress(self, done: float, total: float | None = None) -> None:
+        """Say how far this run step got: ``done`` of ``total`` (any unit). Shown by
+        ``dynaflow plans show/watch`` and the console, emitted as ``signals.step_progress``,
+        stored at most every half second while the step runs, and at its end."""
+        self._context("progress").reporter.progress(done, total)
+
+    def log(self, message: str) -> None:
+        """Add a line to this step's log (kept with the plan: ``world.step_logs``; at most
+        1,000 lines per step), emitted as ``signals.step_logged``."""
+        self._context("log").reporter.log(message)
 
     @property
     def cancel_requested(self) -> bool:

@@ -244,6 +244,8 @@ class Planner:
             "queue": cls.queue,
             "position": len(self.steps) + 1,
         }
+        if kind == StepKind.RUN and cls.progress_weight != 1:
+            step["progress"] = {"weight": cls.progress_weight}
         self.steps.append(step)
         return step
 

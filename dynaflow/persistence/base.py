@@ -43,6 +43,7 @@ from dynaflow.persistence.cluster import (  # noqa: F401 (re-exported)
     WorldRow,
     interrupted,
 )
+from dynaflow.persistence.reports import StepReports
 from dynaflow.states import PlanResult, PlanState, StepState
 
 
@@ -242,7 +243,7 @@ PLAN_FIELDS = frozenset(
 )
 #: the fields a :class:`StepUpdate` may set
 STEP_FIELDS = frozenset(
-    {"started_at", "ended_at", "duration", "error", "world_id", "queue", "position"}
+    {"started_at", "ended_at", "duration", "error", "world_id", "queue", "position", "progress"}
 )
 
 
@@ -296,7 +297,7 @@ def batch_topics(batch: Batch, result: BatchResult) -> list[str]:
     return topics
 
 
-class Storage(ClusterStore):
+class Storage(ClusterStore, StepReports):
     """Where execution plans live. Thread-safe."""
 
     #: the URL it was opened with, password hidden

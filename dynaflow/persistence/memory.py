@@ -46,6 +46,8 @@ from dynaflow.persistence.base import (
 )
 from dynaflow.persistence.limits import check_plan
 from dynaflow.persistence.memory_cluster import MemoryCluster, _forget, _restore
+from dynaflow.persistence.memory_reports import MemoryReports
+from dynaflow.persistence.reports import StepLogLine
 from dynaflow.states import PlanResult, PlanState, StepState
 
 
@@ -66,7 +68,7 @@ class _Plan:
         self.singletons = list(dict.fromkeys(new.singletons))
 
 
-class MemoryStorage(MemoryCluster, Storage):
+class MemoryStorage(MemoryCluster, MemoryReports, Storage):
     """Plans in dicts, guarded by one re-entrant lock. A transaction holds the lock and keeps an
     undo log, so a block that raises leaves nothing behind."""
 
@@ -78,6 +80,7 @@ class MemoryStorage(MemoryCluster, Storage):
         self._keys: dict[str, str] = {}
         #: singleton key -> the plan holding it (until that plan stops)
         self._singletons: dict[str, str] = {}
+        self._logs: dict[str, dict[tuple[int, int], StepLogLine]] = {}
         self._local = threading.local()
         self._event_ids = itertools.count(1)
         self._worlds: dict[str, WorldRow] = {}

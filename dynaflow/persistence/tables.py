@@ -14,6 +14,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    Text,
 )
 
 metadata = MetaData(
@@ -94,9 +95,24 @@ steps = Table(
     Column("duration", Float),
     Column("error", JSON),
     Column("world_id", String(64)),
+    #: a run step's progress: {"done": ..., "total": ..., "weight": ...} (all optional)
+    Column("progress", JSON),
     PrimaryKeyConstraint("plan_id", "id"),
     ForeignKeyConstraint(["plan_id"], ["dynaflow_plans.id"], ondelete="CASCADE"),
     Index(None, "state", "queue"),
+)
+
+#: what run steps logged (``self.log``), numbered per step
+step_logs = Table(
+    "dynaflow_step_logs",
+    metadata,
+    Column("plan_id", String(36), nullable=False),
+    Column("step_id", Integer, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("at", UTC, nullable=False),
+    Column("message", Text, nullable=False),
+    PrimaryKeyConstraint("plan_id", "step_id", "seq"),
+    ForeignKeyConstraint(["plan_id"], ["dynaflow_plans.id"], ondelete="CASCADE"),
 )
 
 edges = Table(
