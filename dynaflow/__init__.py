@@ -47,9 +47,9 @@ from dynaflow.execution_plan import (
 from dynaflow.executor.futures import PlanFuture
 from dynaflow.middleware import Middleware, TransactionMiddleware
 from dynaflow.middleware.context import ContextMiddleware
+from dynaflow.persistence.reports import StepLogLine
 from dynaflow.phases import PhaseContext
 from dynaflow.plan_options import Args
-from dynaflow.persistence.reports import StepLogLine
 from dynaflow.polling import Polling
 from dynaflow.queues import Queue
 from dynaflow.rescue import Rescue, Retry
