@@ -39,7 +39,7 @@ from dynaflow.middleware.stack import MiddlewareSpec, MiddlewareStack
 from dynaflow.middleware.transaction import TransactionMiddleware
 from dynaflow.operators.online import Operators, check_ids
 from dynaflow.persistence import Storage, open_storage
-from dynaflow.persistence.base import EventRow, Listening, RequestRow
+from dynaflow.persistence.base import EventRow, Listening, NewPlan, RequestRow
 from dynaflow.persistence.limits import check_world_id
 from dynaflow.phases import PhaseContext
 from dynaflow.plan_filters import plan_filter
@@ -50,6 +50,7 @@ from dynaflow.states import FINISHED_STEP_STATES, PlanResult, PlanState, StepKin
 from dynaflow.urls import display_url
 from dynaflow.values import to_json
 from dynaflow.world_cluster import ClusterSide
+from dynaflow.world_scheduling import SchedulingSide, Starter
 
 log = logging.getLogger("dynaflow.world")
 
@@ -60,7 +61,7 @@ _CORES: dict[str, Callable[..., Any]] = {
 }
 
 
-class World(ClusterSide):
+class World(ClusterSide, SchedulingSide):
     """Opens persistence and starts an executor; a context manager; thread-safe.
 
     ``executor``: ``"threads"`` (a scheduler thread and ``workers`` worker threads),
@@ -121,6 +122,7 @@ class World(ClusterSide):
         self._listen_lock = threading.Lock()
         self.executor: Executor | None = None
         self.mailbox: Mailbox | None = None
+        self.starter: Starter | None = None
         if executor is not None:
             self.cluster.join(executor)
         if executor == "threads":
@@ -142,6 +144,7 @@ class World(ClusterSide):
                     self.storage.declare_queue(queue.name, queue.limit)
         if self.executor is not None:
             self.mailbox = Mailbox(self.services, self.executor, pools)
+            self.starter = Starter(self.services, self._plan)
             self.executor.engine.pools = dict(pools)
             self._listen()
             self.cluster.start(self.executor)
@@ -189,10 +192,12 @@ class World(ClusterSide):
         kwargs: dict[str, Any],
         key: str | None,
         hand_off: RequestRow | None = None,
+        store: Callable[[NewPlan], None] | None = None,
     ) -> tuple[str, BaseException | None]:
         """Plan, or find the plan with ``key``: ``(plan id, planning failure)``. ``hand_off``:
         an execute request stored with the new plan, in its transaction (its ``plan_id`` is
-        set here)."""
+        set here). ``store``: what stores the new plan (a delayed one, a scheduled run),
+        instead of ``insert_plan``."""
         self._check_open()
         if not (isinstance(action_class, type) and issubclass(action_class, Action)):
             raise ConfigurationError(
@@ -206,15 +211,18 @@ class World(ClusterSide):
         planner = Planner(self.services, plan_id, key)
         context = PhaseContext(self, plan_id, "plan", self.storage)
         planned = False
+        state = PlanState.PLANNED
+        store = store or self.storage.insert_plan
 
         def core(context: PhaseContext) -> None:
-            nonlocal planned
+            nonlocal planned, state
             planner.plan_action(action_class, args, kwargs, parent=None)
             if planner.failure is not None:  # a parent caught a child's error: still a failure
                 raise planner.failure
             new = planner.finish()
             planned = True
-            self.storage.insert_plan(new)
+            store(new)
+            state = new.plan.state
             if hand_off is not None:
                 hand_off.plan_id = plan_id
                 self.storage.add_request(hand_off)
@@ -228,10 +236,10 @@ class World(ClusterSide):
                     return existing.id, None
             if planned or isinstance(exc, StorageError):
                 raise  # planning succeeded; storing it failed: not a planning failure
-            self.storage.insert_plan(planner.finish(failure=exc))
+            store(planner.finish(failure=exc))
             self._signal_plan(plan_id, PlanState.STOPPED, PlanResult.ERROR)
             return plan_id, exc
-        self._signal_plan(plan_id, PlanState.PLANNED, PlanResult.PENDING)
+        self._signal_plan(plan_id, state, PlanResult.PENDING)
         return plan_id, None
 
     def execute(self, plan_id: str) -> PlanFuture:
@@ -380,8 +388,7 @@ class World(ClusterSide):
         """Inline executor: run everything that is ready now (requests from other processes
         included), until nothing more is."""
         self._check_open()
-        if self.mailbox is not None and isinstance(self.executor, InlineExecutor):
-            self.mailbox.poll(force=True)
+        self._look_now()  # plans and runs that fell due; requests (inline)
         if self.executor is not None:
             self.executor.run_pending()
 

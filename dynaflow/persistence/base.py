@@ -38,6 +38,7 @@ from dynaflow.persistence.cluster import (  # noqa: F401 (re-exported)
     WorldRow,
     interrupted,
 )
+from dynaflow.persistence.schedules import ScheduleStore
 from dynaflow.states import PlanResult, PlanState, StepState
 
 
@@ -277,7 +278,7 @@ def batch_topics(batch: Batch, result: BatchResult) -> list[str]:
     return topics
 
 
-class Storage(ClusterStore):
+class Storage(ClusterStore, ScheduleStore):
     """Where execution plans live. Thread-safe."""
 
     #: the URL it was opened with, password hidden

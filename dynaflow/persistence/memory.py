@@ -39,6 +39,8 @@ from dynaflow.persistence.base import (
 )
 from dynaflow.persistence.limits import check_plan
 from dynaflow.persistence.memory_cluster import MemoryCluster, _forget, _restore
+from dynaflow.persistence.memory_schedules import MemorySchedules
+from dynaflow.persistence.schedules import DelayedRow, ScheduleRow
 from dynaflow.states import PlanState, StepState
 
 
@@ -58,7 +60,7 @@ class _Plan:
         self.events: dict[int, EventRow] = {}
 
 
-class MemoryStorage(MemoryCluster, Storage):
+class MemoryStorage(MemoryCluster, MemorySchedules, Storage):
     """Plans in dicts, guarded by one re-entrant lock. A transaction holds the lock and keeps an
     undo log, so a block that raises leaves nothing behind."""
 
@@ -75,6 +77,8 @@ class MemoryStorage(MemoryCluster, Storage):
         self._requests: dict[int, RequestRow] = {}
         self._queues: dict[str, int | None] = {}
         self._request_ids = itertools.count(1)
+        self._delayed: dict[str, DelayedRow] = {}
+        self._schedules: dict[str, ScheduleRow] = {}
 
     def close(self) -> None:
         pass
