@@ -18,7 +18,7 @@ from dynaflow.states import PlanState
 
 
 def _copy(row: DelayedRow) -> DelayedRow:
-    return replace(row, after=list(row.after))
+    return replace(row, after=sorted(set(row.after)))
 
 
 class MemorySchedules:
@@ -84,7 +84,7 @@ class MemorySchedules:
     def waiting_for(self, plan_ids: Sequence[str]) -> dict[str, list[str]]:
         with self._lock:
             return {
-                plan_id: list(self._delayed[plan_id].after)
+                plan_id: sorted(set(self._delayed[plan_id].after))
                 for plan_id in plan_ids
                 if plan_id in self._delayed and self._state(plan_id) == PlanState.SCHEDULED
             }

@@ -24,7 +24,7 @@ ON_FAILED = ("fail", "skip", "run")
 class DelayedRow:
     """When the ``scheduled`` plan ``plan_id`` may start (``start_at``), the deadline past
     which it must not (``start_before``), the plans it waits for (``after``: it starts once
-    they have all stopped) and what it does when one of them did not end well
+    they have all stopped; read back sorted, without duplicates) and what it does when one of them did not end well
     (``on_failed``: one of :data:`ON_FAILED`)."""
 
     plan_id: str

@@ -189,7 +189,7 @@ class SQLSchedules(SQLTransactions):
             found: dict[str, list[str]] = {plan_id: [] for plan_id in ids if plan_id in scheduled}
             for plan_id, after_id in conn.execute(self._ss.after, {"b_ids": sorted(scheduled)}):
                 found[plan_id].append(after_id)
-        return found
+        return {plan_id: sorted(ids) for plan_id, ids in found.items()}
 
     @retried
     def next_start(self) -> datetime | None:
