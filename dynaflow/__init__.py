@@ -28,6 +28,7 @@ from dynaflow.exceptions import (
     UnknownAction,
     UnknownActionClass,
     UnknownPlan,
+    UnknownSchedule,
     UnknownStep,
     UnknownWorld,
     WorldClosed,
@@ -48,6 +49,8 @@ from dynaflow.phases import PhaseContext
 from dynaflow.polling import Polling
 from dynaflow.queues import Queue
 from dynaflow.rescue import Rescue, Retry
+from dynaflow.scheduled import DelayedPlan
+from dynaflow.schedules import Schedule
 from dynaflow.states import PlanResult, PlanState, StepKind, StepState
 from dynaflow.values import OutputRef
 from dynaflow.world import Triggered, World
@@ -61,6 +64,9 @@ __all__ = [
     "Triggered",
     "PlanFuture",
     "OutputRef",
+    # plans that start later
+    "DelayedPlan",
+    "Schedule",
     # run-phase protocol
     "Polling",
     "Queue",
@@ -103,6 +109,7 @@ __all__ = [
     "UnknownStep",
     "UnknownWorld",
     "UnknownAction",
+    "UnknownSchedule",
     "InvalidState",
     "IllegalTransition",
     "ConcurrentModification",
