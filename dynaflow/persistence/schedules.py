@@ -24,8 +24,8 @@ ON_FAILED = ("fail", "skip", "run")
 class DelayedRow:
     """When the ``scheduled`` plan ``plan_id`` may start (``start_at``), the deadline past
     which it must not (``start_before``), the plans it waits for (``after``: it starts once
-    they have all stopped; read back sorted, without duplicates) and what it does when one of them did not end well
-    (``on_failed``: one of :data:`ON_FAILED`)."""
+    they have all stopped; read back sorted, without duplicates) and what it does when one of
+    them did not end well (``on_failed``: one of :data:`ON_FAILED`)."""
 
     plan_id: str
     start_at: datetime
