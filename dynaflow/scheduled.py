@@ -22,7 +22,6 @@ from typing import Any
 from dynaflow.clock import MAX_DELAY, now
 from dynaflow.exceptions import (
     ConcurrentModification,
-    DynaflowError,
     InvalidArgument,
     InvalidState,
     UnknownPlan,
@@ -256,7 +255,7 @@ def start_due(services: Services, at: datetime) -> int:
     for row in services.storage.due_delayed(at, BATCH):
         try:
             done += start(services, row.plan_id, at)
-        except DynaflowError:
+        except Exception:  # one plan must not keep the others from starting
             log.exception("starting scheduled plan %s failed; trying again later", row.plan_id)
     return done
 

@@ -219,7 +219,7 @@ def plan_due(services: Services, plan: Plan, at: datetime) -> int:
             continue
         try:
             planned += _runs(services, plan, cls, row, at)
-        except DynaflowError:
+        except Exception:  # one broken schedule must not keep the others from running
             log.exception("schedule %r: planning its runs failed; trying again later", row.key)
     return planned
 
