@@ -27,7 +27,12 @@ from cronsim import CronSim, CronSimError
 
 from dynaflow import registry
 from dynaflow.clock import now
-from dynaflow.exceptions import DynaflowError, InvalidArgument, UnknownActionClass, UnknownSchedule
+from dynaflow.exceptions import (
+    ConcurrentModification,
+    InvalidArgument,
+    UnknownActionClass,
+    UnknownSchedule,
+)
 from dynaflow.persistence.base import HistoryRow, NewPlan, RequestRow
 from dynaflow.persistence.schedules import ScheduleRow
 from dynaflow.services import Services
@@ -82,10 +87,6 @@ class Schedule:
             last,
             row.last_plan_id,
         )
-
-
-class RunTaken(DynaflowError):
-    """Another world planned this run (or changed the schedule) first."""
 
 
 # -- cron and time zones ------------------------------------------------------------------------
@@ -241,7 +242,7 @@ def _runs(services: Services, plan: Plan, cls: type, row: ScheduleRow, at: datet
         try:
             store = _store(services, row, claimed)
             _, failure = plan(cls, tuple(row.args), dict(row.kwargs), None, hand_off, store)
-        except RunTaken:
+        except ConcurrentModification:
             return planned  # another world has this schedule's runs: it goes on with them
         planned += 1
         if failure is not None:
@@ -251,7 +252,8 @@ def _runs(services: Services, plan: Plan, cls: type, row: ScheduleRow, at: datet
 
 
 def _store(services: Services, row: ScheduleRow, claimed: ScheduleRow) -> Callable[[NewPlan], None]:
-    """Stores a run's plan together with the claim of its run, or raises :class:`RunTaken`."""
+    """Stores a run's plan together with the claim of its run, or raises
+    :class:`ConcurrentModification` (another world planned it, or the schedule changed)."""
     storage = services.storage
     expect = row.revision
 
@@ -263,7 +265,7 @@ def _store(services: Services, row: ScheduleRow, claimed: ScheduleRow) -> Callab
                                       services.id, detail))  # fmt: skip
         with storage.transaction():
             if not storage.save_schedule(claimed, expect):
-                raise RunTaken(f"schedule {row.key!r} changed while its run was planned")
+                raise ConcurrentModification(f"schedule {row.key!r}: its run was planned first")
             storage.insert_plan(new)
 
     return store

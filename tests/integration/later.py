@@ -4,6 +4,7 @@ both executors."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -12,7 +13,7 @@ from dynaflow import Action, ExecutionPlan, Rescue, World
 from .actions import PROBE, WAIT
 from .waiting import T0, at, frozen_clock, is_inline
 
-__all__ = ["T0", "at", "ended", "frozen_clock", "history", "look", "move"]
+__all__ = ["T0", "at", "caught_up", "ended", "frozen_clock", "history", "look", "move"]
 
 
 class Stops(Action):
@@ -40,6 +41,21 @@ def move(world: World, clock: Any, seconds: float) -> int:
     """Move the frozen clock on by ``seconds``, then :func:`look`."""
     clock.tick(timedelta(seconds=seconds))
     return look(world)
+
+
+def caught_up(world: World, key: str) -> None:
+    """Look until the schedule ``key`` has planned every run due by now (its next run is in
+    the future): a threaded world's own scheduler thread may be planning some meanwhile.
+    Bounded: a schedule that does not catch up fails the test."""
+    from dynaflow.clock import now
+
+    pause = threading.Event()
+    for _ in range(2000):
+        look(world)
+        if world.schedules()[0].next_run_at > now():
+            return
+        pause.wait(0.005)  # the other thread holds the schedule: let it finish
+    raise AssertionError(f"schedule {key!r} did not catch up: {world.schedules()}")
 
 
 def ended(world: World, plan_id: str) -> ExecutionPlan:

@@ -15,7 +15,7 @@ from freezegun import freeze_time
 from dynaflow import Action, World
 
 from .actions import PROBE, WAIT, Probe
-from .later import at, look, move
+from .later import at, caught_up, look, move
 from .waiting import REAL_TIME_MODULES, frozen_clock, is_inline
 
 sql = pytest.mark.storages("sqlite", "postgres")
@@ -79,9 +79,7 @@ def test_runs_missed_while_no_world_looked_follow_the_catch_up_policy(
     with frozen_clock() as clock:
         world.schedule(Job, cron="*/10 * * * *", key="catch", catch_up=catch_up, name="c")
         clock.tick(timedelta(minutes=45))  # 12:10, 12:20, 12:30 and 12:40 missed
-        look(world)
-        while look(world):  # "all": the rest come on the next looks
-            pass
+        caught_up(world, "catch")
         found = runs(world, "catch")
         assert [when for _, when in found] == [at(s) for s in planned]
         assert set(all_ended(world, [p for p, _ in found])) <= {"success"}
@@ -197,6 +195,7 @@ def test_each_run_is_planned_exactly_once_however_many_worlds_look(
             thread.start()
         for thread in threads:
             thread.join(WAIT)
+        caught_up(worlds[0], "race")
         for world in worlds:
             world.run_pending()
         found = runs(worlds[0], "race")
