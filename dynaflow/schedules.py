@@ -47,7 +47,7 @@ RUNS_PER_LOOK = 100
 #: cron times walked to find the latest missed one before asking the library backwards
 SCAN = 10_000
 
-#: ``World._plan(action_class, args, kwargs, key, hand_off, store) -> (plan id, failure)``
+#: ``World._plan(action_class, args, kwargs, key, hand_off, store=) -> (plan id, failure)``
 Plan = Callable[..., tuple[str, BaseException | None]]
 
 
@@ -241,7 +241,7 @@ def _runs(services: Services, plan: Plan, cls: type, row: ScheduleRow, at: datet
         hand_off = RequestRow("", "execute", {}, at, None, services.id)
         try:
             store = _store(services, row, claimed)
-            _, failure = plan(cls, tuple(row.args), dict(row.kwargs), None, hand_off, store)
+            _, failure = plan(cls, tuple(row.args), dict(row.kwargs), None, hand_off, store=store)
         except ConcurrentModification:
             return planned  # another world has this schedule's runs: it goes on with them
         planned += 1
