@@ -97,7 +97,9 @@ def test_times_follow_the_time_zone_across_daylight_saving_changes(
     world: World, probe: Probe
 ) -> None:
     # Europe/Prague: 2030-03-31 02:00 CET -> 03:00 CEST; 2030-10-27 03:00 CEST -> 02:00 CET
-    with freeze_time(datetime(2030, 3, 30, 12, tzinfo=UTC), ignore=REAL_TIME_MODULES) as clock:
+    with freeze_time(
+        datetime(2030, 3, 30, 12, tzinfo=UTC), ignore=list(REAL_TIME_MODULES)
+    ) as clock:
         schedule = world.schedule(Job, cron="30 2 * * *", tz="Europe/Prague", key="dst", name="d")
         # 02:30 does not exist on the 31st: it runs right after the change, at 03:00 CEST
         assert schedule.next_run_at.isoformat() == "2030-03-31T03:00:00+02:00"
