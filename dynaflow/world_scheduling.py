@@ -107,6 +107,7 @@ class SchedulingSide:
             kwargs: dict[str, Any],
             key: str | None,
             hand_off: RequestRow | None = None,
+            *,
             store: Callable[[NewPlan], None] | None = None,
         ) -> tuple[str, BaseException | None]: ...
 
