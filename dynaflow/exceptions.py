@@ -77,6 +77,15 @@ class UnknownWorld(DynaflowError, LookupError):
         )
 
 
+class UnknownSchedule(DynaflowError, LookupError):
+    def __init__(self, key: Any) -> None:
+        self.key = key
+        super().__init__(
+            f"no recurring schedule with key {key!r}; world.schedules() (`dynaflow schedules "
+            "list`) lists them"
+        )
+
+
 class IllegalTransition(DynaflowError):
     """A state change not allowed by the transition table in :mod:`dynaflow.states`."""
 

@@ -18,6 +18,7 @@ from dynaflow.exceptions import ConfigurationError
 OPTIONS = {
     "idempotency_key": "the key under which at most one plan is planned",
     "on_conflict": "what to do when a singleton action's plan is active",
+    "connection": "the application's transaction to plan in",
 }
 
 
@@ -61,6 +62,7 @@ def parse(
     idempotency_key: Any,
     on_conflict: Any,
     where: str,
+    connection: Any = None,
 ) -> tuple[tuple[Any, ...], dict[str, Any], PlanOptions]:
     """Check the call of ``World.<where>`` (``"plan"`` or ``"trigger"``): the plan's arguments
     (unwrapped from :class:`Args`) and the options. Bad options raise before anything is
@@ -78,7 +80,11 @@ def parse(
             )
         args, kwargs = args[0].args, dict(args[0].kwargs)
     else:
-        given = {"idempotency_key": idempotency_key, "on_conflict": on_conflict}
+        given = {
+            "idempotency_key": idempotency_key,
+            "on_conflict": on_conflict,
+            "connection": connection,
+        }
         for option, value in given.items():
             if value is not None and _takes(action_class, option):
                 raise ConfigurationError(

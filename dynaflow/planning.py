@@ -5,6 +5,7 @@ gives back instead."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from dynaflow import idempotency, signals
@@ -29,6 +30,7 @@ def plan_or_find(
     parent: tuple[str, int] | None = None,
     plan_id: str | None = None,
     collect: list[NewPlan] | None = None,
+    store: Callable[[NewPlan], None] | None = None,
 ) -> tuple[str, BaseException | None]:
     """Plan, or find the plan ``options`` point at: ``(plan id, planning failure)``.
     ``hand_off``: an execute request stored with a new plan, in its transaction (its
@@ -36,7 +38,8 @@ def plan_or_find(
     arguments, :class:`SingletonActive` for a held singleton (unless ``on_conflict="return"``).
     ``parent``: a sub-plan's parent plan and step; ``plan_id``: the new plan's id (a fresh one
     if not given); ``collect``: the planned plan goes there, for the caller to insert with
-    others, rather than being inserted here."""
+    others, rather than being inserted here; ``store``: what stores it (and a planning
+    failure) instead of ``insert_plan`` (a delayed plan, a scheduled run)."""
     storage, world, key = services.storage, services.world, options.idempotency_key
     if key is not None:
         existing = _keyed(services, options)
@@ -46,9 +49,11 @@ def plan_or_find(
     planner = Planner(services, plan_id, key, options.arguments, parent)
     context = PhaseContext(world, plan_id, "plan", storage)
     planned = False
+    state = PlanState.PLANNED
+    store = store or storage.insert_plan
 
     def core(context: PhaseContext) -> None:
-        nonlocal planned
+        nonlocal planned, state
         planner.plan_action(action_class, args, kwargs, parent=None)
         if planner.failure is not None:  # a parent caught a child's error: still a failure
             raise planner.failure
@@ -57,7 +62,8 @@ def plan_or_find(
         if collect is not None:  # the caller inserts it, with others
             collect.append(new)
             return
-        storage.insert_plan(new)
+        store(new)
+        state = new.plan.state
         if hand_off is not None:
             hand_off.plan_id = plan_id
             storage.add_request(hand_off)
@@ -73,10 +79,10 @@ def plan_or_find(
             return exc.plan_id, None
         if planned or isinstance(exc, StorageError):
             raise  # planning succeeded; storing it failed (or a singleton is held)
-        storage.insert_plan(planner.finish(failure=exc))
+        store(planner.finish(failure=exc))
         _signal(world, plan_id, PlanState.STOPPED, PlanResult.ERROR)
         return plan_id, exc
-    _signal(world, plan_id, PlanState.PLANNED, PlanResult.PENDING)
+    _signal(world, plan_id, state, PlanResult.PENDING)
     return plan_id, None
 
 

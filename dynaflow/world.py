@@ -9,7 +9,7 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from dynaflow import plan_options, registry, signals
@@ -50,9 +50,12 @@ from dynaflow.urls import display_url
 from dynaflow.values import to_json
 from dynaflow.world_cluster import ClusterSide
 from dynaflow.world_reads import PlanReads
+from dynaflow.world_scheduling import SchedulingSide, Starter
 from dynaflow.world_sub_plans import SubPlansSide
 
 log = logging.getLogger("dynaflow.world")
+#: the database of a World given neither a URL nor an engine
+DEFAULT_URL = "sqlite:///dynaflow.db"
 
 _CORES: dict[str, Callable[..., Any]] = {
     "plan": plan_core,
@@ -62,7 +65,7 @@ _CORES: dict[str, Callable[..., Any]] = {
 }
 
 
-class World(PlanReads, ClusterSide, SubPlansSide):
+class World(PlanReads, ClusterSide, SubPlansSide, SchedulingSide):
     """Opens persistence and starts an executor; a context manager; thread-safe.
 
     ``executor``: ``"threads"`` (a scheduler thread and ``workers`` worker threads),
@@ -72,8 +75,9 @@ class World(PlanReads, ClusterSide, SubPlansSide):
 
     def __init__(
         self,
-        url: str = "sqlite:///dynaflow.db",
+        url: str | None = None,
         *,
+        engine: Any = None,
         workers: int = 4,
         executor: str | None = "threads",
         middleware: Sequence[MiddlewareSpec] = (),
@@ -84,8 +88,14 @@ class World(PlanReads, ClusterSide, SubPlansSide):
         lease: float = 30.0,
         queues: Mapping[str, int] | None = None,
     ) -> None:
-        if not isinstance(url, str) or not url:
-            raise ConfigurationError(f"World(url=...) needs a database URL string, got {url!r}")
+        if engine is not None and url is not None:
+            raise ConfigurationError(
+                "World(url=..., engine=...): give one of them (the engine knows its database)"
+            )
+        if engine is None:
+            url = DEFAULT_URL if url is None else url
+            if not isinstance(url, str) or not url:
+                raise ConfigurationError(f"World(url=...) needs a database URL string, got {url!r}")
         if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
             raise ConfigurationError(f"World(workers=...) must be an int >= 1, got {workers!r}")
         if executor not in ("threads", "inline", None):
@@ -98,7 +108,7 @@ class World(PlanReads, ClusterSide, SubPlansSide):
             check_world_id(world_id)
         pools = check_queues(queues, workers)
         registry.load_entry_points()
-        self.storage: Storage = open_storage(url, migrate=migrate)
+        self.storage: Storage = open_storage(url, migrate=migrate, engine=engine)
         self.middleware = MiddlewareStack([TransactionMiddleware(), *middleware])
         self.services = Services(
             world=self,
@@ -125,6 +135,7 @@ class World(PlanReads, ClusterSide, SubPlansSide):
         self._listen_lock = threading.Lock()
         self.executor: Executor | None = None
         self.mailbox: Mailbox | None = None
+        self.starter: Starter | None = None
         if executor is not None:
             self.cluster.join(executor)
         if executor == "threads":
@@ -147,6 +158,7 @@ class World(PlanReads, ClusterSide, SubPlansSide):
         if self.executor is not None:
             self.mailbox = Mailbox(self.services, self.executor, pools)
             self.executor.engine.requested = self._requested
+            self.starter = Starter(self.services, self._plan)
             self.executor.engine.pools = dict(pools)
             self._listen()
             self.cluster.start(self.executor)
@@ -186,16 +198,18 @@ class World(PlanReads, ClusterSide, SubPlansSide):
         *args: Any,
         idempotency_key: str | None = None,
         on_conflict: str | None = None,
+        connection: Any = None,
         **kwargs: Any,
     ) -> ExecutionPlan:
         """Plan only. Returns the plan ``planned`` — or ``stopped``/``error`` with the planning
         error recorded, if planning raised. Options as for :meth:`trigger`."""
         self._check_open()
         args, kwargs, options = plan_options.parse(
-            action_class, args, kwargs, idempotency_key, on_conflict, "plan"
+            action_class, args, kwargs, idempotency_key, on_conflict, "plan", connection
         )
-        plan_id, _ = self._plan(action_class, args, kwargs, options)
-        return self.get_plan(plan_id)
+        with self._joined(connection):
+            plan_id, _ = self._plan(action_class, args, kwargs, options)
+            return self.get_plan(plan_id)
 
     def _plan(
         self,
@@ -207,9 +221,12 @@ class World(PlanReads, ClusterSide, SubPlansSide):
         parent: tuple[str, int] | None = None,
         plan_id: str | None = None,
         collect: list[NewPlan] | None = None,
+        store: Callable[[NewPlan], None] | None = None,
     ) -> tuple[str, BaseException | None]:
         """Plan, or find the plan ``options`` point at: ``(plan id, planning failure)``.
-        ``hand_off``: an execute request stored with the new plan, in its transaction."""
+        ``hand_off``: an execute request stored with the new plan, in its transaction;
+        ``store``: what stores the new plan (a delayed one, a scheduled run) instead of
+        ``insert_plan``."""
         self._check_open()
         return plan_or_find(
             self.services,
@@ -221,6 +238,7 @@ class World(PlanReads, ClusterSide, SubPlansSide):
             parent=parent,
             plan_id=plan_id,
             collect=collect,
+            store=store,
         )
 
     def execute(self, plan_id: str) -> PlanFuture:
@@ -236,6 +254,7 @@ class World(PlanReads, ClusterSide, SubPlansSide):
         *args: Any,
         idempotency_key: str | None = None,
         on_conflict: str | None = None,
+        connection: Any = None,
         **kwargs: Any,
     ) -> Triggered:
         """Plan and execute; every other argument goes to the action's ``plan()``. A planning
@@ -247,19 +266,28 @@ class World(PlanReads, ClusterSide, SubPlansSide):
         ``"raise"`` (the default: :class:`SingletonActive`) or ``"return"`` that plan. A plan
         argument named like an option is passed inside :class:`~dynaflow.Args`. A world
         without an executor hands the plan to an executor world (any that serves its queues
-        and can import its classes); ``wait()`` works the same."""
+        and can import its classes); ``wait()`` works the same.
+
+        ``connection``: the application's SQLAlchemy ``Connection``, in a transaction on this
+        world's database: the plan is stored in that transaction (with the application's own
+        rows) and handed to an executor world — this one too — once the application commits;
+        nothing of it remains if the application rolls back."""
         self._check_open()
         args, kwargs, options = plan_options.parse(
-            action_class, args, kwargs, idempotency_key, on_conflict, "trigger"
+            action_class, args, kwargs, idempotency_key, on_conflict, "trigger", connection
         )
         hand_off = None
-        if self.executor is None:  # the request goes with the plan, in one transaction
+        if self.executor is None or connection is not None:  # a request stored with the plan
             hand_off = RequestRow("", "execute", {}, now(), None, self.id)
-        plan_id, failure = self._plan(action_class, args, kwargs, options, hand_off)
+        with self._joined(connection):
+            plan_id, failure = self._plan(action_class, args, kwargs, options, hand_off)
         if failure is not None:
             raise PlanningFailed(plan_id, failure) from failure
         if hand_off is not None and hand_off.id is not None:
-            return Triggered(plan_id, self.operators.handed_off(plan_id, hand_off.id))
+            future = self.operators.handed_off(
+                plan_id, hand_off.id, uncommitted=connection is not None
+            )
+            return Triggered(plan_id, future)
         record = self.storage.get_plan_record(plan_id)
         if record.state == PlanState.PLANNED:
             # a plan found by key or singleton: if another caller starts it first, follow that
@@ -390,8 +418,7 @@ class World(PlanReads, ClusterSide, SubPlansSide):
         """Inline executor: run everything that is ready now (requests from other processes
         included), until nothing more is."""
         self._check_open()
-        if self.mailbox is not None and isinstance(self.executor, InlineExecutor):
-            self.mailbox.poll(force=True)
+        self._look_now()  # plans and runs that fell due; requests (inline)
         if self.executor is not None:
             self.executor.run_pending()
 
@@ -456,6 +483,10 @@ class World(PlanReads, ClusterSide, SubPlansSide):
         if self.mailbox is not None and self.executor is not None:
             self.mailbox.wanted("requests")
             self.executor.run_pending()
+
+    def _joined(self, connection: Any) -> AbstractContextManager[Any]:
+        """The application's transaction, for the block (none given: nothing)."""
+        return nullcontext() if connection is None else self.storage.joined(connection)
 
     def _check_open(self) -> None:
         if self._closed:

@@ -24,6 +24,7 @@ from typing import Any
 
 from dynaflow.exceptions import (
     ConcurrentModification,
+    ConfigurationError,
     UnknownPlan,
 )
 from dynaflow.execution_plan import (
@@ -59,10 +60,11 @@ from dynaflow.persistence.rows import (  # noqa: F401 (re-exported)
     check_fields,
     plan_order,
 )
+from dynaflow.persistence.schedules import ScheduleStore
 from dynaflow.states import PlanResult, PlanState
 
 
-class Storage(ClusterStore, StepReports):
+class Storage(ClusterStore, StepReports, ScheduleStore):
     """Where execution plans live. Thread-safe."""
 
     #: the URL it was opened with, password hidden
@@ -73,6 +75,15 @@ class Storage(ClusterStore, StepReports):
     @abstractmethod
     def close(self) -> None:
         """Release connections. Further calls may fail."""
+
+    def joined(self, connection: Any) -> AbstractContextManager[Any]:
+        """Make ``connection`` (the application's, in its own transaction) this thread's
+        ambient transaction for the block: what the storage writes goes into it, and nothing
+        is committed here. Only a SQL storage has connections."""
+        raise ConfigurationError(
+            f"connection= needs a SQL database; {self.display_url or 'this storage'} has no "
+            "connections (use SQLite or PostgreSQL)"
+        )
 
     @abstractmethod
     def savepoint(self) -> AbstractContextManager[Any]:

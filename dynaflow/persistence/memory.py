@@ -47,7 +47,9 @@ from dynaflow.persistence.base import (
 from dynaflow.persistence.limits import check_plan
 from dynaflow.persistence.memory_cluster import MemoryCluster, _forget, _restore
 from dynaflow.persistence.memory_reports import MemoryReports
+from dynaflow.persistence.memory_schedules import MemorySchedules
 from dynaflow.persistence.reports import StepLogLine
+from dynaflow.persistence.schedules import DelayedRow, ScheduleRow
 from dynaflow.states import PlanResult, PlanState, StepState
 
 
@@ -68,7 +70,7 @@ class _Plan:
         self.singletons = list(dict.fromkeys(new.singletons))
 
 
-class MemoryStorage(MemoryCluster, MemoryReports, Storage):
+class MemoryStorage(MemoryCluster, MemoryReports, MemorySchedules, Storage):
     """Plans in dicts, guarded by one re-entrant lock. A transaction holds the lock and keeps an
     undo log, so a block that raises leaves nothing behind."""
 
@@ -88,6 +90,8 @@ class MemoryStorage(MemoryCluster, MemoryReports, Storage):
         self._requests: dict[int, RequestRow] = {}
         self._queues: dict[str, int | None] = {}
         self._request_ids = itertools.count(1)
+        self._delayed: dict[str, DelayedRow] = {}
+        self._schedules: dict[str, ScheduleRow] = {}
 
     def close(self) -> None:
         pass

@@ -211,3 +211,50 @@ worlds = Table(
     Column("expires_at", UTC),
     Index(None, "expires_at"),
 )
+
+delayed = Table(
+    "dynaflow_delayed",
+    metadata,
+    # a plan stored ``scheduled``: when it may start, and the deadline after which it must not
+    Column("plan_id", String(36), primary_key=True),
+    Column("start_at", UTC, nullable=False),
+    Column("start_before", UTC),
+    # a chained plan: what it does when a prerequisite did not end well ("fail", "skip", "run")
+    Column("on_failed", String(8), nullable=False),
+    ForeignKeyConstraint(["plan_id"], ["dynaflow_plans.id"], ondelete="CASCADE"),
+    Index(None, "start_at"),
+)
+
+chains = Table(
+    "dynaflow_chains",
+    metadata,
+    # the plan ``plan_id`` starts only once ``after_id`` has stopped
+    Column("plan_id", String(36), nullable=False),
+    Column("after_id", String(36), nullable=False),
+    PrimaryKeyConstraint("plan_id", "after_id"),
+    ForeignKeyConstraint(["plan_id"], ["dynaflow_plans.id"], ondelete="CASCADE"),
+    ForeignKeyConstraint(["after_id"], ["dynaflow_plans.id"], ondelete="CASCADE"),
+    Index(None, "after_id"),
+)
+
+schedules = Table(
+    "dynaflow_schedules",
+    metadata,
+    # a recurring plan: the action and its arguments, planned at each time of ``cron`` in ``tz``
+    Column("key", String(255), primary_key=True),
+    Column("action_class", String(255), nullable=False),
+    Column("arguments", JSON, nullable=False),
+    Column("cron", String(255), nullable=False),
+    Column("tz", String(64), nullable=False),
+    Column("catch_up", String(8), nullable=False),
+    # the time of the next run (UTC); a world plans it once this has passed
+    Column("next_run_at", UTC, nullable=False),
+    Column("paused_at", UTC),
+    Column("last_run_at", UTC),
+    Column("last_plan_id", String(36)),
+    # bumped by every change: each change (and each run planned) is a compare-and-set on it
+    Column("revision", Integer, nullable=False),
+    Column("created_at", UTC, nullable=False),
+    Column("updated_at", UTC, nullable=False),
+    Index(None, "next_run_at"),
+)
