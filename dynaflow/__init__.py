@@ -55,6 +55,7 @@ from dynaflow.plan_options import Args
 from dynaflow.polling import Polling
 from dynaflow.queues import Queue
 from dynaflow.rescue import Rescue, Retry
+from dynaflow.retention import PruneReport, Retention
 from dynaflow.scheduled import DelayedPlan
 from dynaflow.schedules import Schedule
 from dynaflow.states import PlanResult, PlanState, StepKind, StepState
@@ -76,6 +77,9 @@ __all__ = [
     # plans that start later
     "DelayedPlan",
     "Schedule",
+    # retention
+    "Retention",
+    "PruneReport",
     # run-phase protocol
     "Polling",
     "SubPlans",

@@ -24,6 +24,8 @@ step_state_changed = _signals.signal("step-state-changed")
 step_progress = _signals.signal("step-progress")
 #: plan_id: str, step_id: int, action_class: str, message: str, at: datetime (as ``step_progress``)
 step_logged = _signals.signal("step-logged")
+#: report: PruneReport (finished plans an executor world's retention removed, after each prune)
+plans_pruned = _signals.signal("plans-pruned")
 
 
 def emit(signal: Signal, sender: Any, **kwargs: Any) -> None:

@@ -41,6 +41,7 @@ from dynaflow.persistence.cluster import (  # noqa: F401 (re-exported)
     interrupted,
 )
 from dynaflow.persistence.reports import StepReports
+from dynaflow.persistence.retention import RetentionStore
 from dynaflow.persistence.rows import (  # noqa: F401 (re-exported)
     ALL_PLANS,
     ENDED_STATES,
@@ -64,7 +65,7 @@ from dynaflow.persistence.schedules import ScheduleStore
 from dynaflow.states import PlanResult, PlanState
 
 
-class Storage(ClusterStore, StepReports, ScheduleStore):
+class Storage(ClusterStore, StepReports, ScheduleStore, RetentionStore):
     """Where execution plans live. Thread-safe."""
 
     #: the URL it was opened with, password hidden
