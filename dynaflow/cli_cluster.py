@@ -11,8 +11,10 @@ import click
 from rich.table import Table
 from rich.text import Text
 
+from dynaflow.cli_prune import retention_option
 from dynaflow.cli_support import _console, _fail, _imports, _open, import_option, url_option
 from dynaflow.render import safe
+from dynaflow.retention import Retention
 from dynaflow.world import World
 
 # -- worlds ----------------------------------------------------------------------------------
@@ -171,6 +173,7 @@ def forget_world(world_id: str, url: str, force: bool) -> None:
     help="Seconds running steps get to finish after SIGTERM/SIGINT.",
 )
 @click.option("--log-level", default="INFO", show_default=True)
+@retention_option
 def worker(
     url: str,
     imports: tuple[str, ...],
@@ -178,6 +181,7 @@ def worker(
     lease: float,
     grace: float,
     log_level: str,
+    retention: Retention | None,
 ) -> None:
     """Run plans until SIGTERM or SIGINT: take the plans client worlds hand over, serve the
     given queues; on the signal stop taking work, let running steps finish within --grace,
@@ -202,7 +206,14 @@ def worker(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    world = World(url, executor="threads", queues=pools, lease=lease, shutdown_timeout=grace)
+    world = World(
+        url,
+        executor="threads",
+        queues=pools,
+        lease=lease,
+        shutdown_timeout=grace,
+        retention=retention,
+    )
     try:
         while not stop.wait(1.0):
             pass

@@ -6,13 +6,22 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 import click
 from rich.table import Table
 
 from dynaflow.cli_support import _console, _open, url_option
 from dynaflow.exceptions import ConfigurationError
-from dynaflow.retention import BATCH, DURATIONS, MAX_BATCH, RESULTS, PruneReport, parse_duration
+from dynaflow.retention import (
+    BATCH,
+    DURATIONS,
+    MAX_BATCH,
+    RESULTS,
+    PruneReport,
+    Retention,
+    parse_duration,
+)
 
 
 def _duration(ctx: click.Context, param: click.Parameter, value: str) -> timedelta:
@@ -74,6 +83,27 @@ def _print(report: PruneReport) -> None:
         if count:
             table.add_row(name, str(count))
     console.print(table)
+
+
+def _retention(ctx: click.Context, param: click.Parameter, value: str | None) -> Retention | None:
+    if value is None:
+        return None
+    try:
+        return Retention.checked(
+            parse_duration(value, "--retention", DURATIONS), what="--retention"
+        )
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--retention: "), ctx, param) from None
+
+
+def retention_option(function: Any) -> Any:
+    """``--retention DURATION``: a worker's ``World(retention=...)``."""
+    return click.option(
+        "--retention",
+        metavar="DURATION",
+        callback=_retention,
+        help="Remove plans that ended longer ago than this (30d, 12h, ...), every 5 minutes.",
+    )(function)
 
 
 def register(plans: click.Group) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -119,3 +121,45 @@ def test_bad_input_exits_2_and_removes_nothing(
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert message in result.stderr
     assert count(sqlite_url)["all"] == 4
+
+
+def test_a_worker_with_a_bad_retention_exits_2(sqlite_url: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "dynaflow.cli", "worker", "--retention", "1y", "--url", sqlite_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "cannot read '1y' as a duration" in result.stderr
+    assert count(sqlite_url)["all"] == 4
+
+
+@pytest.mark.slow
+def test_a_worker_with_a_retention_prunes_when_it_starts(sqlite_url: str) -> None:
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "dynaflow.cli", "worker", "--retention", "30d", "--url", sqlite_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = threading.Timer(60, worker.kill)  # a worker that never says it: killed
+    deadline.start()
+    try:
+        assert worker.stdout is not None
+        for line in worker.stdout:
+            if "retention: removed" in line:
+                assert "removed 3 plans (" in line
+                break
+        else:
+            pytest.fail("the worker did not log what it pruned within 60 s")
+    finally:
+        deadline.cancel()
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            raise
+    assert worker.returncode == 0
+    assert count(sqlite_url)["all"] == 1
