@@ -61,8 +61,15 @@ def _qualifies(plan: Any, with_result: bool) -> ColumnElement[bool]:
         # a scheduled plan chained after it still waits for it
         ~exists(
             select(literal(1))
-            .select_from(C.join(waiting, waiting.c.id == C.c.plan_id))
-            .where(C.c.after_id == plan.c.id, waiting.c.state == SCHEDULED)
+            .select_from(C)
+            .where(
+                C.c.after_id == plan.c.id,
+                exists(
+                    select(literal(1)).where(
+                        waiting.c.id == C.c.plan_id, waiting.c.state == SCHEDULED
+                    )
+                ),
+            )
         ),
         # a parent that has not stopped still counts its sub-plans
         ~exists(
