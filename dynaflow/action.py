@@ -292,12 +292,12 @@ class Action:
         """Say how far this run step got: ``done`` of ``total`` (any unit). Shown by
         ``dynaflow plans show/watch`` and the console, emitted as ``signals.step_progress``,
         stored at most every half second while the step runs, and at its end."""
-        self._context("progress").reporter.progress(done, total)
+        self._context("progress").report().progress(done, total)
 
     def log(self, message: str) -> None:
         """Add a line to this step's log (kept with the plan: ``world.step_logs``; at most
         1,000 lines per step), emitted as ``signals.step_logged``."""
-        self._context("log").reporter.log(message)
+        self._context("log").report().log(message)
 
     @property
     def cancel_requested(self) -> bool:
