@@ -71,6 +71,8 @@ class Action:
       (or auto-rescue) skips the step; if it raises, nothing is skipped.
     * ``middleware``: middleware for this class and its subclasses (a list of classes or
       instances in the class body, or ``Cls.use(...)`` later).
+    * ``secret_inputs`` / ``secret_outputs``: input and output keys (``"password"``, or a
+      dotted path into nested objects: ``"db.password"``) the console shows as ``••••``.
     """
 
     Input: ClassVar[type[BaseModel] | None] = None
@@ -84,6 +86,9 @@ class Action:
     #: run a failed step again on a persisted timer (see :class:`~dynaflow.rescue.Retry`)
     retry: ClassVar[Retry | None] = None
     middleware: ClassVar[MiddlewareStack] = MiddlewareStack()
+    #: keys the console masks (see the ``present`` middleware hook)
+    secret_inputs: ClassVar[tuple[str, ...]] = ()
+    secret_outputs: ClassVar[tuple[str, ...]] = ()
 
     #: set per class by __init_subclass__
     action_class_name: ClassVar[str] = "dynaflow.action.Action"
@@ -139,6 +144,16 @@ class Action:
                     f"{cls.__qualname__}.rescue_strategy must be a dynaflow.Rescue "
                     f"(PAUSE, SKIP or FAIL), got {cls.rescue_strategy!r}"
                 ) from None
+        for name in ("secret_inputs", "secret_outputs"):
+            keys = getattr(cls, name)
+            if not isinstance(keys, tuple | list | frozenset | set) or not all(
+                isinstance(k, str) and k for k in keys
+            ):
+                raise ConfigurationError(
+                    f"{cls.__qualname__}.{name} must be a tuple of key names, like "
+                    f'("password",), got {keys!r}'
+                )
+            setattr(cls, name, tuple(keys))
         for name in ("Input", "Output"):
             model = getattr(cls, name)
             if model is not None and not (isinstance(model, type) and issubclass(model, BaseModel)):

@@ -27,7 +27,7 @@ from dynaflow.exceptions import (
     UnknownStep,
     WorldClosed,
 )
-from dynaflow.execution_plan import ExecutionPlan, PlanRecord
+from dynaflow.execution_plan import ExecutionPlan
 from dynaflow.executor import Executor, InlineExecutor, PlanFuture, ThreadedExecutor
 from dynaflow.executor.futures import Triggered
 from dynaflow.executor.steps import call_finalize, call_run
@@ -42,7 +42,7 @@ from dynaflow.persistence import Storage, open_storage
 from dynaflow.persistence.base import EventRow, Listening, RequestRow
 from dynaflow.persistence.limits import check_world_id
 from dynaflow.phases import PhaseContext
-from dynaflow.plan_filters import plan_filter
+from dynaflow.plan_filters import PlanQueries
 from dynaflow.planner import Planner, plan_core
 from dynaflow.queues import declared as declared_queues
 from dynaflow.services import Services
@@ -60,7 +60,7 @@ _CORES: dict[str, Callable[..., Any]] = {
 }
 
 
-class World(ClusterSide):
+class World(ClusterSide, PlanQueries):
     """Opens persistence and starts an executor; a context manager; thread-safe.
 
     ``executor``: ``"threads"`` (a scheduler thread and ``workers`` worker threads),
@@ -321,22 +321,25 @@ class World(ClusterSide):
         self.executor.run_pending()
         return future
 
-    def cancel(self, plan_id: str, *, abort: bool = False) -> PlanFuture:
+    def cancel(self, plan_id: str, *, abort: bool = False, by: str | None = None) -> PlanFuture:
         """Cancel a plan: steps not yet started become ``cancelled``; ``Cancellable`` steps that
         run or wait get ``cancel()`` (``abort()`` with ``abort=True``); other running steps
         finish. The plan stops with result ``cancelled``; finalize does not run. The future
-        resolves when it has stopped. Cancelling a stopped plan raises :class:`InvalidState`."""
-        return self._operate(plan_id, "cancel", abort)
+        resolves when it has stopped. Cancelling a stopped plan raises :class:`InvalidState`.
 
-    def halt(self, plan_id: str) -> PlanFuture:
+        Every operator method records itself in the plan's history (``"operator cancel"``),
+        with ``by`` (who asked, for an operator surface) in its detail."""
+        return self._operate(plan_id, "cancel", abort, by)
+
+    def halt(self, plan_id: str, *, by: str | None = None) -> PlanFuture:
         """Stop a plan at once: no new step starts, its queued events and timers are dropped,
         unfinished steps become ``cancelled`` and the plan is ``stopped``; code already running
         finishes and its result is recorded."""
-        return self._operate(plan_id, "halt", False)
+        return self._operate(plan_id, "halt", False, by)
 
-    def _operate(self, plan_id: str, operation: str, abort: bool) -> PlanFuture:
+    def _operate(self, plan_id: str, operation: str, abort: bool, by: str | None) -> PlanFuture:
         self._check_open()
-        return self.operators.stop(plan_id, operation, abort)
+        return self.operators.stop(plan_id, operation, abort, by)
 
     def maintain(self, force: bool = False) -> None:
         """Heartbeat, and take over the plans of worlds whose lease expired. Executors call it
@@ -346,27 +349,29 @@ class World(ClusterSide):
 
     # -- operators: resume, skip, retry ---------------------------------------------------------
 
-    def resume(self, plan_id: str) -> PlanFuture:
+    def resume(self, plan_id: str, *, by: str | None = None) -> PlanFuture:
         """Run a paused plan again: failed steps run again, finished ones are left, and the
         finalize phase runs again in full (finalizers must be idempotent). The future resolves
         when its execution ends. Raises :class:`InvalidState` unless the plan is paused."""
         self._check_open()
-        return self.operators.resume(plan_id)
+        return self.operators.resume(plan_id, by)
 
-    def skip(self, plan_id: str, step_id: int, *, resume: bool = False) -> PlanFuture:
+    def skip(
+        self, plan_id: str, step_id: int, *, resume: bool = False, by: str | None = None
+    ) -> PlanFuture:
         """Skip a failed step of a paused plan: it, every step consuming its output (directly
         or not) and its finalize step become ``skipped``, in one transaction; the action's
         ``on_skip()`` runs first and may refuse by raising. Steps merely ordered after it run
         once the plan is resumed (``resume=True`` does so at once). The result becomes
         ``warning``."""
         self._check_open()
-        return self.operators.skip(plan_id, step_id, resume)
+        return self.operators.skip(plan_id, step_id, resume, by)
 
-    def retry(self, plan_id: str, step_id: int) -> PlanFuture:
+    def retry(self, plan_id: str, step_id: int, *, by: str | None = None) -> PlanFuture:
         """Run one failed step again now, without resuming the other failed ones; when it
         succeeds, the steps after it go on. The future resolves when the execution ends."""
         self._check_open()
-        return self.operators.retry(plan_id, step_id)
+        return self.operators.retry(plan_id, step_id, by)
 
     def follow(self, plan_id: str) -> PlanFuture:
         """A future for the end of the plan's execution: it resolves when the plan stops or
@@ -393,42 +398,6 @@ class World(ClusterSide):
         if not isinstance(plan_id, str):
             raise UnknownPlan(plan_id)
         return self.storage.load_plan(plan_id)
-
-    def find_plans(
-        self,
-        *,
-        state: PlanState | str | Sequence[PlanState | str] | None = None,
-        result: PlanResult | str | Sequence[PlanResult | str] | None = None,
-        label: str | None = None,
-        action: type[Action] | str | None = None,
-        page: int = 1,
-        per_page: int = 50,
-        order_by: str = "-created_at",
-    ) -> list[PlanRecord]:
-        """Plan rows matching every given filter, newest first by default. ``page`` counts from
-        1; ``action`` is the root action class (or its qualified name)."""
-        self._check_open()
-        if not isinstance(page, int) or page < 1:
-            raise ConfigurationError(f"page must be an int >= 1, got {page!r}")
-        if not isinstance(per_page, int) or per_page < 1:
-            raise ConfigurationError(f"per_page must be an int >= 1, got {per_page!r}")
-        return self.storage.find_plans(
-            plan_filter(state, result, label, action),
-            offset=(page - 1) * per_page,
-            limit=per_page,
-            order_by=order_by,
-        )
-
-    def count_plans(
-        self,
-        *,
-        state: PlanState | str | Sequence[PlanState | str] | None = None,
-        result: PlanResult | str | Sequence[PlanResult | str] | None = None,
-        label: str | None = None,
-        action: type[Action] | str | None = None,
-    ) -> int:
-        self._check_open()
-        return self.storage.count_plans(plan_filter(state, result, label, action))
 
     # -- lifecycle -------------------------------------------------------------------------
 

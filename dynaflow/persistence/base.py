@@ -183,21 +183,40 @@ class Batch:
 class PlanFilter:
     """Which plans :meth:`Storage.find_plans` and :meth:`Storage.count_plans` return: those
     matching every field that is set. ``state`` and ``result`` match any value given (an empty
-    tuple: no plan); ``label`` and ``action`` (the root action class name) match exactly."""
+    tuple: no plan); ``label`` and ``action`` (the root action class name) match exactly;
+    ``text`` is a substring of the label or the id, in any case; ``created_after`` and
+    ``created_before`` bound ``created_at`` (the first inclusive, the second not)."""
 
     state: tuple[PlanState, ...] | None = None
     result: tuple[PlanResult, ...] | None = None
     label: str | None = None
     action: str | None = None
+    text: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
 
     def matches(self, record: PlanRecord) -> bool:
         """Whether ``record`` passes the filter (the SQL storage builds its WHERE from the
         same fields)."""
+        created = record.created_at
         return (
             (self.state is None or record.state in self.state)
             and (self.result is None or record.result in self.result)
             and (self.label is None or record.label == self.label)
             and (self.action is None or record.root_action_class == self.action)
+            and (
+                self.text is None
+                or self.text.lower() in record.label.lower()
+                or self.text.lower() in record.id.lower()
+            )
+            and (
+                self.created_after is None
+                or (created is not None and created >= self.created_after)
+            )
+            and (
+                self.created_before is None
+                or (created is not None and created < self.created_before)
+            )
         )
 
 

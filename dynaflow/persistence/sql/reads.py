@@ -94,7 +94,7 @@ class SQLReads(SQLTransactions):
         order_by: str = "-created_at",
     ) -> list[PlanRecord]:
         column, descending = plan_order(order_by)
-        if not (can_hold(where.label) and can_hold(where.action)):
+        if not _can_match(where):
             return []  # no plan has such a label or class (PostgreSQL would refuse the query)
         query = self._sql.find_plans(where, column, descending, offset, limit)
         with self._read() as conn:
@@ -103,7 +103,13 @@ class SQLReads(SQLTransactions):
 
     @retried
     def count_plans(self, where: PlanFilter = ALL_PLANS) -> int:
-        if not (can_hold(where.label) and can_hold(where.action)):
+        if not _can_match(where):
             return 0
         with self._read() as conn:
             return int(conn.execute(self._sql.count_plans(where)).scalar_one())
+
+
+def _can_match(where: PlanFilter) -> bool:
+    """Whether a plan could pass ``where`` at all: text holding a NUL character matches
+    nothing (PostgreSQL would refuse the query)."""
+    return can_hold(where.label) and can_hold(where.action) and can_hold(where.text)

@@ -314,4 +314,16 @@ def _plan_where(where: PlanFilter) -> list[ColumnElement[bool]]:
         clauses.append(P.c.label == where.label)
     if where.action is not None:
         clauses.append(P.c.root_action_class == where.action)
+    if where.text is not None:
+        text = where.text.lower()  # the ids are lower case; ILIKE / lower() for the labels
+        clauses.append(
+            or_(
+                P.c.label.icontains(text, autoescape=True),
+                P.c.id.contains(text, autoescape=True),
+            )
+        )
+    if where.created_after is not None:
+        clauses.append(P.c.created_at >= where.created_after)
+    if where.created_before is not None:
+        clauses.append(P.c.created_at < where.created_before)
     return clauses
