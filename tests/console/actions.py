@@ -132,15 +132,33 @@ class Secretive(Action):
         self.output["user"] = self.input["user"]
 
 
-class Hostile(Action):
-    """Everything a plan stores, full of markup: its label, its output, its error."""
-
-    label = '<script>alert("label")</script>'
-    rescue_strategy = Rescue.PAUSE
+class Marked(Action):
+    """Succeeds with markup in its input and output."""
 
     def plan(self) -> None:
         self.plan_self(note="<b>bold</b>")
 
     def run(self) -> None:
         self.output["html"] = "<script>alert('output')</script>"
+
+
+class Broken(Action):
+    """Fails with markup in its error message."""
+
+    def plan(self) -> None:
+        self.plan_self()
+
+    def run(self) -> None:
         raise ValueError("<img src=x onerror=alert('error')>")
+
+
+class Hostile(Action):
+    """Everything a plan stores, full of markup: its label, an output, an error."""
+
+    label = '<script>alert("label")</script>'
+    rescue_strategy = Rescue.PAUSE
+
+    def plan(self) -> None:
+        with self.sequence():
+            self.plan_action(Marked)
+            self.plan_action(Broken)
