@@ -3,6 +3,9 @@ plans), served by uvicorn."""
 
 from __future__ import annotations
 
+import signal
+from types import FrameType
+
 import click
 
 from dynaflow.cli_support import (
@@ -71,11 +74,23 @@ def console(
             safe(f"dynaflow console on http://{host}:{port}{root_path}/ for {world.url}"),
             safe(f"({mode}; {guard})"),
         )
-        uvicorn.run(
-            application,
-            host=host,
-            port=port,
-            root_path=root_path,
-            log_level="warning",
-            access_log=False,
-        )
+        # uvicorn shuts down gracefully on SIGTERM and SIGINT, then raises the signal again:
+        # let that end the command normally (closing the world), not kill the process
+        previous = signal.signal(signal.SIGTERM, _stop)
+        try:
+            uvicorn.run(
+                application,
+                host=host,
+                port=port,
+                root_path=root_path,
+                log_level="warning",
+                access_log=False,
+            )
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
