@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from dynaflow.console import bulk, serialize
 from dynaflow.console.auth import CSRF_HEADER, check_csrf
-from dynaflow.console.errors import BadRequest, ConsoleError, Forbidden, NotFound
+from dynaflow.console.errors import bad_request, forbidden, not_found, problem
 from dynaflow.console.openapi import document
 from dynaflow.console.operations import PLAN_ACTIONS, STEP_ACTIONS, perform
 from dynaflow.console.pages import list_plans, load_plan
@@ -66,14 +66,14 @@ def _step_id(request: Request) -> int:
     try:
         return int(value)
     except ValueError:
-        raise BadRequest(f"a step id is a whole number, got {value!r}") from None
+        raise bad_request(f"a step id is a whole number, got {value!r}") from None
 
 
 def step(request: Request) -> Response:
     found = load_plan(request)
     step_id = _step_id(request)
     if step_id not in {s.id for s in found.steps}:
-        raise NotFound(f"plan {found.id} has no step {step_id}")
+        raise not_found(f"plan {found.id} has no step {step_id}")
     return answer(serialize.step_detail(found, step_id, console_of(request).presenter))
 
 
@@ -85,34 +85,34 @@ async def _body(request: Request, model: type[BaseModel]) -> Any:
     """The checked JSON body of an action; refuses what a form on another site could send."""
     console = console_of(request)
     if console.read_only:
-        raise Forbidden("this console is read-only: it takes no operator actions")
+        raise forbidden("this console is read-only: it takes no operator actions")
     if not console.security.bearer(request) and console.security.token is not None:
         check_csrf(request, request.headers.get(CSRF_HEADER))
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/json":
-        raise ConsoleError(
+        raise problem(
+            415,
             f"send the body as JSON (Content-Type: application/json), not {kind or 'nothing'}; "
             "an empty object {} will do",
-            415,
         )
     raw = await request.body()
     try:
         data = json.loads(raw or b"{}")
     except ValueError as exc:
-        raise BadRequest(f"the body is not JSON: {exc}") from None
+        raise bad_request(f"the body is not JSON: {exc}") from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()
         )
-        raise BadRequest(f"bad request body: {problems}") from None
+        raise bad_request(f"bad request body: {problems}") from None
 
 
 async def plan_action(request: Request) -> Response:
     action = request.path_params["action"]
     if action not in PLAN_ACTIONS:
-        raise NotFound(
+        raise not_found(
             f"no plan action {action!r}; POST to resume, cancel or halt (skip and retry "
             "are under /steps/ID/)"
         )
@@ -134,7 +134,7 @@ async def plan_action(request: Request) -> Response:
 async def step_action(request: Request) -> Response:
     action = request.path_params["action"]
     if action not in STEP_ACTIONS:
-        raise NotFound(f"no step action {action!r}; POST to skip or retry")
+        raise not_found(f"no step action {action!r}; POST to skip or retry")
     options = await _body(request, ActionOptions)
     step_id = _step_id(request)
 

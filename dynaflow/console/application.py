@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
+from http import HTTPStatus
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -19,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dynaflow.console import api, pages
 from dynaflow.console.auth import GuardMiddleware, Security, SessionMiddleware, route_path
-from dynaflow.console.errors import ConsoleError, status_of
+from dynaflow.console.errors import status_of
 from dynaflow.console.presenting import Presenter
 from dynaflow.console.rendering import render_error
 from dynaflow.console.state import Console
@@ -97,7 +98,6 @@ def app(
             Middleware(GuardMiddleware, security=security),
         ],
         exception_handlers={
-            ConsoleError: _console_error,
             DynaflowError: _library_error,
             HTTPException: _http_error,
         },
@@ -132,11 +132,6 @@ def _answer(request: Request, status: int, message: str) -> Response:
     return render_error(request, status, message)
 
 
-async def _console_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ConsoleError)
-    return _answer(request, exc.status, exc.message)
-
-
 async def _library_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DynaflowError)
     status = status_of(exc)
@@ -147,8 +142,10 @@ async def _library_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    message = {
-        404: "no such page here; the plans list is at /plans",
-        405: "this address does not take that method",
-    }.get(exc.status_code, str(exc.detail))
+    message = str(exc.detail)
+    if message == HTTPStatus(exc.status_code).phrase:  # the router's own: say more
+        message = {
+            404: "no such page here; the plans list is at /plans",
+            405: "this address does not take that method",
+        }.get(exc.status_code, message)
     return _answer(request, exc.status_code, message)

@@ -25,7 +25,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dynaflow.console.errors import Forbidden
+from dynaflow.console.errors import forbidden
 
 COOKIE = "dynaflow_console"
 CSRF_HEADER = "x-csrf-token"
@@ -119,7 +119,7 @@ def check_csrf(request: HTTPConnection, given: Any) -> None:
         and isinstance(expected, str)
         and hmac.compare_digest(given.encode(), expected.encode())
     ):
-        raise Forbidden(
+        raise forbidden(
             "this form is not from this console session (its CSRF token is missing or stale); "
             "reload the page and try again"
         )

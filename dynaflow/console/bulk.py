@@ -4,7 +4,9 @@ the action on each, with a result per plan."""
 
 from __future__ import annotations
 
-from dynaflow.console.errors import BadRequest, ConsoleError
+from starlette.exceptions import HTTPException
+
+from dynaflow.console.errors import bad_request
 from dynaflow.console.operations import perform, plan_actions, step_actions
 from dynaflow.console.query import PlanQuery
 from dynaflow.console.views import BulkItem, BulkResult
@@ -23,7 +25,7 @@ def matching(world: World, query: PlanQuery) -> list[PlanRecord]:
     action that moves a plan out of the filter does not shift the pages)."""
     total = world.count_plans(**query.filters())
     if total > BULK_LIMIT:
-        raise BadRequest(
+        raise bad_request(
             f"{total} plans match; a bulk action takes at most {BULK_LIMIT}: narrow the "
             "filters (a time range, an action class)"
         )
@@ -88,8 +90,10 @@ def run(
             ok, message = check(world, action, record)
             if ok and not dry_run:
                 message = _apply(world, action, record, by, abort)
-        except (ConsoleError, DynaflowError) as exc:
-            ok, message = False, getattr(exc, "message", None) or str(exc)
+        except HTTPException as exc:
+            ok, message = False, exc.detail
+        except DynaflowError as exc:
+            ok, message = False, str(exc)
         results.append(BulkItem(plan_id=record.id, label=record.label, ok=ok, message=message))
     return BulkResult(
         action=action,  # type: ignore[arg-type]

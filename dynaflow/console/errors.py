@@ -1,7 +1,10 @@
-"""The console's errors: each carries the HTTP status it is answered with and a message that
-says what was wrong and what to do; a page shows it, the API answers ``{"error": ...}``."""
+"""The console's refusals: each is an HTTP error whose message says what was wrong and what to
+do; a page shows it, the API answers ``{"error": message, "status": code}``. The library's own
+errors (an unknown plan, an action not allowed in a plan's state) map to statuses here too."""
 
 from __future__ import annotations
+
+from starlette.exceptions import HTTPException
 
 from dynaflow.exceptions import (
     ConcurrentModification,
@@ -13,38 +16,33 @@ from dynaflow.exceptions import (
     StorageError,
     UnknownPlan,
     UnknownStep,
+    UnknownWorld,
 )
 
 
-class ConsoleError(Exception):
-    status = 400
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if status is not None:
-            self.status = status
+def problem(status: int, message: str) -> HTTPException:
+    return HTTPException(status_code=status, detail=message)
 
 
-class BadRequest(ConsoleError):
-    status = 400
+def bad_request(message: str) -> HTTPException:
+    return problem(400, message)
 
 
-class Forbidden(ConsoleError):
-    status = 403
+def forbidden(message: str) -> HTTPException:
+    return problem(403, message)
 
 
-class NotFound(ConsoleError):
-    status = 404
+def not_found(message: str) -> HTTPException:
+    return problem(404, message)
 
 
-class Conflict(ConsoleError):
-    status = 409
+def conflict(message: str) -> HTTPException:
+    return problem(409, message)
 
 
 def status_of(exc: DynaflowError) -> int:
     """The HTTP status a library error is answered with."""
-    if isinstance(exc, UnknownPlan | UnknownStep):
+    if isinstance(exc, UnknownPlan | UnknownStep | UnknownWorld):
         return 404
     if isinstance(exc, InvalidState | IllegalTransition | ConcurrentModification):
         return 409

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from dynaflow import registry
-from dynaflow.console.errors import BadRequest, Conflict
+from dynaflow.console.errors import bad_request, conflict
 from dynaflow.console.views import ActionDone
 from dynaflow.exceptions import UnknownActionClass
 from dynaflow.execution_plan import ExecutionPlan, PlanRecord, StepRecord
@@ -83,16 +83,16 @@ def perform(
     """Do ``action`` (a plan action, or ``skip``/``retry`` of ``step_id``) as ``by``. An
     action not allowed now raises :class:`Conflict` and changes nothing."""
     if action not in PLAN_ACTIONS + STEP_ACTIONS:
-        raise BadRequest(f"unknown action {action!r}; use one of {', '.join(TITLES)}")
+        raise bad_request(f"unknown action {action!r}; use one of {', '.join(TITLES)}")
     plan = world.get_plan(plan_id)  # UnknownPlan: 404
     step = None
     if action in STEP_ACTIONS:
         if step_id is None:
-            raise BadRequest(f"{action} needs the step: give its id")
+            raise bad_request(f"{action} needs the step: give its id")
         step = plan.step(step_id)  # UnknownStep: 404
     refusal = why_not(action, plan.record, step)
     if refusal is not None:
-        raise Conflict(refusal + "; nothing was changed")
+        raise conflict(refusal + "; nothing was changed")
     if step is not None and action == "skip":
         _need_class(step, "skipping")
     if action == "resume":
@@ -123,7 +123,7 @@ def _need_class(step: StepRecord, what: str) -> None:
     try:
         registry.resolve(step.action_class)
     except UnknownActionClass:
-        raise Conflict(
+        raise conflict(
             f"{what} step {step.id} calls {step.action_class}.on_skip() in the console's "
             f"process, which cannot import {step.action_class}: start the console with "
             "--import MODULE (the module that defines it); nothing was changed"

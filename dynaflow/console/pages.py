@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from dynaflow.console import bulk, graphing, serialize
 from dynaflow.console.auth import check_csrf, safe_next, session
-from dynaflow.console.errors import BadRequest, Forbidden, NotFound
+from dynaflow.console.errors import bad_request, forbidden, not_found
 from dynaflow.console.operations import PLAN_ACTIONS, STEP_ACTIONS, TITLES, describe, perform
 from dynaflow.console.query import parse_query
 from dynaflow.console.rendering import render
@@ -87,11 +87,11 @@ def list_plans(request: Request, query: Any) -> Any:
 def load_plan(request: Request) -> ExecutionPlan:
     plan_id = request.path_params["plan_id"]
     if len(plan_id) > MAX_PLAN_ID or not plan_id.isprintable():
-        raise NotFound(f"no execution plan with id {plan_id[:80]!r}; the plans list has them all")
+        raise not_found(f"no execution plan with id {plan_id[:80]!r}; the plans list has them all")
     try:
         return console_of(request).world.get_plan(plan_id)
     except UnknownPlan:
-        raise NotFound(
+        raise not_found(
             f"no execution plan with id {plan_id!r}; the plans list has them all"
         ) from None
 
@@ -102,9 +102,9 @@ def step_param(request: Request, plan: ExecutionPlan, value: Any) -> int | None:
     try:
         step_id = int(value)
     except (TypeError, ValueError):
-        raise BadRequest(f"step must be a step id (a whole number), got {value!r}") from None
+        raise bad_request(f"step must be a step id (a whole number), got {value!r}") from None
     if step_id not in {s.id for s in plan.steps}:
-        raise NotFound(f"plan {plan.id} has no step {step_id}; its steps are listed on its page")
+        raise not_found(f"plan {plan.id} has no step {step_id}; its steps are listed on its page")
     return step_id
 
 
@@ -140,7 +140,7 @@ def plan_page(request: Request) -> Response:
 def confirm_page(request: Request) -> Response:
     console = console_of(request)
     if console.read_only:
-        raise Forbidden("this console is read-only: it takes no operator actions")
+        raise forbidden("this console is read-only: it takes no operator actions")
     plan = load_plan(request)
     action, step_id, options = _action_of(request, plan, request.query_params)
     return render(
@@ -163,11 +163,11 @@ def _action_of(
     else:
         options = {"resume": params.get("resume") in ("1", "on", "true")}
     if action not in PLAN_ACTIONS + STEP_ACTIONS:
-        raise NotFound(f"unknown action {action!r}; the actions are {', '.join(TITLES)}")
+        raise not_found(f"unknown action {action!r}; the actions are {', '.join(TITLES)}")
     options["abort"] = params.get("abort") in ("1", "on", "true")
     step_id = step_param(request, plan, params.get("step"))
     if action in STEP_ACTIONS and step_id is None:
-        raise BadRequest(f"{action} needs a step: ?step=ID")
+        raise bad_request(f"{action} needs a step: ?step=ID")
     return action, step_id, options
 
 
@@ -176,7 +176,7 @@ async def action_post(request: Request) -> Response:
     form = await request.form()
     check_csrf(request, form.get("csrf"))
     if console.read_only:
-        raise Forbidden("this console is read-only: it takes no operator actions")
+        raise forbidden("this console is read-only: it takes no operator actions")
 
     def act() -> Any:
         plan = load_plan(request)
@@ -202,7 +202,7 @@ async def action_post(request: Request) -> Response:
 def _bulk_action(value: Any) -> str:
     allowed = ("resume", "skip", "skip_and_resume", "retry", "cancel", "halt")
     if value not in allowed:
-        raise BadRequest(f"unknown bulk action {value!r}; use one of {', '.join(allowed)}")
+        raise bad_request(f"unknown bulk action {value!r}; use one of {', '.join(allowed)}")
     return str(value)
 
 
@@ -210,7 +210,7 @@ def bulk_page(request: Request) -> Response:
     """The dry run: how many plans match, and what the action would do to each."""
     console = console_of(request)
     if console.read_only:
-        raise Forbidden("this console is read-only: it takes no operator actions")
+        raise forbidden("this console is read-only: it takes no operator actions")
     action = _bulk_action(request.query_params.get("op"))
     query = parse_query(request.query_params, paging=False)
     abort = request.query_params.get("abort") in ("1", "on", "true")
@@ -223,7 +223,7 @@ async def bulk_post(request: Request) -> Response:
     form = await request.form()
     check_csrf(request, form.get("csrf"))
     if console.read_only:
-        raise Forbidden("this console is read-only: it takes no operator actions")
+        raise forbidden("this console is read-only: it takes no operator actions")
     action = _bulk_action(form.get("op"))
     query = parse_query(form, paging=False)
     abort = form.get("abort") in ("1", "on", "true")

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from dynaflow.console.errors import BadRequest
+from dynaflow.console.errors import bad_request
 from dynaflow.states import PlanResult, PlanState
 
 #: the filter parameters, in the order links write them
@@ -76,16 +76,16 @@ def parse_query(params: Mapping[str, Any], *, paging: bool = True) -> PlanQuery:
         if value is None:
             return None
         if not isinstance(value, str):
-            raise BadRequest(f"filter {name!r} must be text, got {value!r}")
+            raise bad_request(f"filter {name!r} must be text, got {value!r}")
         value = value.strip()
         if len(value) > MAX_TEXT:
-            raise BadRequest(f"filter {name!r} is longer than {MAX_TEXT} characters")
+            raise bad_request(f"filter {name!r} is longer than {MAX_TEXT} characters")
         return value or None
 
     def choice(name: str, allowed: tuple[str, ...]) -> str | None:
         value = text(name)
         if value is not None and value not in allowed:
-            raise BadRequest(f"unknown {name} {value!r}; use one of {', '.join(allowed)}")
+            raise bad_request(f"unknown {name} {value!r}; use one of {', '.join(allowed)}")
         return value
 
     def number(name: str, default: int, top: int | None = None) -> int:
@@ -98,12 +98,12 @@ def parse_query(params: Mapping[str, Any], *, paging: bool = True) -> PlanQuery:
             number = -1
         if number < 1 or (top is not None and number > top):
             bound = f"from 1 to {top}" if top else ">= 1"
-            raise BadRequest(f"{name} must be a whole number {bound}, got {value!r}")
+            raise bad_request(f"{name} must be a whole number {bound}, got {value!r}")
         return number
 
     since, until = moment(text("since"), "since"), moment(text("until"), "until")
     if since is not None and until is not None and since >= until:
-        raise BadRequest(
+        raise bad_request(
             f"since ({since:%Y-%m-%d %H:%M}) must be before until ({until:%Y-%m-%d %H:%M})"
         )
     return PlanQuery(
@@ -127,7 +127,7 @@ def moment(value: str | None, name: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise BadRequest(
+        raise bad_request(
             f"{name} must be a time like 2030-05-01T08:00 (UTC) or 2030-05-01T10:00+02:00, "
             f"got {value!r}"
         ) from None

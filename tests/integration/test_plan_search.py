@@ -93,10 +93,10 @@ def test_created_after_is_inclusive_and_created_before_is_not(
 
 
 def test_the_filters_combine_with_paging(world: World, plans: dict[str, str]) -> None:
-    first = world.find_plans(text="db", per_page=2)
-    second = world.find_plans(text="db", per_page=2, page=2)
-    assert [r.id for r in first] == [plans["other"], plans["weekly"]]
-    assert [r.id for r in second] == [plans["nightly"]]
+    first = world.find_plans(text="db", per_page=2, order_by="label")
+    second = world.find_plans(text="db", per_page=2, page=2, order_by="label")
+    assert [r.id for r in first] == [plans["nightly"], plans["other"]]
+    assert [r.id for r in second] == [plans["weekly"]]
 
 
 @pytest.mark.parametrize(
