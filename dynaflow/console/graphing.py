@@ -12,7 +12,7 @@ from dynaflow.execution_plan import ExecutionPlan
 
 log = logging.getLogger("dynaflow.console")
 
-#: plans with more steps than this show their steps table first, the graph on demand
+#: plans with more run steps than this show their steps table first, the graph on demand
 DEFAULT_STEP_LIMIT = 300
 
 

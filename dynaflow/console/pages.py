@@ -114,7 +114,8 @@ def plan_page(request: Request) -> Response:
     plan = load_plan(request)
     step_id = step_param(request, plan, request.query_params.get("step"))
     detail = serialize.plan_detail(plan, links)
-    big = len(plan.steps) > graphing.step_limit()
+    runs = sum(1 for _ in plan.run_steps())
+    big = runs > graphing.step_limit()
     svg = why = None
     if not big or request.query_params.get("graph"):
         svg, why = graphing.draw(plan, lambda sid: links.step(plan.id, sid))
@@ -125,6 +126,7 @@ def plan_page(request: Request) -> Response:
         "svg": svg,
         "graph_note": why,
         "big": big,
+        "run_steps": runs,
         "graph_shown": not big or bool(request.query_params.get("graph")),
         "order": serialize.run_steps_first(plan),
         "steps": {s.id: s for s in detail.steps},
