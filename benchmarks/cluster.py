@@ -18,6 +18,8 @@ would: ``python -m dynaflow.cli worker --import cluster_actions``):
 * ``handoff``: a client triggers a one-step plan, one at a time: latency from just before
   ``world.trigger(...)`` to the first line of the step's ``run()`` in a worker.
 * ``sqlite``: ``many`` on a SQLite file (the workers poll for requests), for reference.
+* ``children``: a SubPlans parent spawns 10,000 one-step sub-plans, at most 50 running at
+  once, over 2 workers: children/s, and what the parent's step costs per child.
 
 Times taken in a worker are ``time.time()`` recorded by the step in its output (same machine,
 same clock). Figures from one run are comparable with each other; absolute numbers depend on the
@@ -47,7 +49,7 @@ from typing import Any, TypeVar
 
 import core  # the benchmarks folder is on sys.path when run as a script
 import sqlalchemy as sa
-from cluster_actions import Chain, Listener, Stamp, Wide, WideSleep
+from cluster_actions import Chain, Children, Listener, Stamp, Wide, WideSleep
 from core import print_table
 
 from dynaflow import World
@@ -59,7 +61,7 @@ PG_URL = os.environ.get(
     "DYNAFLOW_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/bench_cluster"
 )
 DEFAULT_SCHEMA = "dynaflow_cluster_bench"
-SCENARIOS = ("wide", "slow", "many", "events", "handoff", "sqlite")
+SCENARIOS = ("wide", "slow", "many", "events", "handoff", "sqlite", "children")
 #: the slow scenario's steps: long enough to be offered to other workers (50 ms or more)
 SLOW_STEP = 0.06
 #: worker threads per worker process (and per in-process world): core.py's default
@@ -76,12 +78,16 @@ class Sizes:
     core_plans: int
     events: int
     handoffs: int
+    children: int
 
 
 FULL = Sizes(
-    wide=2000, wide_workers=(1, 2, 3), plans=1000, core_plans=200, events=200, handoffs=200
+    wide=2000, wide_workers=(1, 2, 3), plans=1000, core_plans=200, events=200, handoffs=200,
+    children=10_000,
 )
-QUICK = Sizes(wide=200, wide_workers=(1, 2), plans=60, core_plans=30, events=20, handoffs=20)
+QUICK = Sizes(
+    wide=200, wide_workers=(1, 2), plans=60, core_plans=30, events=20, handoffs=20, children=200
+)
 
 
 @dataclass
@@ -664,12 +670,44 @@ def scenario_handoff(ctx: Context) -> None:
     )
 
 
+def scenario_children(ctx: Context) -> None:
+    n = ctx.sizes.children
+    url = ctx.pg.reset()
+    with Workers(url, 2, ctx.tmp, ctx.timeout) as workers, World(url, executor=None) as client:
+        warm_up(client, workers, ctx.timeout)
+        cpu = workers.cpu()
+        plan = client.trigger(Children, n).wait(ctx.timeout)
+        cpu = (workers.cpu() or 0.0) - (cpu or 0.0)
+        assert plan.result == "success", plan.result
+        good = client.count_plans(parent=plan.id, result="success")
+        assert good == n, f"{n - good} children did not succeed"
+    output = plan.actions[0].output
+    rate = n / (epoch(plan.ended_at) - epoch(plan.started_at))
+    ctx.report.add(
+        f"children: {n:,} sub-plans, concurrency 50, 2 workers",
+        f"{rate:,.0f} children/s",
+        ">= 500 children/s",
+        rate >= 500,
+    )
+    ctx.report.add(
+        "children: the parent's run step per child",
+        f"{1000 * output['busy'] / n:.2f} ms ({output['wakes']:,} wakes)",
+    )
+    ctx.report.add("children: CPU of both workers per child", f"{1000 * cpu / n:.2f} ms")
+    ctx.report.notes.append(
+        "children: timed from the parent plan's started_at to its ended_at; each child is a "
+        "plan of one no-op step, planned by the parent 100 at a time and started on either "
+        "worker; 'per child' divides the parent step's run time (all its wakes) by the children."
+    )
+
+
 RUN: dict[str, Callable[[Context], None]] = {
     "wide": scenario_wide,
     "slow": scenario_slow,
     "many": scenario_many,
     "events": scenario_events,
     "handoff": scenario_handoff,
+    "children": scenario_children,
     "sqlite": scenario_sqlite,
 }
 

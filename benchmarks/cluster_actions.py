@@ -8,7 +8,7 @@ import os
 import time
 from typing import Any
 
-from dynaflow import Action
+from dynaflow import Action, SubPlan, SubPlans
 
 
 class Noop(Action):
@@ -66,3 +66,33 @@ class Listener(Action):
             if event == "stop":
                 return
         self.suspend()
+
+
+class Child(Action):
+    """A sub-plan's one no-op step."""
+
+    def run(self) -> None:
+        pass
+
+
+class Children(SubPlans, Action):
+    """``n`` Child sub-plans, at most 50 running at once; ``busy`` in its output adds up the
+    time its run step took over all its wakes (the parent's own cost)."""
+
+    concurrency = 50
+    batch_size = 100
+
+    def plan(self, n: int) -> None:
+        self.plan_self(n=n)
+
+    def create_sub_plans(self) -> Any:
+        for _ in range(self.input["n"]):
+            yield SubPlan(Child)
+
+    def run(self, event: Any = None) -> None:
+        start = time.perf_counter()
+        try:
+            super().run(event)
+        finally:
+            self.output["busy"] = self.output.get("busy", 0.0) + time.perf_counter() - start
+            self.output["wakes"] = self.output.get("wakes", 0) + 1

@@ -25,6 +25,7 @@ from dynaflow.exceptions import (
     PlanningFailed,
     SchemaMismatch,
     StorageError,
+    SubPlansFailed,
     UnknownAction,
     UnknownActionClass,
     UnknownPlan,
@@ -49,6 +50,7 @@ from dynaflow.polling import Polling
 from dynaflow.queues import Queue
 from dynaflow.rescue import Rescue, Retry
 from dynaflow.states import PlanResult, PlanState, StepKind, StepState
+from dynaflow.sub_plans import SubPlan, SubPlans
 from dynaflow.values import OutputRef
 from dynaflow.world import Triggered, World
 
@@ -63,6 +65,8 @@ __all__ = [
     "OutputRef",
     # run-phase protocol
     "Polling",
+    "SubPlans",
+    "SubPlan",
     "Queue",
     "Cancellable",
     "SuspendedHandle",
@@ -108,6 +112,7 @@ __all__ = [
     "ConcurrentModification",
     "EventRejected",
     "WorldClosed",
+    "SubPlansFailed",
     "ExecutorError",
     # ... in the database
     "StorageError",

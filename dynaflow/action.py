@@ -80,6 +80,9 @@ class Action:
     subscribe: ClassVar[Any] = None
     queue: ClassVar[str] = "default"
     idempotent: ClassVar[bool] = False
+    #: ``run(event)`` takes the events sent to the step in batches: every sent event queued
+    #: when it wakes, as a list, in arrival order (timers still come one at a time)
+    event_batches: ClassVar[bool] = False
     #: what auto-rescue does when the run step fails; ``None``: as the parent action says
     #: (PAUSE at the top)
     rescue_strategy: ClassVar[Rescue | None] = None
@@ -255,8 +258,9 @@ class Action:
         context = self._context("plan_event")
         if (delay is None) == (at is None):
             raise InvalidArgument("plan_event() takes either delay= (seconds) or at= (a datetime)")
+        planned_at = now()  # one reading: the timer is due exactly ``delay`` after it was planned
         if delay is not None:
-            due = now() + timedelta(
+            due = planned_at + timedelta(
                 seconds=seconds(delay, f"plan_event(delay={delay!r}): the delay")
             )
         else:
@@ -264,7 +268,7 @@ class Action:
                 raise InvalidArgument(f"plan_event(at={at!r}) needs a timezone-aware datetime")
             due = at
         payload = to_json(event, f"event planned by {self.action_class_name}#{self.id}")
-        row = EventRow(context.plan_id, context.step_id, TIMER, payload, now(), due)
+        row = EventRow(context.plan_id, context.step_id, TIMER, payload, planned_at, due)
         context.events.append((row, None))
 
     def schedule_timeout(self, seconds: float) -> None:

@@ -150,7 +150,7 @@ class Cluster:
     def _can_run(self, plan_id: str) -> bool:
         """Whether this world can run the plan (its classes import, its queues are served)."""
         try:
-            why = cannot_run(self.services.storage.load_plan(plan_id), self.queues)
+            why = cannot_run(self.services.storage.load_plan(plan_id, history=False), self.queues)
         except DynaflowError:
             return False
         if why is not None and plan_id not in self._cannot:

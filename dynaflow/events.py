@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from dynaflow.persistence.base import EventRow
+from dynaflow.persistence.base import EventRow, RequestRow
 from dynaflow.types import WorldHandle
 
 
@@ -66,6 +66,8 @@ class RunContext:
     step_id: int
     #: events and timers planned during the call (inserted with the outcome)
     events: list[tuple[EventRow, Future[Any] | None]] = field(default_factory=list)
+    #: requests the call left (a SubPlans step starting children), inserted with the outcome
+    requests: list[RequestRow] = field(default_factory=list)
     #: the executor's record of the step (its ``cancel_requested`` is set by ``World.cancel``)
     step: Any = None
 

@@ -171,3 +171,8 @@ def describe(exc: BaseException) -> str:
         return (
             f"<unprintable {type(exc).__qualname__}: its __str__ raised {type(inner).__qualname__}>"
         )
+
+
+class SubPlansFailed(DynaflowError):
+    """Sub-plans of a :class:`~dynaflow.SubPlans` step did not succeed (the default
+    ``on_sub_plans_finished`` raises it, naming them)."""

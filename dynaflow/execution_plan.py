@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from dynaflow import flows
 from dynaflow.exceptions import UnknownStep, describe
-from dynaflow.flows import expand
 from dynaflow.states import PlanResult, PlanState, StepKind, StepState
 
 
@@ -89,6 +89,9 @@ class PlanRecord:
     #: the run flow as nested ``{"sequence": [...]}`` / ``{"concurrence": [...]}`` of step ids
     run_flow: Any = None
     error: StepError | None = None
+    #: a sub-plan's parent plan and the step of it that spawned this plan
+    parent_id: str | None = None
+    parent_step_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,11 +122,24 @@ class ExecutionPlan:
     error = property(lambda self: self.record.error)
     run_flow = property(lambda self: self.record.run_flow)
     root_action_class = property(lambda self: self.record.root_action_class)
+    parent_id = property(lambda self: self.record.parent_id)
+    parent_step_id = property(lambda self: self.record.parent_step_id)
+
+    def flow(self) -> flows.Flow:
+        """The run flow as :mod:`dynaflow.flows` values (what the CLI's tree and the console's
+        graph draw); if it is missing or unreadable, the run steps as one concurrence."""
+        try:
+            if self.run_flow is not None:
+                return flows.from_json(self.run_flow)
+        except ValueError:
+            pass
+        ids = sorted(step.id for step in self.run_steps())
+        return flows.Concurrence([flows.Atom(step_id) for step_id in ids])
 
     @property
     def run_edges(self) -> list[tuple[int, int]]:
         """``(from_step_id, to_step_id)`` pairs of the run graph: B waits for A to finish."""
-        return expand(self.edges)
+        return flows.expand(self.edges)
 
     def step(self, step_id: int) -> StepRecord:
         try:

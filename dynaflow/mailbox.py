@@ -43,6 +43,8 @@ log = logging.getLogger("dynaflow.cluster")
 
 #: requests taken at once
 BATCH = 100
+#: what a poll looks at
+LOOKS = ("requests", "runs", "answers")
 #: seconds before a world looks again at a request it declined
 DECLINED_FOR = 30.0
 #: errors of an execute request the engine answers itself
@@ -56,8 +58,9 @@ class Mailbox:
         self.queues = frozenset(queues)
         #: requests taken at once: twice this world's threads
         self.batch = min(BATCH, 2 * sum(queues.values())) if isinstance(queues, dict) else BATCH
-        self._wanted = threading.Event()
-        self._wanted.set()
+        #: what a notification asked to look at: "requests", "runs", "answers" (all of them on
+        #: the first poll, then every poll interval)
+        self._wanted: set[str] = set(LOOKS)
         self._next = 0.0
         #: requests declined here -> when to look at them again (monotonic)
         self._declined: dict[int, float] = {}
@@ -66,47 +69,58 @@ class Mailbox:
         self._lock = threading.Lock()
         self.closed = False
 
-    def wanted(self) -> None:
-        """A notification: look at the requests on the next poll."""
-        self._wanted.set()
+    def wanted(self, look: str | None = None) -> None:
+        """A notification: on the next poll, look at the ``look`` ("requests", "runs" offered
+        here, "answers" to this world's offers), or at all of them."""
+        with self._lock:
+            self._wanted.update(LOOKS if look is None else (look,))
 
     def poll(self, force: bool = False) -> None:
-        """Take and hand on the requests for this world (at most every poll interval, unless
-        a notification came, or ``force``)."""
+        """Take and hand on the requests for this world: what a notification asked for, and
+        everything every poll interval (in case a notification was lost), or with ``force``."""
         clock = time.monotonic()
         if self.closed:
             return
-        if not force and not self._wanted.is_set() and clock < self._next:
-            return
-        self._wanted.clear()
         storage = self.services.storage
-        self._next = clock + storage.poll_interval
+        with self._lock:
+            if force or clock >= self._next:
+                self._wanted.update(LOOKS)
+                self._next = clock + storage.poll_interval
+            looks, self._wanted = self._wanted, set()
+        if not looks:
+            return
         if self._give_back:
             self._return_failed()
-        if self.spreads:
+        if self.spreads and "answers" in looks:
             self._answers()
         if self.executor.engine.stopping:  # answers only: no new work
             self.executor.run_pending()
             return
-        if self.spreads:
+        if self.spreads and "runs" in looks:
             self._runs()
+        if "requests" in looks:
+            self._requests(clock)
+        self.executor.run_pending()
+
+    def _requests(self, clock: float) -> None:
+        storage = self.services.storage
         self._declined = {i: t for i, t in self._declined.items() if t > clock}
         engine = self.executor.engine
         while True:
             # a share, not everything: the other worlds take the rest (they look as often)
             rows = storage.take_requests(self.services.id, self.batch, skip=self._declined)
+            plans = storage.load_plans([row.plan_id for row in rows]) if rows else {}
             for row in rows:
                 try:
-                    self._handle(row)
+                    self._handle(row, plans.get(row.plan_id))
                 except Exception as exc:  # answer it: the asker must not wait for good
                     log.exception("request %s for plan %s failed", row.id, row.plan_id)
                     self._answer(row, exc)
             if len(rows) < self.batch:
                 break
             if len(engine.plans) >= self.batch:  # busy enough: look again on the next wake
-                self._wanted.set()
+                self.wanted("requests")
                 break
-        self.executor.run_pending()
 
     @property
     def spreads(self) -> bool:
@@ -156,18 +170,16 @@ class Mailbox:
                 log.exception("could not answer offered step of plan %s", row.plan_id)
                 return
             after_answer(services, row, outcome)
-            self.wanted()  # a thread is free again: take the next offer now
+            self.wanted("runs")  # a thread is free again: take the next offer now
             self.executor.run_pending()
 
         return run
 
-    def _handle(self, row: RequestRow) -> None:
+    def _handle(self, row: RequestRow, plan: ExecutionPlan | None) -> None:
         assert row.id is not None
         storage, engine, me = self.services.storage, self.executor.engine, self.services.id
-        try:
-            plan = storage.load_plan(row.plan_id)
-        except UnknownPlan as exc:
-            self._answer(row, exc)
+        if plan is None:
+            self._answer(row, UnknownPlan(row.plan_id))
             return
         owner = plan.record.world_id
         running_elsewhere = plan.state == PlanState.RUNNING and owner not in (None, me)
@@ -213,7 +225,7 @@ class Mailbox:
             return
         with self._lock:
             self._give_back[row.id or 0] = f"claiming the plan failed ({type(error).__name__})"
-        self.wanted()
+        self.wanted("requests")
 
     def _return_failed(self) -> None:
         """Give back the execute requests whose claim failed (again on the next poll if the

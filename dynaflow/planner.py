@@ -43,10 +43,18 @@ class _Failed:
 
 
 class Planner:
-    def __init__(self, services: Services, plan_id: str, key: str | None = None) -> None:
+    def __init__(
+        self,
+        services: Services,
+        plan_id: str,
+        key: str | None = None,
+        parent: tuple[str, int] | None = None,
+    ) -> None:
         self.services = services
         self.plan_id = plan_id
         self.key = key
+        #: a sub-plan's parent plan and step
+        self.parent = parent
         self.created_at = now()
         self.root: Action | None = None
         self.actions: list[Action] = []
@@ -197,6 +205,8 @@ class Planner:
             key=self.key,
             run_flow=flows.to_json(run_flow),
             error=error,
+            parent_id=self.parent[0] if self.parent else None,
+            parent_step_id=self.parent[1] if self.parent else None,
         )
         actions = [
             ActionRecord(

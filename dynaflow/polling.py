@@ -29,6 +29,27 @@ from dynaflow.exceptions import ConfigurationError, InvalidArgument
 POLL = "__dynaflow_poll__"
 
 
+def output_get(action: Any, key: str) -> Any:
+    """``key`` of a mixin's state kept in the action's output (a dict or an ``Output`` model)."""
+    output = action.output
+    return output.get(key) if isinstance(output, dict) else getattr(output, key, None)
+
+
+def output_set(action: Any, key: str, value: Any, needs: str) -> None:
+    """Set ``key`` of the state kept in the action's output; an ``Output`` model without that
+    field raises, naming what the mixin (``needs``) wants declared."""
+    output = action.output
+    if isinstance(output, dict):
+        output[key] = value
+        return
+    try:
+        setattr(output, key, value)
+    except (AttributeError, ValueError) as exc:
+        raise ConfigurationError(
+            f"{type(action).__qualname__}.Output needs a field {key!r} for {needs}"
+        ) from exc
+
+
 class Polling:
     #: seconds between polls; the next interval is used every ``attempts_before_next_interval``
     poll_intervals: ClassVar[tuple[float, ...]] = (0.5, 1, 2, 4, 8, 16)
@@ -96,21 +117,10 @@ class Polling:
         return attempts
 
     def _get(self, key: str) -> Any:
-        output = self.output  # type: ignore[attr-defined]
-        return output.get(key) if isinstance(output, dict) else getattr(output, key, None)
+        return output_get(self, key)
 
     def _set(self, key: str, value: Any) -> None:
-        output = self.output  # type: ignore[attr-defined]
-        if isinstance(output, dict):
-            output[key] = value
-            return
-        try:
-            setattr(output, key, value)
-        except (AttributeError, ValueError) as exc:
-            raise ConfigurationError(
-                f"{type(self).__qualname__}.Output needs a field {key!r} for Polling "
-                "(task: Any = None, poll_attempts: dict = {})"
-            ) from exc
+        output_set(self, key, value, "Polling (task: Any = None, poll_attempts: dict = {})")
 
     # -- the run protocol ------------------------------------------------------------------
 

@@ -181,7 +181,7 @@ class _View:
         run_steps = [s for s in self.steps.values() if s.kind == StepKind.RUN]
         if run_steps:
             branch = tree.add(Text("run", style="bold"))
-            self._add_flow(branch, _flow(plan.run_flow, run_steps))
+            self._add_flow(branch, self.plan.flow())
 
         finalize_steps = sorted(
             (s for s in self.steps.values() if s.kind == StepKind.FINALIZE),
@@ -265,16 +265,6 @@ class _View:
         if self.tracebacks and traceback:
             return Group(text, safe(traceback.rstrip(), "dim red", multiline=True))
         return text
-
-
-def _flow(run_flow: Any, run_steps: list[StepRecord]) -> flows.Flow:
-    """The stored run flow; if it is missing or unreadable, the run steps as a concurrence."""
-    try:
-        if run_flow is not None:
-            return flows.from_json(run_flow)
-    except ValueError:
-        pass
-    return flows.Concurrence([flows.Atom(s.id) for s in sorted(run_steps, key=lambda s: s.id)])
 
 
 def plans_table(plans: list[PlanRecord], *, title: str | None = None) -> Table:

@@ -53,6 +53,10 @@ class StepRuntime:
     timed_out: str | None = None
     #: the id of the event the step is handling now
     handling: int | None = None
+    #: with ``event_batches``: the other events handed over with it (consumed with it)
+    batch: tuple[int, ...] = ()
+    #: its action class takes its sent events in batches (resolved on first need)
+    batches: bool | None = None
     #: whether the action is a Cancellable (resolved on first need)
     cancellable: bool | None = None
     #: the run attempt under a Retry policy (1: the first run)
@@ -84,6 +88,8 @@ class PlanRuntime:
         """``rerun``: the failed run steps that run again — ``None`` for all of them (resume),
         else only these (empty when taking a running plan over, one id for a retry)."""
         self.plan_id = plan.id
+        #: a sub-plan's parent plan and step (told when this plan stops or pauses)
+        self.parent = (plan.parent_id, plan.parent_step_id) if plan.parent_id is not None else None
         self.futures: list[Future[Any]] = []
         self.actions = {
             a.id: ActionRuntime(a.id, a.action_class, a.input, a.output, a.parent_id)

@@ -19,6 +19,7 @@ from dynaflow.persistence.base import (
     Batch,
     BatchResult,
     Claim,
+    EventRow,
     HistoryRow,
     PlanUpdate,
     StepUpdate,
@@ -131,9 +132,12 @@ class Changes:
         *,
         result: PlanResult | None = None,
         owner: str | EllipsisType | None = ...,
+        parent: tuple[str, int] | None = None,
     ) -> None:
         """Move the plan from ``old`` to ``state`` (compare-and-set on ``old`` and, unless it
-        is ``...``, on the owning world), with ``result`` and other ``fields``."""
+        is ``...``, on the owning world), with ``result`` and other ``fields``. A sub-plan
+        (``parent``: the plan and step that spawned it) that stops or pauses sends that step an
+        event in the same transaction: ``{"sub_plan": id, "state": ..., "result": ...}``."""
         check_plan(old, state, what=f"plan {plan_id}")
         values = {"state": state, **(fields or {})}
         if result is not None:
@@ -142,6 +146,9 @@ class Changes:
         self.batch.history.append(
             HistoryRow(plan_id, at, f"plan {state}", world_id=self.world_id, detail=detail)
         )
+        if parent is not None and state in (PlanState.STOPPED, PlanState.PAUSED):
+            payload = {"sub_plan": plan_id, "state": str(state), "result": str(result)}
+            self.batch.events.append(EventRow(parent[0], parent[1], "event", payload, at))
         self.signal_plan(plan_id, state, result)
 
     def plan_fields(

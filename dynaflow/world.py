@@ -39,10 +39,9 @@ from dynaflow.middleware.stack import MiddlewareSpec, MiddlewareStack
 from dynaflow.middleware.transaction import TransactionMiddleware
 from dynaflow.operators.online import Operators, check_ids
 from dynaflow.persistence import Storage, open_storage
-from dynaflow.persistence.base import EventRow, Listening, RequestRow
+from dynaflow.persistence.base import EventRow, Listening, NewPlan, RequestRow
 from dynaflow.persistence.limits import check_world_id
 from dynaflow.phases import PhaseContext
-from dynaflow.plan_filters import PlanQueries
 from dynaflow.planner import Planner, plan_core
 from dynaflow.queues import declared as declared_queues
 from dynaflow.services import Services
@@ -50,6 +49,8 @@ from dynaflow.states import FINISHED_STEP_STATES, PlanResult, PlanState, StepKin
 from dynaflow.urls import display_url
 from dynaflow.values import to_json
 from dynaflow.world_cluster import ClusterSide
+from dynaflow.world_reads import PlanReads
+from dynaflow.world_sub_plans import SubPlansSide
 
 log = logging.getLogger("dynaflow.world")
 
@@ -60,7 +61,7 @@ _CORES: dict[str, Callable[..., Any]] = {
 }
 
 
-class World(ClusterSide, PlanQueries):
+class World(PlanReads, ClusterSide, SubPlansSide):
     """Opens persistence and starts an executor; a context manager; thread-safe.
 
     ``executor``: ``"threads"`` (a scheduler thread and ``workers`` worker threads),
@@ -142,6 +143,7 @@ class World(ClusterSide, PlanQueries):
                     self.storage.declare_queue(queue.name, queue.limit)
         if self.executor is not None:
             self.mailbox = Mailbox(self.services, self.executor, pools)
+            self.executor.engine.requested = self._requested
             self.executor.engine.pools = dict(pools)
             self._listen()
             self.cluster.start(self.executor)
@@ -189,6 +191,9 @@ class World(ClusterSide, PlanQueries):
         kwargs: dict[str, Any],
         key: str | None,
         hand_off: RequestRow | None = None,
+        parent: tuple[str, int] | None = None,
+        plan_id: str | None = None,
+        collect: list[NewPlan] | None = None,
     ) -> tuple[str, BaseException | None]:
         """Plan, or find the plan with ``key``: ``(plan id, planning failure)``. ``hand_off``:
         an execute request stored with the new plan, in its transaction (its ``plan_id`` is
@@ -202,8 +207,8 @@ class World(ClusterSide, PlanQueries):
             existing = self.storage.find_plan_by_key(key)
             if existing is not None:
                 return existing.id, None
-        plan_id = str(uuid.uuid4())
-        planner = Planner(self.services, plan_id, key)
+        plan_id = plan_id or str(uuid.uuid4())
+        planner = Planner(self.services, plan_id, key, parent)
         context = PhaseContext(self, plan_id, "plan", self.storage)
         planned = False
 
@@ -214,6 +219,9 @@ class World(ClusterSide, PlanQueries):
                 raise planner.failure
             new = planner.finish()
             planned = True
+            if collect is not None:  # the caller inserts it, with others
+                collect.append(new)
+                return
             self.storage.insert_plan(new)
             if hand_off is not None:
                 hand_off.plan_id = plan_id
@@ -338,8 +346,11 @@ class World(ClusterSide, PlanQueries):
         return self._operate(plan_id, "halt", False, by)
 
     def _operate(self, plan_id: str, operation: str, abort: bool, by: str | None) -> PlanFuture:
+        """Cancel or halt the plan, then its sub-plans (and theirs)."""
         self._check_open()
-        return self.operators.stop(plan_id, operation, abort, by)
+        future = self.operators.stop(plan_id, operation, abort, by)
+        self._down_to_sub_plans(plan_id, operation, abort, by)
+        return future
 
     def maintain(self, force: bool = False) -> None:
         """Heartbeat, and take over the plans of worlds whose lease expired. Executors call it
@@ -349,11 +360,14 @@ class World(ClusterSide, PlanQueries):
 
     # -- operators: resume, skip, retry ---------------------------------------------------------
 
-    def resume(self, plan_id: str, *, by: str | None = None) -> PlanFuture:
+    def resume(self, plan_id: str, *, sub_plans: bool = False, by: str | None = None) -> PlanFuture:
         """Run a paused plan again: failed steps run again, finished ones are left, and the
         finalize phase runs again in full (finalizers must be idempotent). The future resolves
-        when its execution ends. Raises :class:`InvalidState` unless the plan is paused."""
+        when its execution ends. Raises :class:`InvalidState` unless the plan is paused.
+        ``sub_plans=True`` first resumes its paused sub-plans (and theirs)."""
         self._check_open()
+        if sub_plans:
+            self._down_to_sub_plans(plan_id, "resume", by=by)
         return self.operators.resume(plan_id, by)
 
     def skip(
@@ -389,15 +403,6 @@ class World(ClusterSide, PlanQueries):
             self.mailbox.poll(force=True)
         if self.executor is not None:
             self.executor.run_pending()
-
-    # -- reading ---------------------------------------------------------------------------
-
-    def get_plan(self, plan_id: str) -> ExecutionPlan:
-        """A read-only snapshot of the plan; :class:`UnknownPlan` if there is none."""
-        self._check_open()
-        if not isinstance(plan_id, str):
-            raise UnknownPlan(plan_id)
-        return self.storage.load_plan(plan_id)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -453,6 +458,12 @@ class World(ClusterSide, PlanQueries):
         return self.storage.transaction()
 
     # -- internals -------------------------------------------------------------------------
+
+    def _requested(self) -> None:
+        """A step left requests (stored with its outcome): look at them now."""
+        if self.mailbox is not None and self.executor is not None:
+            self.mailbox.wanted("requests")
+            self.executor.run_pending()
 
     def _check_open(self) -> None:
         if self._closed:

@@ -20,6 +20,8 @@ from dynaflow.persistence.base import Listening, RequestRow
 from dynaflow.queues import Queue
 
 log = logging.getLogger("dynaflow.world")
+#: what a notification topic asks the mailbox to look at
+LOOK_AT = {"r": "requests", "n": "runs", "d": "answers"}
 
 
 class ClusterSide:
@@ -165,8 +167,10 @@ class ClusterSide:
             return
         if kind != "n" and topic is not None and target not in ("*", self.id):
             return
-        if topic is None or kind == "r" or kind == "d" or (kind == "n" and target in self._pools):
+        if topic is None:
             mailbox.wanted()
+        elif kind in LOOK_AT and (kind != "n" or target in self._pools):
+            mailbox.wanted(LOOK_AT[kind])
         if topic is None or kind == "e":
             executor.engine.check_events = True
         if isinstance(executor, ThreadedExecutor):  # an inline one runs in its caller only

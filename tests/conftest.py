@@ -29,9 +29,7 @@ from typing import Any
 import pytest
 
 from dynaflow import World
-
-#: how long any test waits for anything (a plan to end, a gated step to arrive)
-WAIT = 10.0
+from dynaflow.testing import WAIT  # how long any test waits for anything
 
 EXECUTORS = ("inline", "threads")
 STORAGES = ("memory", "sqlite", "postgres")

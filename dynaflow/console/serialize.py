@@ -93,13 +93,14 @@ def plan_summary(record: PlanRecord, links: Links) -> PlanSummary:
 
 
 def counts(world: World) -> Counts:
-    """Plans per state, and the stopped ones per result."""
-    by_state = {s.value: world.count_plans(state=s) for s in PlanState}
-    by_result = {
-        r.value: world.count_plans(state=PlanState.STOPPED, result=r)
-        for r in PlanResult
-        if r != PlanResult.PENDING
-    }
+    """Plans per state, and the stopped ones per result (one grouped count)."""
+    grouped = world.storage.plan_counts()
+    by_state = {s.value: 0 for s in PlanState}
+    by_result = {r.value: 0 for r in PlanResult if r != PlanResult.PENDING}
+    for (state, result), n in grouped.items():
+        by_state[state.value] += n
+        if state == PlanState.STOPPED and result.value in by_result:
+            by_result[result.value] += n
     return Counts(total=sum(by_state.values()), **by_state, **by_result)
 
 

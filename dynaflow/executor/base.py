@@ -123,6 +123,10 @@ class EngineBase:
         self.held: set[str] = set()
         #: how long each action class's run steps take here (seconds, a moving average)
         self.run_time: dict[str, float] = {}
+        #: called after a commit that stored requests a step left (the world's mailbox looks)
+        self.requested: Callable[[], None] | None = None
+        #: plans claimed together for the Execute messages of this iteration (by message id)
+        self.claimed: dict[int, PlanRuntime | BaseException] = {}
         #: messages of the current iteration handled so far
         self.handled = 0
         self.current: Iteration | None = None
@@ -168,6 +172,9 @@ class EngineBase:
     # -- calls between the parts (each defined by one part) ------------------------------------
 
     def start(self, message: Execute, it: Iteration) -> None:
+        raise NotImplementedError  # recovery
+
+    def claim_together(self, messages: list[Message], it: Iteration) -> list[Message]:
         raise NotImplementedError  # recovery
 
     def advance(self, runtime: PlanRuntime, it: Iteration) -> None:

@@ -145,6 +145,7 @@ class Engine(Faults, Watching, Recovery, Stopping, Timers, Spreading, Outcomes, 
         self.handled = -1
         if self.recovery_due():
             self.take_up_again(it)
+        messages[:] = self.claim_together(messages, it)  # (in place: a failure requeues by index)
         for index, message in enumerate(messages):
             self.handled = index
             match message:

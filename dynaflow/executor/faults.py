@@ -35,6 +35,7 @@ class Faults(EngineBase):
             )
         else:
             log.error("scheduler iteration failed; plans are taken up again", exc_info=exc)
+        self.claimed.clear()  # claims the messages requeued below make again
         failing: list[Message] = []
         rest = messages if self.handled < 0 else messages[self.handled + 1 :]
         if 0 <= self.handled < len(messages):

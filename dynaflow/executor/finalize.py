@@ -62,6 +62,7 @@ def finalize_task(services: Services, runtime: PlanRuntime) -> Finalized:
             ended,
             {"ended_at": ended},
             result=plan_result(_states(runtime, pending)),
+            parent=runtime.parent,
         )
         changes.write(storage)
 
@@ -120,7 +121,14 @@ def _record_failure(
                 {"ended_at": at, "error": error.to_json()},
                 {"error": error.to_json()},
             )
-        changes.plan(plan_id, PlanState.RUNNING, PlanState.PAUSED, at, result=PlanResult.ERROR)
+        changes.plan(
+            plan_id,
+            PlanState.RUNNING,
+            PlanState.PAUSED,
+            at,
+            result=PlanResult.ERROR,
+            parent=runtime.parent,
+        )
         changes.write(storage)
     changes.committed()
     return ((failed.id, S.ERROR),) if failed is not None else ()

@@ -49,6 +49,10 @@ class Outcomes(EngineBase):
             it.batch.drop_events.append(outcome.consumed)
             step.timers.discard(outcome.consumed)
             self.resolve_event(it, outcome.consumed, None)
+        for event_id in step.batch:  # handed over with it: handled with it
+            it.batch.drop_events.append(event_id)
+            self.resolve_event(it, event_id, None)
+        step.batch = ()
         error = outcome.error
         if error is None and step.timed_out is not None:
             error, step.timed_out = StepError("Timeout", step.timed_out), None
@@ -133,6 +137,10 @@ class Outcomes(EngineBase):
         return True
 
     def _queue_events(self, outcome: StepOutcome, it: Iteration) -> None:
+        if outcome.requests:
+            it.batch.requests.extend((outcome.plan_id, row) for row in outcome.requests)
+            if self.requested is not None:
+                it.later(self.requested, outcome.plan_id)
         for row, future in outcome.events:
             it.batch.events.append(row)
             if row.kind == EVENT:
@@ -177,7 +185,15 @@ class Outcomes(EngineBase):
             result = plan_result([s.state for s in run_steps])
         at = now()
         fields = {"ended_at": at} if state == PlanState.STOPPED else {}
-        it.changes.plan(runtime.plan_id, PlanState.RUNNING, state, at, fields, result=result)
+        it.changes.plan(
+            runtime.plan_id,
+            PlanState.RUNNING,
+            state,
+            at,
+            fields,
+            result=result,
+            parent=runtime.parent,
+        )
         self.end(runtime, it)
 
     def _finalize(self, runtime: PlanRuntime, it: Iteration) -> None:

@@ -4,7 +4,9 @@ running (its interrupted steps re-run or error), release plans at shutdown."""
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Collection
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +15,7 @@ from dynaflow.clock import now
 from dynaflow.exceptions import ConcurrentModification, InvalidState, UnknownPlan
 from dynaflow.execution_plan import StepError
 from dynaflow.executor.base import EXECUTABLE, EngineBase, Iteration
-from dynaflow.executor.messages import Execute, RetryStep, Takeover, error_json
+from dynaflow.executor.messages import Execute, Message, RetryStep, Takeover, error_json
 from dynaflow.runtime import PlanRuntime
 from dynaflow.states import (
     DONE_STEP_STATES,
@@ -29,27 +31,68 @@ S = StepState
 
 
 class Recovery(EngineBase):
+    def claim_together(self, messages: list[Message], it: Iteration) -> list[Message]:
+        """Several plans to start at once (a batch of requests): claim them in one
+        transaction, a savepoint each (one commit, not one per plan). Returns the messages with
+        those first; :meth:`start` takes their claims from :attr:`claimed`."""
+        named = Counter(getattr(m, "plan_id", None) for m in messages)
+        together = [
+            m
+            for m in messages
+            if isinstance(m, Execute)
+            and m.takeover is None
+            and named[m.plan_id] == 1  # nothing else in this batch about the plan
+            and m.plan_id not in self.plans
+        ]
+        if len(together) < 2:
+            return messages
+        missing = [m.plan_id for m in together if m.plan is None]
+        loaded = self.storage.load_plans(missing) if missing else {}
+        claims: dict[int, PlanRuntime | BaseException] = {}
+        with self.storage.transaction():
+            for message in together:
+                plan = message.plan or loaded.get(message.plan_id)
+                if plan is None:
+                    claims[id(message)] = UnknownPlan(message.plan_id)
+                    continue
+                try:
+                    with self.storage.savepoint():
+                        claims[id(message)] = self._claim_plan(
+                            message.plan_id, replace(message, plan=plan), it
+                        )
+                except (ConcurrentModification, InvalidState, UnknownPlan) as exc:
+                    claims[id(message)] = exc
+        # committed: the plans claimed are this world's (kept if the iteration fails later)
+        for message in together:
+            claim = claims[id(message)]
+            if isinstance(claim, PlanRuntime):
+                self.plans[message.plan_id] = claim
+        self.claimed.update(claims)
+        first = set(map(id, together))
+        return together + [m for m in messages if id(m) not in first]
+
     def start(self, message: Execute, it: Iteration) -> None:
         """Run a planned or paused plan (``only``: of its failed steps, re-run just this one),
         or take over a running one (``takeover``)."""
         plan_id, future = message.plan_id, message.future
-        runtime = self.plans.get(plan_id)
-        if runtime is not None:  # already executing (or a halted one finishing a step) here
-            runtime.futures.append(future)
-            return
-        try:
-            runtime = self._claim_plan(plan_id, message, it)
-        except (ConcurrentModification, InvalidState) as exc:
-            self.answer(message.request, exc)
-            if message.follow_if_taken:  # another world started it first
-                self.follow(plan_id, future)
+        claim = self.claimed.pop(id(message), None)
+        if claim is None:
+            runtime = self.plans.get(plan_id)
+            if runtime is not None:  # already executing (or a halted one finishing a step)
+                runtime.futures.append(future)
+                return
+            try:
+                claim = self._claim_plan(plan_id, message, it)
+            except (ConcurrentModification, InvalidState, UnknownPlan) as exc:
+                claim = exc
+        if isinstance(claim, BaseException):
+            self.answer(message.request, claim)
+            if message.follow_if_taken and not isinstance(claim, UnknownPlan):
+                self.follow(plan_id, future)  # another world started it first
             else:
-                future.set_exception(exc)
+                future.set_exception(claim)
             return
-        except UnknownPlan as exc:
-            self.answer(message.request, exc)
-            future.set_exception(exc)
-            return
+        runtime = claim
         log.info(
             "plan %s %s in world %s",
             plan_id,
@@ -75,7 +118,9 @@ class Recovery(EngineBase):
         """Make this world the plan's owner, in its own transaction (which also deletes the
         request it answers); its signal goes out with the iteration's."""
         takeover, only = message.takeover, message.only
-        plan = message.plan if message.plan is not None else self.storage.load_plan(plan_id)
+        plan = message.plan
+        if plan is None:
+            plan = self.storage.load_plan(plan_id, history=False)
         at = now()
         changes = Changes(self.services.world, self.world_id)
         rerun: Collection[int] | None = None if only is None else (only,)
@@ -186,7 +231,7 @@ class Recovery(EngineBase):
             runtime = self.plans.get(plan_id)
             if runtime is None:
                 continue
-            plan = self.storage.load_plan(plan_id)
+            plan = self.storage.load_plan(plan_id, history=False)
             if plan.state != PlanState.RUNNING or plan.record.world_id != self.world_id:
                 log.warning("plan %s is no longer run by this world; following it", plan_id)
                 del self.plans[plan_id]

@@ -159,6 +159,7 @@ class Scheduling(EngineBase):
         )
         step.busy = False
         step.handling = None
+        step.batch = ()
         runtime.busy -= 1
         self.busy -= 1
         self.stale.add(runtime.plan_id)  # read it again next iteration, and go on from there

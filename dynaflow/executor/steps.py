@@ -16,7 +16,7 @@ from dynaflow.clock import now
 from dynaflow.events import RunContext, Suspend, SuspendedHandle, set_current_context
 from dynaflow.exceptions import EventRejected, InvalidInput, NotJSON
 from dynaflow.execution_plan import StepError
-from dynaflow.persistence.base import EventRow
+from dynaflow.persistence.base import EventRow, RequestRow
 from dynaflow.rebuild import build_action
 from dynaflow.runtime import PlanRuntime
 from dynaflow.services import Services
@@ -38,6 +38,8 @@ class StepOutcome:
     callback: Callable[[SuspendedHandle], Any] | None = None
     #: events and timers the call planned, with the futures of ``World.event`` senders
     events: list[tuple[EventRow, Future[Any] | None]] = field(default_factory=list)
+    #: requests the call left, stored with its outcome
+    requests: list[RequestRow] = field(default_factory=list)
     #: the id of the event this call handled
     consumed: int | None = None
     #: the call was ``cancel()`` (or ran while a cancel was requested)
@@ -120,6 +122,7 @@ def run_step(
         output = dump_output(action)
         outcome.output = output if output != saved else None
         outcome.events = context.events
+        outcome.requests = context.requests
     except BaseException as exc:  # user code: SystemExit in run() is a step error
         outcome.error = error_of(exc)
         outcome.exception = exc

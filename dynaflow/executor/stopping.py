@@ -79,6 +79,7 @@ class Stopping(EngineBase):
             {"ended_at": at},
             {"reason": "halted"},
             result=result,
+            parent=runtime.parent,
         )
         runtime.futures.append(future)
         self.end(runtime, it, keep=runtime.busy > 0)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+from dynaflow import registry
 from dynaflow.clock import now
 from dynaflow.events import EVENT, RETRY, TIMEOUT, SuspendedHandle
 from dynaflow.exceptions import EventRejected
@@ -67,6 +68,7 @@ class Timers(EngineBase):
         self.check_events = False
         at = now()
         dropped = set(it.batch.drop_events)  # handled in this iteration, not yet deleted
+        batches: dict[tuple[str, int], list[EventRow]] = {}
         for row in self.storage.due_events(self.world_id, at):
             if row.id in dropped:
                 continue
@@ -84,11 +86,35 @@ class Timers(EngineBase):
                     )
                     self.resolve_event(it, row.id, EventRejected(why))
                 continue
-            if row.id != step.handling:
-                self._deliver(runtime, step, row, it)
+            if row.id == step.handling or row.id in step.batch:
+                continue
+            if row.kind == EVENT and self._in_batches(step):
+                if step.state == S.SUSPENDED and not step.busy:
+                    batches.setdefault((row.plan_id, row.step_id), []).append(row)
+                else:
+                    step.waiting_events.add(row.id)
+                continue
+            self._deliver(runtime, step, row, it)
+        for (plan_id, step_id), rows in batches.items():
+            runtime, step = self.plans[plan_id], self.plans[plan_id].steps[step_id]
+            if step.state == S.SUSPENDED and not step.busy and (plan_id, step_id) not in it.wakes:
+                first, *rest = [row.id for row in rows if row.id is not None]
+                step.batch = tuple(rest)
+                step.waiting_events.difference_update(rest)
+                self.wake(runtime, step, [row.payload for row in rows], first, False, it)
+            else:
+                step.waiting_events.update(row.id for row in rows if row.id is not None)
         # a timer already due but not deliverable now (its step runs) is looked at again when
         # the step suspends, not on every iteration: only later timers set the next wake-up
         self.next_due = self.storage.next_due(self.world_id, after=at)
+
+    def _in_batches(self, step: StepRuntime) -> bool:
+        """Whether the step's action class takes its sent events in batches (a list)."""
+        if step.batches is None:
+            step.batches = bool(
+                registry.attribute(step.action_class, "event_batches", False, "one at a time")
+            )
+        return step.batches
 
     def _deliver(
         self, runtime: PlanRuntime, step: StepRuntime, row: EventRow, it: Iteration

@@ -60,6 +60,7 @@ def stop_offline(
         {"reason": operation},
         result=plan_result([s.state for s in steps]),
         owner=owner,
+        parent=(plan.parent_id, plan.parent_step_id) if plan.parent_id is not None else None,
     )
     _commit(services, changes, f"plan {plan_id} changed while it was being {operation}ed")
 

@@ -15,6 +15,13 @@ from dynaflow.persistence.base import (
 )
 from dynaflow.persistence.memory import MemoryStorage
 
+# The SQL storage and its database drivers are imported with dynaflow, not when the first World
+# opens a database: psycopg's C extension looks up ``datetime.datetime`` and ``datetime.date``
+# once, when it is imported, and a program that opens its first World inside freezegun's
+# ``freeze_time`` would hand it freezegun's classes (a "datetime.date size changed" warning, and
+# every time read from PostgreSQL a ``FakeDatetime`` for the rest of the process).
+from dynaflow.persistence.sql import SQLStorage
+
 
 def open_storage(url: str, *, migrate: bool | None = None) -> Storage:
     """Open the storage for ``url``: ``memory://`` or any SQLAlchemy URL (SQLite, PostgreSQL).
@@ -23,8 +30,6 @@ def open_storage(url: str, *, migrate: bool | None = None) -> Storage:
     """
     if url in ("memory://", "memory"):
         return MemoryStorage()
-    from dynaflow.persistence.sql import SQLStorage
-
     return SQLStorage(url, migrate=migrate)
 
 

@@ -23,7 +23,11 @@ from datetime import datetime
 from types import EllipsisType
 from typing import Any
 
-from dynaflow.exceptions import ConfigurationError, InvalidArgument
+from dynaflow.exceptions import (
+    ConcurrentModification,
+    InvalidArgument,
+    UnknownPlan,
+)
 from dynaflow.execution_plan import (
     ActionRecord,
     ExecutionPlan,
@@ -38,6 +42,7 @@ from dynaflow.persistence.cluster import (  # noqa: F401 (re-exported)
     WorldRow,
     interrupted,
 )
+from dynaflow.persistence.filters import ALL_PLANS, PlanFilter, plan_order  # noqa: F401
 from dynaflow.states import PlanResult, PlanState, StepState
 
 
@@ -140,13 +145,18 @@ class Batch:
     topics: list[str] = field(default_factory=list)
     #: ``"run"`` requests for steps this batch claims, stored only if the claim holds
     offers: list[RequestRow] = field(default_factory=list)
+    #: requests a step's run left (a SubPlans step starting its children): (that step's plan,
+    #: the request), stored with its outcome
+    requests: list[tuple[str, RequestRow]] = field(default_factory=list)
 
     def plan_ids(self) -> set[str]:
-        """The plans this batch writes to (events it drops aside: only their ids are known)."""
+        """The plans this batch writes to, which the fencing checks. Events it queues aside
+        (anyone may send a plan an event: a sub-plan tells its parent it ended) and events it
+        drops (only their ids are known)."""
         # plain loops: this runs for every batch the executor writes
         ids: set[str] = set()
         add = ids.add
-        for rows in (self.plans, self.steps, self.history, self.claims, self.events):
+        for rows in (self.plans, self.steps, self.history, self.claims):
             for row in rows:
                 add(row.plan_id)
         for output in self.outputs:
@@ -165,6 +175,7 @@ class Batch:
             [i for i in self.drop_events if dropped.get(i) not in plans],
             topics=list(self.topics),
             offers=[r for r in self.offers if r.plan_id not in plans],
+            requests=[(origin, r) for origin, r in self.requests if origin not in plans],
         )
 
     def __bool__(self) -> bool:
@@ -176,54 +187,10 @@ class Batch:
             or self.claims
             or self.events
             or self.drop_events
+            or self.requests
         )
 
 
-@dataclass(frozen=True, slots=True)
-class PlanFilter:
-    """Which plans :meth:`Storage.find_plans` and :meth:`Storage.count_plans` return: those
-    matching every field that is set. ``state`` and ``result`` match any value given (an empty
-    tuple: no plan); ``label`` and ``action`` (the root action class name) match exactly;
-    ``text`` is a substring of the label or the id, in any case; ``created_after`` and
-    ``created_before`` bound ``created_at`` (the first inclusive, the second not)."""
-
-    state: tuple[PlanState, ...] | None = None
-    result: tuple[PlanResult, ...] | None = None
-    label: str | None = None
-    action: str | None = None
-    text: str | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-
-    def matches(self, record: PlanRecord) -> bool:
-        """Whether ``record`` passes the filter (the SQL storage builds its WHERE from the
-        same fields)."""
-        created = record.created_at
-        return (
-            (self.state is None or record.state in self.state)
-            and (self.result is None or record.result in self.result)
-            and (self.label is None or record.label == self.label)
-            and (self.action is None or record.root_action_class == self.action)
-            and (
-                self.text is None
-                or self.text.lower() in record.label.lower()
-                or self.text.lower() in record.id.lower()
-            )
-            and (
-                self.created_after is None
-                or (created is not None and created >= self.created_after)
-            )
-            and (
-                self.created_before is None
-                or (created is not None and created < self.created_before)
-            )
-        )
-
-
-#: every plan
-ALL_PLANS = PlanFilter()
-#: the plan columns :meth:`Storage.find_plans` can order by
-ORDERABLE = ("created_at", "started_at", "ended_at", "label", "state", "result", "id")
 #: the fields :meth:`Storage.update_plan` may set
 PLAN_FIELDS = frozenset(
     {
@@ -244,15 +211,6 @@ PLAN_FIELDS = frozenset(
 STEP_FIELDS = frozenset(
     {"started_at", "ended_at", "duration", "error", "world_id", "queue", "position"}
 )
-
-
-def plan_order(order_by: str) -> tuple[str, bool]:
-    """The column and direction (descending?) of ``order_by``, a column of :data:`ORDERABLE`
-    with ``-`` in front for descending."""
-    column = order_by.lstrip("-")
-    if column not in ORDERABLE:
-        raise ConfigurationError(f"cannot order plans by {order_by!r}; use one of {ORDERABLE}")
-    return column, order_by.startswith("-")
 
 
 def check_fields(what: str, names: Iterable[str], allowed: frozenset[str]) -> None:
@@ -309,6 +267,11 @@ class Storage(ClusterStore):
         """Release connections. Further calls may fail."""
 
     @abstractmethod
+    def savepoint(self) -> AbstractContextManager[Any]:
+        """Inside a transaction: what the block writes is undone if it raises, and the rest of
+        the transaction goes on (outside one: a transaction of its own)."""
+
+    @abstractmethod
     def transaction(self) -> AbstractContextManager[Any]:
         """An ambient transaction for this thread: writes made inside it commit together when
         the outermost block exits normally and roll back when it raises. Nested blocks join the
@@ -326,6 +289,18 @@ class Storage(ClusterStore):
 
         Raises :class:`~dynaflow.exceptions.ConcurrentModification` if the plan id or its
         ``key`` already exists."""
+
+    def insert_plans(self, news: Sequence[NewPlan]) -> set[str]:
+        """Insert many plans in one transaction (as :meth:`insert_plan` each); a plan whose
+        id or key exists already is left out. Returns the ids left out."""
+        existing: set[str] = set()
+        with self.transaction():
+            for new in news:
+                try:
+                    self.insert_plan(new)
+                except ConcurrentModification:
+                    existing.add(new.plan.id)
+        return existing
 
     @abstractmethod
     def update_plan(
@@ -387,6 +362,8 @@ class Storage(ClusterStore):
             if batch.drop_events:
                 self.delete_events(batch.drop_events)
             self.add_offers(batch.offers, result.claimed)
+            for _, row in batch.requests:
+                self.add_request(row)
         return result
 
     def add_offers(self, offers: Sequence[RequestRow], claimed: set[tuple[str, int]]) -> None:
@@ -465,8 +442,29 @@ class Storage(ClusterStore):
         """Every queued event of one plan, oldest id first."""
 
     @abstractmethod
-    def load_plan(self, plan_id: str) -> ExecutionPlan:
-        """The whole plan: record, actions, steps (by id), run edges, history (oldest first)."""
+    def load_plan(self, plan_id: str, *, history: bool = True) -> ExecutionPlan:
+        """The whole plan: record, actions, steps (by id), run edges, history (oldest first;
+        left empty with ``history=False``, as the executor needs none of it)."""
+
+    @abstractmethod
+    def plan_counts(self, where: PlanFilter = ALL_PLANS) -> dict[tuple[PlanState, PlanResult], int]:
+        """How many plans matching ``where`` there are in each (state, result) (one grouped
+        count; pairs with no plan are left out)."""
+
+    def load_plans(self, plan_ids: Sequence[str]) -> dict[str, ExecutionPlan]:
+        """Many plans as :meth:`load_plan` with ``history=False`` gives them, by id (ids no
+        plan has are left out)."""
+        plans: dict[str, ExecutionPlan] = {}
+        for plan_id in dict.fromkeys(plan_ids):
+            try:
+                plans[plan_id] = self.load_plan(plan_id, history=False)
+            except UnknownPlan:
+                continue
+        return plans
+
+    @abstractmethod
+    def plan_records(self, plan_ids: Sequence[str]) -> list[PlanRecord]:
+        """The plan rows of ``plan_ids`` in that order, leaving out ids no plan has."""
 
     @abstractmethod
     def get_plan_record(self, plan_id: str) -> PlanRecord:

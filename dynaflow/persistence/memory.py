@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -39,7 +40,7 @@ from dynaflow.persistence.base import (
 )
 from dynaflow.persistence.limits import check_plan
 from dynaflow.persistence.memory_cluster import MemoryCluster, _forget, _restore
-from dynaflow.states import PlanState, StepState
+from dynaflow.states import PlanResult, PlanState, StepState
 
 
 def _copy_action(action: ActionRecord) -> ActionRecord:
@@ -97,6 +98,22 @@ class MemoryStorage(MemoryCluster, Storage):
                 raise
             finally:
                 self._local.undo = None
+
+    @contextmanager
+    def savepoint(self) -> Iterator[Any]:
+        undo: list[Callable[[], object]] | None = getattr(self._local, "undo", None)
+        if undo is None:
+            with self.transaction():
+                yield None
+            return
+        mark = len(undo)
+        try:
+            yield None
+        except BaseException:
+            for step in reversed(undo[mark:]):
+                step()
+            del undo[mark:]
+            raise
 
     def current_connection(self) -> Any:
         return None
@@ -298,7 +315,7 @@ class MemoryStorage(MemoryCluster, Storage):
                 replace(e, payload=copy.deepcopy(e.payload)) for _, e in sorted(plan.events.items())
             ]
 
-    def load_plan(self, plan_id: str) -> ExecutionPlan:
+    def load_plan(self, plan_id: str, *, history: bool = True) -> ExecutionPlan:
         with self._lock:
             plan = self._plan(plan_id)
             # records are frozen; only the JSON dicts inside them need copying
@@ -307,8 +324,13 @@ class MemoryStorage(MemoryCluster, Storage):
                 actions=tuple(_copy_action(plan.actions[i]) for i in sorted(plan.actions)),
                 steps=tuple(plan.steps[i] for i in sorted(plan.steps)),
                 edges=tuple(plan.edges),
-                history=tuple(plan.history),
+                history=tuple(plan.history) if history else (),
             )
+
+    def plan_records(self, plan_ids: Sequence[str]) -> list[PlanRecord]:
+        with self._lock:
+            wanted = dict.fromkeys(plan_ids)
+            return [self._plans[p].record for p in wanted if p in self._plans]
 
     def get_plan_record(self, plan_id: str) -> PlanRecord:
         with self._lock:
@@ -341,3 +363,12 @@ class MemoryStorage(MemoryCluster, Storage):
     def count_plans(self, where: PlanFilter = ALL_PLANS) -> int:
         with self._lock:
             return sum(1 for p in self._plans.values() if where.matches(p.record))
+
+    def plan_counts(self, where: PlanFilter = ALL_PLANS) -> dict[tuple[PlanState, PlanResult], int]:
+        with self._lock:
+            counts = Counter(
+                (p.record.state, p.record.result)
+                for p in self._plans.values()
+                if where.matches(p.record)
+            )
+        return dict(counts)

@@ -42,9 +42,13 @@ plans = Table(
     Column("world_id", String(64)),
     Column("run_flow", JSON),
     Column("error", JSON),
+    #: a sub-plan: the plan and the step that spawned it
+    Column("parent_id", String(36)),
+    Column("parent_step_id", Integer),
     Index(None, "state"),
     Index(None, "created_at"),
     Index(None, "label"),
+    Index(None, "parent_id"),
 )
 
 actions = Table(

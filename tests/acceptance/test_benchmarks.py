@@ -50,3 +50,24 @@ def test_cluster_benchmark_quick_run_prints_its_table(bench_schema_url: str) -> 
         assert any(line.startswith(scenario) for line in table), (scenario, result.stdout)
     assert "FAILED" not in result.stdout
     assert "Traceback" not in result.stderr, result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_console_graph_benchmark_prints_its_table() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "console_graph.py")]
+        + ["--sizes", "20", "--repeat", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["storage", "shape", "steps"]
+    rows = [line.split() for line in lines[2:]]
+    assert {(row[0], row[1]) for row in rows} == {
+        (storage, shape) for storage in ("memory", "sqlite") for shape in ("wide", "deep", "mixed")
+    }
+    assert all(row[2] == "20" for row in rows)

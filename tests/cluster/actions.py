@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dynaflow import Action, Cancellable, Queue
+from dynaflow import Action, Cancellable, Queue, SubPlan, SubPlans
 
 RUNS_ENV = "DYNAFLOW_CLUSTER_RUNS"
 #: the longest a gated step waits for its gate (then it fails: a test that forgot to open it)
@@ -189,3 +189,17 @@ class Shape(Action):
             self._values.append(self.plan_action(Value, name=name, **args))
             return
         self.plan_action(LEAVES[head], name=name, **args)
+
+
+class Fanout(SubPlans, Action):
+    """``count`` Work sub-plans of ``seconds`` each, at most 5 running at once."""
+
+    concurrency = 5
+    batch_size = 8
+
+    def plan(self, count: int, seconds: float) -> None:
+        self.plan_self(count=count, seconds=seconds)
+
+    def create_sub_plans(self) -> Any:
+        for i in range(self.input["count"]):
+            yield SubPlan(Work, name=f"child-{i}", seconds=self.input["seconds"])

@@ -298,6 +298,16 @@ def test_history_comes_back_in_the_order_it_was_added(storage: Storage) -> None:
     assert history[1] == HistoryRecord(T0 + timedelta(seconds=5), "started", "w-1")
     assert history[2] == HistoryRecord(T0 + timedelta(seconds=2), "step", None, 1, {"a": [1]})
 
+    # what the executor loads: everything but the history
+    bare = storage.load_plan(plan_id, history=False)
+    assert bare.history == ()
+    assert (bare.record, bare.actions, bare.steps, bare.edges) == (
+        storage.load_plan(plan_id).record,
+        storage.load_plan(plan_id).actions,
+        storage.load_plan(plan_id).steps,
+        storage.load_plan(plan_id).edges,
+    )
+
 
 # -- finding plans -----------------------------------------------------------------------------
 
@@ -340,6 +350,58 @@ def test_find_plans_filters_and_counts(five_plans: Storage) -> None:
     assert storage.count_plans() == 5
     assert storage.count_plans(PlanFilter(label="import", state=(PlanState.STOPPED,))) == 2
     assert storage.count_plans(PlanFilter(action="app.Root", result=(PlanResult.PENDING,))) == 2
+
+
+def test_sub_plans_keep_their_parent_and_are_found_by_it(storage: Storage) -> None:
+    storage.insert_plan(make_plan("parent"))
+    for child in ("kid-1", "kid-2"):
+        new = make_plan(child)
+        new.plan = replace(new.plan, parent_id="parent", parent_step_id=2)
+        storage.insert_plan(new)
+    storage.insert_plan(make_plan("other"))
+
+    assert sorted(ids(storage.find_plans(PlanFilter(parent="parent")))) == ["kid-1", "kid-2"]
+    assert storage.count_plans(PlanFilter(parent="parent")) == 2
+    assert storage.count_plans(PlanFilter(parent="kid-1")) == 0
+    kid = storage.load_plan("kid-1")
+    assert (kid.parent_id, kid.parent_step_id) == ("parent", 2)
+    assert storage.get_plan_record("parent").parent_id is None
+
+
+def test_many_plans_load_at_once_as_one_at_a_time(storage: Storage) -> None:
+    for plan_id, steps in (("p-1", 3), ("p-2", 1), ("p-3", 5)):
+        storage.insert_plan(make_plan(plan_id, steps=steps))
+    loaded = storage.load_plans(["p-3", "missing", "p-1", "p-3"])
+    assert sorted(loaded) == ["p-1", "p-3"]
+    for plan_id, plan in loaded.items():
+        assert plan == storage.load_plan(plan_id, history=False)
+    assert storage.load_plans([]) == {}
+
+
+def test_savepoint_undoes_its_block_and_keeps_the_rest(storage: Storage) -> None:
+    with storage.transaction():
+        storage.insert_plan(make_plan("kept"))
+        with pytest.raises(RuntimeError), storage.savepoint():
+            storage.insert_plan(make_plan("undone"))
+            raise RuntimeError("undo the block")
+        storage.insert_plan(make_plan("after"))
+    assert sorted(ids(storage.find_plans())) == ["after", "kept"]
+
+
+def test_plan_counts_group_by_state_and_result(five_plans: Storage) -> None:
+    P, R = PlanState, PlanResult
+    assert five_plans.plan_counts() == {
+        (P.STOPPED, R.SUCCESS): 1,
+        (P.RUNNING, R.PENDING): 1,
+        (P.STOPPED, R.ERROR): 1,
+        (P.PLANNED, R.PENDING): 1,
+        (P.PAUSED, R.PENDING): 1,
+    }
+    assert five_plans.plan_counts(PlanFilter(label="import")) == {
+        (P.STOPPED, R.SUCCESS): 1,
+        (P.STOPPED, R.ERROR): 1,
+        (P.PLANNED, R.PENDING): 1,
+    }
 
 
 def test_find_plans_orders_with_nulls_last_and_ties_by_id(five_plans: Storage) -> None:

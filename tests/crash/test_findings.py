@@ -151,8 +151,8 @@ def test_a_failed_takeover_does_not_leave_the_plan_stuck(url: str) -> None:
         load_plan = b.storage.load_plan
         loaded, proceed = threading.Event(), threading.Event()
 
-        def stale_load_plan(pid: str) -> Any:
-            plan = load_plan(pid)
+        def stale_load_plan(pid: str, **options: Any) -> Any:
+            plan = load_plan(pid, **options)
             if pid == plan_id and not loaded.is_set():
                 loaded.set()  # B read step one running; hold its takeover here a moment
                 proceed.wait(10)

@@ -1,77 +1,17 @@
 """Actions and helpers shared by the engine tests.
 
-Actions report what they did to :data:`PROBE`, a thread-safe recorder reset before every test
-(see ``conftest.py``); gated actions wait on its events, always with a timeout.
+Actions report what they did to :data:`PROBE`, a :class:`dynaflow.testing.Probe` reset before
+every test (see ``conftest.py``); gated actions wait on its events, always with a timeout.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from dynaflow import Action, ExecutionPlan, StepKind, World
-
-#: bound of every wait in a test: long enough never to be hit when things work
-WAIT = 10.0
-
-
-class Probe:
-    """What actions did, in order, from any thread; and named events to gate them on."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Condition()
-        self.reset()
-
-    def reset(self) -> None:
-        with self._lock:
-            self.calls: list[tuple[Any, ...]] = []
-            self.running = 0
-            self.max_running = 0
-            self._events: dict[str, threading.Event] = {}
-
-    def record(self, *call: Any) -> None:
-        with self._lock:
-            self.calls.append(call)
-
-    def names(self, kind: str) -> list[Any]:
-        """The names recorded with ``kind`` (``record(kind, name)``), in order."""
-        with self._lock:
-            return [call[1] for call in self.calls if call[0] == kind]
-
-    def event(self, name: str) -> threading.Event:
-        with self._lock:
-            return self._events.setdefault(name, threading.Event())
-
-    def wait(self, name: str, timeout: float = WAIT) -> None:
-        """Wait for event ``name``; a timeout is a test failure, never a hang."""
-        if not self.event(name).wait(timeout):
-            raise TimeoutError(f"event {name!r} was not set within {timeout}s")
-
-    @contextmanager
-    def running_step(self, name: str) -> Iterator[None]:
-        """Count ``name`` as running (for max concurrency) and announce ``arrived:<name>``."""
-        with self._lock:
-            self.running += 1
-            self.max_running = max(self.max_running, self.running)
-            self.calls.append(("enter", name))
-            self._lock.notify_all()
-        self.event(f"arrived:{name}").set()
-        try:
-            yield
-        finally:
-            with self._lock:
-                self.running -= 1
-                self.calls.append(("leave", name))
-                self._lock.notify_all()
-
-    def wait_running(self, count: int, timeout: float = WAIT) -> None:
-        """Wait until exactly ``count`` gated steps are running at once."""
-        with self._lock:
-            if not self._lock.wait_for(lambda: self.running == count, timeout):
-                raise TimeoutError(f"{count} steps were not running within {timeout}s")
-
+from dynaflow.testing import WAIT, Probe
+from dynaflow.testing import receiving as receiving  # the tests import it from here
 
 PROBE = Probe()
 
@@ -205,13 +145,3 @@ def trigger(world: World, action_class: type[Action], *args: Any, **kwargs: Any)
 def events_of(plan: ExecutionPlan, step_id: int | None) -> list[str]:
     """The history events of one step (``None``: of the plan itself), oldest first."""
     return [h.event for h in plan.history if h.step_id == step_id]
-
-
-@contextmanager
-def receiving(signal: Any, receiver: Any) -> Iterator[None]:
-    """Connect ``receiver`` to a blinker ``signal`` for the duration of the block."""
-    signal.connect(receiver, weak=False)
-    try:
-        yield
-    finally:
-        signal.disconnect(receiver)

@@ -9,8 +9,9 @@ from . import actions
 
 @pytest.fixture(autouse=True)
 def probe() -> Iterator[actions.Probe]:
-    """A fresh recorder for every test; whatever it gated is released at the end."""
+    """A fresh recorder for every test (a :class:`dynaflow.testing.Probe`); every gate is
+    opened at the end."""
     probe = actions.PROBE
     probe.reset()
     yield probe
-    probe.event("release").set()
+    probe.release_all()

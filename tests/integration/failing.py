@@ -15,13 +15,12 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from freezegun import freeze_time
-
 from dynaflow import Action, ExecutionPlan, PlanState, Rescue, StepState, World, signals
 from dynaflow.persistence.base import StepUpdate
 
 from .actions import PROBE, WAIT, action_id, receiving
 from .waiting import T0, is_inline
+from .waiting import frozen_clock as frozen_clock  # the tests import it from here too
 
 # -- leaves ----------------------------------------------------------------------------------
 
@@ -282,14 +281,6 @@ def running_in(world: World, plan_id: str) -> None:
         assert PROBE.event(name).is_set(), f"{name!r} did not happen before the call returned"
     elif not PROBE.event(name).wait(WAIT):
         raise TimeoutError(f"world {world.id} did not run plan {plan_id} within {WAIT}s")
-
-
-@contextmanager
-def frozen_clock() -> Iterator[Any]:
-    """Freeze dynaflow's clock at ``T0`` (psycopg keeps the real clock: its connect timeout
-    must not see the frozen one jump)."""
-    with freeze_time(T0, ignore=["psycopg"]) as clock:
-        yield clock
 
 
 def seconds_after_t0(moment: datetime) -> float:

@@ -475,3 +475,58 @@ def test_follow_resolves_when_the_woken_plan_ends(world: World) -> None:
     world.event(triggered.plan_id, run_step_id(world, triggered.plan_id, "w"), "finish")
     assert finish(world, triggered.plan_id).state == "stopped"
     assert followed.result(timeout=WAIT).result == "success"
+
+
+# -- events in batches -----------------------------------------------------------------------
+
+
+def only_run_step(world: World, plan_id: str) -> int:
+    (step,) = [s for s in world.get_plan(plan_id).steps if s.kind == "run"]
+    return int(step.id)
+
+
+class Batched(Action):
+    """Takes its sent events in batches; records each batch; "stop" in a batch finishes it.
+    The first batch waits for the probe's "release" (so that more events queue meanwhile)."""
+
+    event_batches = True
+
+    def run(self, event: Any = None) -> None:
+        if event is None:
+            self.suspend(lambda handle: PROBE.event("suspended").set())
+        PROBE.record("batch", list(event))
+        if len(PROBE.names("batch")) == 1:
+            PROBE.event("arrived:batch").set()
+            PROBE.wait("release")
+        if "stop" not in event:
+            self.suspend()
+
+
+@threads_only
+def test_events_queued_while_the_step_runs_come_as_one_batch_in_order(
+    world: World, probe: Probe
+) -> None:
+    triggered = world.trigger(Batched)
+    probe.wait("suspended")
+    step_id = only_run_step(world, triggered.plan_id)
+    first = world.event(triggered.plan_id, step_id, "one")
+    probe.wait("arrived:batch")
+    later = [world.event(triggered.plan_id, step_id, name) for name in ("two", "three", "stop")]
+    probe.event("release").set()
+
+    plan = triggered.wait(timeout=WAIT)
+    assert plan.result == "success"
+    assert probe.names("batch") == [["one"], ["two", "three", "stop"]]
+    # each sender learns its event was handled, and none is left queued
+    assert [f.result(timeout=WAIT) for f in [first, *later]] == [None] * 4
+    assert world.storage.plan_events(plan.id) == []
+
+
+def test_a_batching_step_takes_a_single_event_as_a_list_of_one(world: World, probe: Probe) -> None:
+    triggered = world.trigger(Batched)
+    probe.wait("suspended")
+    probe.event("release").set()
+    step_id = only_run_step(world, triggered.plan_id)
+    world.event(triggered.plan_id, step_id, "stop").result(timeout=WAIT)
+    assert triggered.wait(timeout=WAIT).result == "success"
+    assert probe.names("batch") == [["stop"]]

@@ -231,8 +231,8 @@ class ConcurrentWriter:
         self.original = world.storage.load_plan
         world.storage.load_plan = self.load_plan  # type: ignore[method-assign]
 
-    def load_plan(self, plan_id: str) -> Any:
-        plan = self.original(plan_id)
+    def load_plan(self, plan_id: str, **options: Any) -> Any:
+        plan = self.original(plan_id, **options)
         if plan_id == self.plan_id and plan.step(self.step_id).state == StepState.PENDING:
             update = StepUpdate(plan_id, self.step_id, StepState.PENDING, StepState.CANCELLED)
             assert self.storage.update_steps([update]) == []

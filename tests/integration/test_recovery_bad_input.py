@@ -169,8 +169,8 @@ class ResumedElsewhereFirst:
         self.done = False
         world.storage.load_plan = self.load_plan  # type: ignore[method-assign]
 
-    def load_plan(self, plan_id: str) -> Any:
-        plan = self.original(plan_id)
+    def load_plan(self, plan_id: str, **options: Any) -> Any:
+        plan = self.original(plan_id, **options)
         if not self.done and plan.state == "paused":
             self.done = True
             self.other.resume(plan_id).result(timeout=WAIT)
@@ -295,8 +295,8 @@ class SkippedElsewhereMeanwhile:
         self.done = False
         world.storage.load_plan = self.load_plan  # type: ignore[method-assign]
 
-    def load_plan(self, plan_id: str) -> Any:
-        plan = self.original(plan_id)
+    def load_plan(self, plan_id: str, **options: Any) -> Any:
+        plan = self.original(plan_id, **options)
         if not self.done and plan.state == "paused":
             self.done = True
             self.other.skip(plan_id, self.step_id).result(timeout=WAIT)

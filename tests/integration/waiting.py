@@ -8,20 +8,16 @@ for it knows the step is ``suspended`` in the database (on both executors).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
-
-from freezegun import freeze_time
 
 from dynaflow import Action, Cancellable, ExecutionPlan, Triggered, World
 from dynaflow.executor import InlineExecutor
+from dynaflow.testing import REAL_TIME_MODULES as REAL_TIME_MODULES
+from dynaflow.testing import T0, FrozenClock
+from dynaflow.testing import frozen_clock as frozen_clock  # at T0; clock.tick(timedelta) moves it
 
 from .actions import LEAVES, PROBE, WAIT, step_of
-
-#: the frozen "now" every time-based test starts at
-T0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 
 def suspend_announced(action: Action, name: str, handled: int) -> None:
@@ -173,24 +169,12 @@ def finish(world: World, plan_id: str) -> ExecutionPlan:
     return world.follow(plan_id).result(timeout=WAIT)
 
 
-#: code that must keep real time while dynaflow's clock is frozen: a database driver that
-#: connects in an executor thread while the test ticks the clock would see its connect timeout
-#: expire, and the connection pool times its waits
-REAL_TIME_MODULES = ["psycopg", "sqlalchemy"]
-
-
-@contextmanager
-def frozen_clock() -> Iterator[Any]:
-    """Freeze dynaflow's clock at :data:`T0`; ``clock.tick(timedelta)`` moves it."""
-    with freeze_time(T0, ignore=REAL_TIME_MODULES) as clock:
-        yield clock
-
-
-def advance(world: World, clock: Any, seconds: float) -> None:
-    """Move the frozen clock on and have the executor look at what became due: on the inline
-    executor the due timers have fired when this returns; on the threaded one the scheduler is
-    woken (wait on a probe event for the outcome)."""
-    clock.tick(timedelta(seconds=seconds))
+def advance(world: World, clock: FrozenClock, seconds: float) -> None:
+    """Move the frozen clock on in one jump and have the executor look at what became due: on
+    the inline executor the due timers have fired (all at the new time) when this returns; on
+    the threaded one the scheduler is woken (wait on a probe event for the outcome).
+    ``clock.advance(seconds)`` would fire each at its own due time instead."""
+    clock.tick(seconds)
     world.run_pending()
 
 

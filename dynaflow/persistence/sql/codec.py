@@ -143,6 +143,8 @@ def plan_row(r: PlanRecord) -> dict[str, Any]:
         "world_id": r.world_id,
         "run_flow": r.run_flow,
         "error": error_in(r.error),
+        "parent_id": r.parent_id,
+        "parent_step_id": r.parent_step_id,
     }
 
 
@@ -245,6 +247,8 @@ class Decoder:
                 key=row.key,
                 run_flow=self.load_json(row.run_flow),
                 error=StepError.from_json(self.load_json(row.error)),
+                parent_id=row.parent_id,
+                parent_step_id=row.parent_step_id,
             )
         except (ValueError, TypeError, KeyError) as exc:
             raise corrupt(f"plan {row.id}", "dynaflow_plans", exc) from exc

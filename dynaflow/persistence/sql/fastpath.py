@@ -82,6 +82,8 @@ class DriverBatchWriter:
             storage.delete_events(batch.drop_events)
         if batch.offers:
             storage.add_offers(batch.offers, result.claimed)
+        for _, row in batch.requests:
+            storage.add_request(row)
         return result
 
     def _steps(self, cursor: Any, updates: Sequence[StepUpdate]) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from dynaflow.exceptions import UnknownPlan, UnknownStep
 from dynaflow.execution_plan import ExecutionPlan, PlanRecord, StepRecord
 from dynaflow.persistence.base import ALL_PLANS, EventRow, PlanFilter, plan_order
 from dynaflow.persistence.limits import can_hold
-from dynaflow.persistence.sql.codec import EPOCH, time_in, time_out
+from dynaflow.persistence.sql.codec import CHUNK, EPOCH, corrupt, time_in, time_out
 from dynaflow.persistence.sql.transactions import SQLTransactions, retried
+from dynaflow.states import PlanResult, PlanState
 
 
 class SQLReads(SQLTransactions):
@@ -47,7 +50,7 @@ class SQLReads(SQLTransactions):
         return self._decode.event_records(rows)
 
     @retried
-    def load_plan(self, plan_id: str) -> ExecutionPlan:
+    def load_plan(self, plan_id: str, *, history: bool = True) -> ExecutionPlan:
         sql, decode, params = self._sql, self._decode, {"b_id": plan_id}
         with self._read(snapshot=True) as conn:
             row = conn.execute(sql.select_plan, params).first()
@@ -57,15 +60,14 @@ class SQLReads(SQLTransactions):
             actions = decode.action_records(plan_id, conn.execute(sql.select_actions, params).all())
             steps = decode.step_records(plan_id, conn.execute(sql.select_steps, params).all())
             edges = [(r[0], r[1]) for r in conn.execute(sql.select_edges, params).all()]
-            history = [
-                decode.history_record(plan_id, r) for r in conn.execute(sql.select_history, params)
-            ]
+            rows = conn.execute(sql.select_history, params) if history else ()
+            records = [decode.history_record(plan_id, r) for r in rows]
         return ExecutionPlan(
             record=record,
             actions=tuple(actions),
             steps=tuple(steps),
             edges=tuple(edges),
-            history=tuple(history),
+            history=tuple(records),
         )
 
     @retried
@@ -75,6 +77,48 @@ class SQLReads(SQLTransactions):
         if row is None:
             raise UnknownPlan(plan_id)
         return self._decode.plan_record(row)
+
+    @retried
+    def load_plans(self, plan_ids: Sequence[str]) -> dict[str, ExecutionPlan]:
+        sql, decode = self._sql, self._decode
+        wanted = list(dict.fromkeys(plan_ids))
+        plans: dict[str, ExecutionPlan] = {}
+        with self._read(snapshot=True) as conn:
+            for i in range(0, len(wanted), CHUNK):
+                params = {"b_ids": wanted[i : i + CHUNK]}
+                records = {
+                    row.id: decode.plan_record(row)
+                    for row in conn.execute(sql.select_plans, params)
+                }
+                rows: dict[str, list[list[Any]]] = {plan_id: [[], [], []] for plan_id in records}
+                for part, statement in enumerate(
+                    (sql.select_many_actions, sql.select_many_steps, sql.select_many_edges)
+                ):
+                    for row in conn.execute(statement, params):
+                        if row[0] in rows:
+                            rows[row[0]][part].append(tuple(row)[1:])
+                for plan_id, record in records.items():
+                    actions, steps, edges = rows[plan_id]
+                    actions.sort(key=lambda r: r[0])
+                    steps.sort(key=lambda r: r[0])
+                    plans[plan_id] = ExecutionPlan(
+                        record=record,
+                        actions=tuple(decode.action_records(plan_id, actions)),
+                        steps=tuple(decode.step_records(plan_id, steps)),
+                        edges=tuple(sorted((r[0], r[1]) for r in edges)),
+                    )
+        return plans
+
+    @retried
+    def plan_records(self, plan_ids: Sequence[str]) -> list[PlanRecord]:
+        wanted = list(dict.fromkeys(plan_ids))
+        found: dict[str, PlanRecord] = {}
+        with self._read() as conn:
+            for i in range(0, len(wanted), CHUNK):
+                params = {"b_ids": wanted[i : i + CHUNK]}
+                for row in conn.execute(self._sql.select_plans, params):
+                    found[row.id] = self._decode.plan_record(row)
+        return [found[plan_id] for plan_id in wanted if plan_id in found]
 
     @retried
     def find_plan_by_key(self, key: str) -> PlanRecord | None:
@@ -107,6 +151,17 @@ class SQLReads(SQLTransactions):
             return 0
         with self._read() as conn:
             return int(conn.execute(self._sql.count_plans(where)).scalar_one())
+
+    @retried
+    def plan_counts(self, where: PlanFilter = ALL_PLANS) -> dict[tuple[PlanState, PlanResult], int]:
+        if not _can_match(where):
+            return {}
+        with self._read() as conn:
+            rows = conn.execute(self._sql.plan_counts(where)).all()
+        try:
+            return {(PlanState(s), PlanResult(r)): int(n) for s, r, n in rows}
+        except ValueError as exc:
+            raise corrupt("plan counts", "dynaflow_plans", exc) from exc
 
 
 def _can_match(where: PlanFilter) -> bool:

@@ -85,8 +85,11 @@ class RequestStatements:
         if not sqlite:
             candidates = candidates.with_for_update(skip_locked=True)
             runs = runs.with_for_update(skip_locked=True)
-        taking: dict[str, Any] = {"taken_by": bindparam("b_world"), "taken_at": bindparam("v_at")}
-        # cheap reads first: most looks find nothing, and a read takes no write lock
+        # PostgreSQL stamps the take with its own clock, in the statement (no round trip)
+        at: Any = bindparam("v_at") if sqlite else func.clock_timestamp()
+        taking: dict[str, Any] = {"taken_by": bindparam("b_world"), "taken_at": at}
+        # SQLite reads first: most looks find nothing, and a read takes no write lock there
+        # (on PostgreSQL a take that finds nothing locks nothing and costs one statement)
         self.any_request = candidates.with_only_columns(R.c.id).limit(1)
         self.any_run = (
             select(R.c.id)
@@ -203,16 +206,13 @@ class SQLRequests(SQLTransactions):
     def take_requests(
         self, world_id: str, limit: int, skip: Collection[int] = ()
     ) -> list[RequestRow]:
-        check = {"b_world": world_id, "b_skip": list(skip), "b_limit": 1}
-        with self._read() as conn:
-            if conn.execute(self._rq.any_request, check).first() is None:
-                return []
-        params = {
-            "b_world": world_id,
-            "b_limit": limit,
-            "b_skip": list(skip),
-            "v_at": time_in(self.now()),
-        }
+        params: dict[str, Any] = {"b_world": world_id, "b_limit": limit, "b_skip": list(skip)}
+        if self._sqlite:
+            check = {**params, "b_limit": 1}
+            with self._read() as conn:
+                if conn.execute(self._rq.any_request, check).first() is None:
+                    return []
+            params["v_at"] = time_in(self.now())
         with self.transaction() as conn:
             rows = conn.execute(self._rq.take, params).all()
         return sorted((self._row(r) for r in rows), key=lambda r: r.id or 0)
@@ -250,11 +250,12 @@ class SQLRequests(SQLTransactions):
         queues = [queue for queue, n in room.items() if n > 0]
         if not queues:
             return []
-        with self._read() as conn:
-            if conn.execute(self._rq.any_run, {"b_queues": queues}).first() is None:
-                return []
+        if self._sqlite:
+            with self._read() as conn:
+                if conn.execute(self._rq.any_run, {"b_queues": queues}).first() is None:
+                    return []
         with self.transaction() as conn:
-            at = time_in(self.now())
+            at = time_in(self.now()) if self._sqlite else None
             for queue, n in room.items():
                 if n > 0:
                     params = {
@@ -268,9 +269,10 @@ class SQLRequests(SQLTransactions):
         return sorted((self._row(r) for r in taken), key=lambda r: r.id or 0)
 
     def take_answers(self, world_id: str) -> list[RequestRow]:
-        with self._read() as conn:
-            if conn.execute(self._rq.any_answer, {"b_world": world_id}).first() is None:
-                return []
+        if self._sqlite:
+            with self._read() as conn:
+                if conn.execute(self._rq.any_answer, {"b_world": world_id}).first() is None:
+                    return []
         with self.transaction() as conn:
             rows = conn.execute(self._rq.take_answers, {"b_world": world_id}).all()
         return sorted((self._row(r) for r in rows), key=lambda r: r.id or 0)

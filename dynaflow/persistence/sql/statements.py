@@ -126,6 +126,9 @@ class Statements:
         self.plan_columns = self.columns(P)
         self.select_plan = select(*self.plan_columns).where(P.c.id == bindparam("b_id"))
         self.select_by_key = select(*self.plan_columns).where(P.c.key == bindparam("b_key"))
+        self.select_plans = select(*self.plan_columns).where(
+            P.c.id.in_(bindparam("b_ids", expanding=True))
+        )
         self.select_actions = (
             select(*self.columns(A, ACTION_COLUMNS[1:]))
             .where(A.c.plan_id == bindparam("b_id"))
@@ -143,6 +146,17 @@ class Statements:
             select(E.c.from_step, E.c.to_step)
             .where(E.c.plan_id == bindparam("b_id"))
             .order_by(E.c.from_step, E.c.to_step)
+        )
+        # the same for many plans at once: each row with its plan's id first
+        many: Any = bindparam("b_ids", expanding=True)
+        self.select_many_actions = select(A.c.plan_id, *self.columns(A, ACTION_COLUMNS[1:])).where(
+            A.c.plan_id.in_(many)
+        )
+        self.select_many_steps = select(S.c.plan_id, *self.columns(S, STEP_RECORD_COLUMNS)).where(
+            S.c.plan_id.in_(many)
+        )
+        self.select_many_edges = select(E.c.plan_id, E.c.from_step, E.c.to_step).where(
+            E.c.plan_id.in_(many)
         )
         self.select_history = (
             select(*self.columns(H)).where(H.c.plan_id == bindparam("b_id")).order_by(H.c.id)
@@ -296,6 +310,13 @@ class Statements:
     def count_plans(self, where: PlanFilter) -> Select[Any]:
         return select(func.count()).select_from(P).where(*_plan_where(where))
 
+    def plan_counts(self, where: PlanFilter) -> Select[Any]:
+        return (
+            select(P.c.state, P.c.result, func.count())
+            .where(*_plan_where(where))
+            .group_by(P.c.state, P.c.result)
+        )
+
     def _sortable(self, column: Any) -> ColumnElement[Any]:
         # order strings by code point, as Python (and the memory storage) does
         if not self.sqlite and isinstance(column.type, String):
@@ -326,4 +347,6 @@ def _plan_where(where: PlanFilter) -> list[ColumnElement[bool]]:
         clauses.append(P.c.created_at >= where.created_after)
     if where.created_before is not None:
         clauses.append(P.c.created_at < where.created_before)
+    if where.parent is not None:
+        clauses.append(P.c.parent_id == where.parent)
     return clauses

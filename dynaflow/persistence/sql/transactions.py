@@ -80,6 +80,16 @@ class SQLTransactions(Storage):
             finally:
                 self._local.conn = None
 
+    @contextmanager
+    def savepoint(self) -> Iterator[Connection]:
+        outer: Connection | None = getattr(self._local, "conn", None)
+        if outer is None:
+            with self.transaction() as conn:
+                yield conn
+            return
+        with self._translated, outer.begin_nested():
+            yield outer
+
     def current_connection(self) -> Connection | None:
         return getattr(self._local, "conn", None)
 

@@ -70,6 +70,36 @@ class SQLWrites(SQLTransactions):
             else:
                 self.add_history(new.history)
 
+    def insert_plans(self, news: Sequence[NewPlan]) -> set[str]:
+        """All the rows of all the plans at once (a statement per table); if one of them
+        exists already, plan by plan."""
+        if len(news) < 2:
+            return super().insert_plans(news)
+        sql = self._sql
+        for new in news:
+            check_plan(new)
+            if new.plan.created_at is None:
+                raise InvalidArgument(
+                    f"plan {new.plan.id} has no created_at; set it (dynaflow.clock.now())"
+                )
+        with self.transaction() as conn:
+            savepoint = conn.begin_nested()
+            try:
+                conn.execute(sql.insert_plan, [codec.plan_row(new.plan) for new in news])
+                sql.insert_actions(
+                    conn, [codec.action_row(n.plan.id, a) for n in news for a in n.actions]
+                )
+                sql.insert_steps(
+                    conn, [codec.step_row(n.plan.id, s) for n in news for s in n.steps]
+                )
+                sql.insert_edges(conn, [(n.plan.id, f, t) for n in news for f, t in n.edges])
+                sql.insert_history(conn, [codec.history_row(h) for n in news for h in n.history])
+            except INTEGRITY_ERRORS:  # a duplicate, or a row the schema refuses: say which
+                savepoint.rollback()
+                return super().insert_plans(news)
+            savepoint.commit()
+        return set()
+
     def update_plan(
         self,
         plan_id: str,

@@ -1,0 +1,83 @@
+"""The world's reads: one plan, and plans found by what they are."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from dynaflow.exceptions import ConfigurationError, UnknownPlan
+from dynaflow.execution_plan import ExecutionPlan, PlanRecord
+from dynaflow.persistence import Storage
+from dynaflow.plan_filters import plan_filter
+from dynaflow.states import PlanResult, PlanState
+
+if TYPE_CHECKING:
+    from dynaflow.action import Action
+
+
+class PlanReads:
+    """See the module's docstring; :class:`~dynaflow.World` provides the storage."""
+
+    storage: Storage
+
+    if TYPE_CHECKING:
+
+        def _check_open(self) -> None: ...
+
+    def get_plan(self, plan_id: str) -> ExecutionPlan:
+        """A read-only snapshot of the plan; :class:`UnknownPlan` if there is none."""
+        self._check_open()
+        if not isinstance(plan_id, str):
+            raise UnknownPlan(plan_id)
+        return self.storage.load_plan(plan_id)
+
+    def find_plans(
+        self,
+        *,
+        state: PlanState | str | Sequence[PlanState | str] | None = None,
+        result: PlanResult | str | Sequence[PlanResult | str] | None = None,
+        label: str | None = None,
+        action: type[Action] | str | None = None,
+        parent: str | None = None,
+        text: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        page: int = 1,
+        per_page: int = 50,
+        order_by: str = "-created_at",
+    ) -> list[PlanRecord]:
+        """Plan rows matching every given filter, newest first by default. ``page`` counts from
+        1; ``action`` is the root action class (or its qualified name); ``parent`` lists the
+        sub-plans of that plan; ``text`` is a part of the label or the id, in any case;
+        ``created_after`` (inclusive) and ``created_before`` bound the creation time (aware
+        datetimes)."""
+        self._check_open()
+        if not isinstance(page, int) or page < 1:
+            raise ConfigurationError(f"page must be an int >= 1, got {page!r}")
+        if not isinstance(per_page, int) or per_page < 1:
+            raise ConfigurationError(f"per_page must be an int >= 1, got {per_page!r}")
+        return self.storage.find_plans(
+            plan_filter(state, result, label, action, parent, text, created_after, created_before),
+            offset=(page - 1) * per_page,
+            limit=per_page,
+            order_by=order_by,
+        )
+
+    def count_plans(
+        self,
+        *,
+        state: PlanState | str | Sequence[PlanState | str] | None = None,
+        result: PlanResult | str | Sequence[PlanResult | str] | None = None,
+        label: str | None = None,
+        action: type[Action] | str | None = None,
+        parent: str | None = None,
+        text: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+    ) -> int:
+        """How many plans :meth:`find_plans` finds with the same filters, without paging."""
+        self._check_open()
+        return self.storage.count_plans(
+            plan_filter(state, result, label, action, parent, text, created_after, created_before)
+        )
