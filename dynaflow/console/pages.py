@@ -113,13 +113,13 @@ def plan_page(request: Request) -> Response:
     links = links_of(request)
     plan = load_plan(request)
     step_id = step_param(request, plan, request.query_params.get("step"))
-    detail = serialize.plan_detail(plan, links)
+    all_history = bool(request.query_params.get("history"))
+    detail = serialize.plan_detail(plan, links, None if all_history else HISTORY_ROWS)
     runs = sum(1 for _ in plan.run_steps())
     big = runs > graphing.step_limit()
     svg = why = None
     if not big or request.query_params.get("graph"):
         svg, why = graphing.draw(plan, lambda sid: links.step(plan.id, sid))
-    all_history = bool(request.query_params.get("history"))
     context: dict[str, Any] = {
         "plan": detail,
         "step": serialize.step_detail(plan, step_id, console.presenter) if step_id else None,
@@ -130,8 +130,8 @@ def plan_page(request: Request) -> Response:
         "graph_shown": not big or bool(request.query_params.get("graph")),
         "order": serialize.run_steps_first(plan),
         "steps": {s.id: s for s in detail.steps},
-        "history": detail.history if all_history else detail.history[-HISTORY_ROWS:],
-        "history_cut": 0 if all_history else max(0, len(detail.history) - HISTORY_ROWS),
+        "history": detail.history,
+        "history_cut": len(plan.history) - len(detail.history),
         "here": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
     }
     if request.query_params.get("partial"):

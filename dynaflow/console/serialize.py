@@ -109,7 +109,8 @@ def fingerprint(*parts: Any) -> str:
 
 
 def history_view(row: HistoryRecord) -> HistoryView:
-    return HistoryView(
+    # built from stored rows, already of the right types: no validation (thousands per page)
+    return HistoryView.model_construct(
         at=row.at, event=row.event, step_id=row.step_id, world_id=row.world_id, detail=row.detail
     )
 
@@ -153,7 +154,7 @@ def _attempts(plan: ExecutionPlan) -> dict[int, int]:
 
 def step_view(plan: ExecutionPlan, step_id: int, attempts: dict[int, int]) -> StepView:
     step = plan.step(step_id)
-    return StepView(
+    return StepView.model_construct(
         id=step.id,
         kind=step.kind.value,
         state=step.state.value,
@@ -166,11 +167,12 @@ def step_view(plan: ExecutionPlan, step_id: int, attempts: dict[int, int]) -> St
         duration=step.duration,
         attempts=attempts.get(step.id, 0),
         error=error_view(step.error),
-        actions=step_actions(plan.record, step),  # type: ignore[arg-type]
+        actions=step_actions(plan.record, step),
     )
 
 
-def plan_detail(plan: ExecutionPlan, links: Links) -> PlanDetail:
+def plan_detail(plan: ExecutionPlan, links: Links, history: int | None = None) -> PlanDetail:
+    """The plan's document; with ``history``, only that many of its newest history rows."""
     paused_at = next((h.at for h in reversed(plan.history) if h.event == "plan paused"), None)
     attempts = _attempts(plan)
     record = plan.record
@@ -185,7 +187,7 @@ def plan_detail(plan: ExecutionPlan, links: Links) -> PlanDetail:
         worlds=sorted(worlds),
         steps=[step_view(plan, s.id, attempts) for s in sorted(plan.steps, key=lambda s: s.id)],
         finalize_order=[s.id for s in plan.finalize_steps()],
-        history=[history_view(h) for h in plan.history],
+        history=[history_view(h) for h in (plan.history[-history:] if history else plan.history)],
         actions=plan_actions(record),  # type: ignore[arg-type]
         version=plan_version(plan),
         final=record.state == PlanState.STOPPED,

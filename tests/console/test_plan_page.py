@@ -141,6 +141,17 @@ def test_the_run_graph_links_each_step(
     assert 'data-testid="steps-table"' in page  # the table is there too
 
 
+def test_the_run_graph_is_drawn_with_a_link_to_each_step(
+    executor: World, client: TestClient
+) -> None:
+    plan = executor.trigger(actions.Release, ["api", "web"]).wait(actions.WAIT)
+    page = client.get(f"/plans/{plan.id}").text
+    graph = re.search(r'data-testid="run-graph">(.*?)</figure>', page, re.S)
+    assert graph and graph.group(1).lstrip().startswith("<svg")
+    for step in plan.run_steps():
+        assert f'href="/plans/{plan.id}?step={step.id}#step"' in graph.group(1)
+
+
 def test_without_a_graph_renderer_the_page_says_so(
     executor: World, client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
