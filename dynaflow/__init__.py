@@ -15,6 +15,7 @@ from dynaflow.exceptions import (
     DynaflowError,
     EventRejected,
     ExecutorError,
+    IdempotencyConflict,
     IllegalTransition,
     InvalidArgument,
     InvalidInput,
@@ -24,6 +25,7 @@ from dynaflow.exceptions import (
     PlanningError,
     PlanningFailed,
     SchemaMismatch,
+    SingletonActive,
     StorageError,
     SubPlansFailed,
     UnknownAction,
@@ -45,7 +47,9 @@ from dynaflow.execution_plan import (
 from dynaflow.executor.futures import PlanFuture
 from dynaflow.middleware import Middleware, TransactionMiddleware
 from dynaflow.middleware.context import ContextMiddleware
+from dynaflow.persistence.reports import StepLogLine
 from dynaflow.phases import PhaseContext
+from dynaflow.plan_options import Args
 from dynaflow.polling import Polling
 from dynaflow.queues import Queue
 from dynaflow.rescue import Rescue, Retry
@@ -63,6 +67,7 @@ __all__ = [
     "Triggered",
     "PlanFuture",
     "OutputRef",
+    "Args",
     # run-phase protocol
     "Polling",
     "SubPlans",
@@ -85,6 +90,7 @@ __all__ = [
     "StepRecord",
     "StepError",
     "HistoryRecord",
+    "StepLogLine",
     "WorldRecord",
     "PlanState",
     "PlanResult",
@@ -110,6 +116,8 @@ __all__ = [
     "InvalidState",
     "IllegalTransition",
     "ConcurrentModification",
+    "IdempotencyConflict",
+    "SingletonActive",
     "EventRejected",
     "WorldClosed",
     "SubPlansFailed",

@@ -68,6 +68,8 @@ class RunContext:
     events: list[tuple[EventRow, Future[Any] | None]] = field(default_factory=list)
     #: requests the call left (a SubPlans step starting children), inserted with the outcome
     requests: list[RequestRow] = field(default_factory=list)
+    #: what the call reports (progress, log lines): a :class:`~dynaflow.reporting.Reporter`
+    reporter: Any = None
     #: the executor's record of the step (its ``cancel_requested`` is set by ``World.cancel``)
     step: Any = None
 

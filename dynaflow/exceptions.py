@@ -145,6 +145,29 @@ class CorruptRecord(StorageError):
     """A row could not be decoded (bad JSON, unknown state)."""
 
 
+class IdempotencyConflict(DynaflowError):
+    """An idempotency key given again with other arguments than the plan it belongs to."""
+
+    def __init__(self, key: str, plan_id: str, first: str, given: str) -> None:
+        self.key, self.plan_id, self.first, self.given = key, plan_id, first, given
+        super().__init__(
+            f"idempotency key {key!r} belongs to plan {plan_id}, planned as {first}; this call "
+            f"asks for {given}. Use a new key for other arguments, or the first call's "
+            "arguments to get that plan"
+        )
+
+
+class SingletonActive(DynaflowError):
+    """A singleton action's key is held by a plan that has not stopped yet."""
+
+    def __init__(self, key: str, plan_id: str) -> None:
+        self.key, self.plan_id = key, plan_id
+        super().__init__(
+            f"singleton {key!r} is held by plan {plan_id}, which has not stopped; wait for it "
+            "to stop (world.follow(plan_id)), or pass on_conflict='return' to get that plan"
+        )
+
+
 class WorldClosed(DynaflowError):
     def __init__(self) -> None:
         super().__init__("this World is closed; open a new World(...) to plan or run")

@@ -92,7 +92,6 @@ class SubPlansSide:
                         action_class,
                         tuple(args),
                         dict(kwargs),
-                        None,
                         parent=parent,
                         plan_id=plan_id,
                         collect=news,

@@ -74,7 +74,8 @@ def step(request: Request) -> Response:
     step_id = _step_id(request)
     if step_id not in {s.id for s in found.steps}:
         raise not_found(f"plan {found.id} has no step {step_id}")
-    return answer(serialize.step_detail(found, step_id, console_of(request).presenter))
+    console = console_of(request)
+    return answer(serialize.step_detail(found, step_id, console.presenter, console.world))
 
 
 def cluster(request: Request) -> Response:

@@ -122,7 +122,11 @@ def plan_page(request: Request) -> Response:
         svg, why = graphing.draw(plan, lambda sid: links.step(plan.id, sid))
     context: dict[str, Any] = {
         "plan": detail,
-        "step": serialize.step_detail(plan, step_id, console.presenter) if step_id else None,
+        "step": (
+            serialize.step_detail(plan, step_id, console.presenter, console.world)
+            if step_id
+            else None
+        ),
         "svg": svg,
         "graph_note": why,
         "big": big,

@@ -16,6 +16,7 @@ from dynaflow.console.views import (
     Counts,
     ErrorView,
     HistoryView,
+    LogLine,
     PlanDetail,
     PlanStatus,
     PlanSummary,
@@ -124,12 +125,16 @@ def progress(plan: ExecutionPlan) -> Progress:
         running=states.count(StepState.RUNNING),
         failed=states.count(StepState.ERROR),
         waiting=states.count(StepState.SUSPENDED),
+        fraction=plan.progress,
     )
 
 
 def plan_version(plan: ExecutionPlan) -> str:
     return fingerprint(
-        plan.state, plan.result, [(s.id, s.state) for s in plan.steps], len(plan.history)
+        plan.state,
+        plan.result,
+        [(s.id, s.state, s.progress) for s in plan.steps],
+        len(plan.history),
     )
 
 
@@ -166,6 +171,7 @@ def step_view(plan: ExecutionPlan, step_id: int, attempts: dict[int, int]) -> St
         ended_at=step.ended_at,
         duration=step.duration,
         attempts=attempts.get(step.id, 0),
+        progress=step.progress,
         error=error_view(step.error),
         actions=step_actions(plan.record, step),
     )
@@ -194,7 +200,9 @@ def plan_detail(plan: ExecutionPlan, links: Links, history: int | None = None) -
     )
 
 
-def step_detail(plan: ExecutionPlan, step_id: int, presenter: Presenter) -> StepDetail:
+def step_detail(
+    plan: ExecutionPlan, step_id: int, presenter: Presenter, world: World | None = None
+) -> StepDetail:
     view = step_view(plan, step_id, _attempts(plan))
     action = plan.action(view.action_id)
     shown = presenter.present(action)
@@ -205,7 +213,19 @@ def step_detail(plan: ExecutionPlan, step_id: int, presenter: Presenter) -> Step
         input=shown.get("input"),
         output=shown.get("output"),
         history=[history_view(h) for h in plan.history if h.step_id == step_id],
+        log=_log(world, plan, step_id) if world is not None else [],
     )
+
+
+#: the log lines a step's panel shows (its last ones)
+LOG_LINES = 500
+
+
+def _log(world: World, plan: ExecutionPlan, step_id: int) -> list[LogLine]:
+    if plan.step(step_id).kind != StepKind.RUN:
+        return []
+    lines = world.step_logs(plan.id, step_id, limit=1000)[-LOG_LINES:]
+    return [LogLine(seq=line.seq, at=line.at, message=line.message) for line in lines]
 
 
 def cluster(world: World) -> Cluster:

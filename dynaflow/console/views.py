@@ -68,6 +68,9 @@ class Progress(BaseModel):
     running: int
     failed: int
     waiting: int
+    fraction: float = Field(
+        0.0, description="how far the plan got, 0 to 1, with the progress its steps reported"
+    )
 
 
 class HistoryView(BaseModel):
@@ -90,8 +93,17 @@ class StepView(BaseModel):
     ended_at: datetime | None
     duration: float | None
     attempts: int = Field(description="how many times it started running")
+    progress: dict[str, Any] | None = Field(
+        None, description="what the step reported (self.progress): done, total"
+    )
     error: ErrorView | None
     actions: list[StepAction] = Field(description="the operator actions allowed on it now")
+
+
+class LogLine(BaseModel):
+    seq: int
+    at: datetime
+    message: str
 
 
 class StepDetail(StepView):
@@ -100,6 +112,7 @@ class StepDetail(StepView):
     input: Any
     output: Any
     history: list[HistoryView]
+    log: list[LogLine] = Field(description="what the step logged (self.log), its last lines")
 
 
 class PlanDetail(PlanSummary):

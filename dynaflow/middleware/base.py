@@ -42,6 +42,12 @@ class Middleware:
         """Around the whole finalize phase of a plan."""
         return call_next()
 
+    def hook(self, action: Action, call_next: CallNext, kind: str, plan: Any) -> Any:
+        """Around one execution-plan hook of one action (``kind`` is ``"on_success"``,
+        ``"on_failure"``, ``"on_stopped"`` or ``"on_paused"``; ``plan`` the plan's snapshot),
+        in the world that changed the plan, after the change committed."""
+        return call_next(kind, plan)
+
     def present(self, action: Action, call_next: CallNext, view: dict[str, Any]) -> Any:
         """Around presenting an action to an operator (the web console, its JSON API):
         ``action`` is the action's class (``dynaflow.Action`` when this process cannot import
@@ -53,7 +59,6 @@ class Middleware:
         return f"{type(self).__qualname__}()"
 
 
-#: the hooks that exist. Hooks around delaying a plan and around execution-plan hooks come
-#: with scheduled plans, which call them; until then a middleware method of such a name is an
-#: ordinary method.
-HOOKS = ("plan", "run", "finalize", "plan_phase", "finalize_phase", "present")
+#: the hooks that exist. A hook around delaying a plan comes with scheduled plans, which call
+#: it; until then a middleware method of such a name is an ordinary method.
+HOOKS = ("plan", "run", "finalize", "plan_phase", "finalize_phase", "hook", "present")

@@ -75,6 +75,20 @@ class Weekly(Release):
     label = "weekly report"
 
 
+class Reporting(Action):
+    """Logs two lines (one with markup) and reports 2 of 4 done."""
+
+    label = "reporting"
+
+    def plan(self) -> None:
+        self.plan_self()
+
+    def run(self) -> None:
+        self.log("copying <b>files</b>")
+        self.progress(2, 4)
+        self.log("half way")
+
+
 class Pair(Action):
     """Deploys api and web side by side; web waits for its gate."""
 

@@ -66,7 +66,9 @@ def test_the_worlds_running_a_plan(
     assert text_of(page, "plan-state") == "running"
     detail = client.get(f"/api/plans/{triggered.plan_id}").json()
     assert detail["worlds"] == [executor.id]
-    assert detail["progress"] == {"done": 0, "total": 1, "running": 1, "failed": 0, "waiting": 0}
+    assert detail["progress"] == {
+        "done": 0, "total": 1, "running": 1, "failed": 0, "waiting": 0, "fraction": 0.0
+    }  # fmt: skip
     actions.gate("api").set()
     wait_for(console_world, triggered.plan_id, lambda p: p.state == "stopped")
 
@@ -105,6 +107,21 @@ def test_a_finished_step_shows_its_output(executor: World, client: TestClient) -
     page = client.get(f"/plans/{plan.id}?step={step}").text
     assert '"deployed": "api"' in text_of(page, "step-output")
     assert 'data-testid="step-error"' not in page
+
+
+def test_a_step_shows_its_log_and_progress(executor: World, client: TestClient) -> None:
+    plan = executor.trigger(actions.Reporting).wait(actions.WAIT)
+    step = next(s.id for s in plan.steps if s.kind == "run")
+    page = client.get(f"/plans/{plan.id}?step={step}").text
+    log = text_of(page, "step-log")
+    assert "copying <b>files</b>" in log and "half way" in log
+    assert "copying &lt;b&gt;files&lt;/b&gt;" in page
+    assert text_of(page, "step-progress") == "2 of 4"
+    api = client.get(f"/api/plans/{plan.id}/steps/{step}").json()
+    assert [line["message"] for line in api["log"]] == ["copying <b>files</b>", "half way"]
+    assert api["progress"]["done"] == 2 and api["progress"]["total"] == 4
+    fraction = client.get(f"/api/plans/{plan.id}").json()["progress"]["fraction"]
+    assert 0 <= fraction <= 1
 
 
 def test_finalize_order_and_history(executor: World, client: TestClient) -> None:

@@ -13,11 +13,12 @@ from dynaflow.persistence.sql.fastpath import DriverBatchWriter, SlowPath
 from dynaflow.persistence.sql.leases import SQLLeases
 from dynaflow.persistence.sql.queues import SQLQueues
 from dynaflow.persistence.sql.reads import SQLReads
+from dynaflow.persistence.sql.reports import SQLReports
 from dynaflow.persistence.sql.requests import SQLRequests
 from dynaflow.persistence.sql.writes import SQLWrites
 
 
-class SQLStorage(SQLWrites, SQLReads, SQLLeases, SQLRequests, SQLQueues):
+class SQLStorage(SQLWrites, SQLReads, SQLLeases, SQLRequests, SQLQueues, SQLReports):
     """Plans in SQLite or PostgreSQL. Thread-safe; each thread has its own ambient transaction."""
 
     def __init__(self, url: str, *, migrate: bool | None = None) -> None:
