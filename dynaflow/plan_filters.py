@@ -3,6 +3,7 @@ arguments, checked."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from dynaflow import registry
@@ -17,6 +18,9 @@ def plan_filter(
     label: str | None,
     action: type | str | None,
     parent: str | None = None,
+    text: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
 ) -> PlanFilter:
     def states(value: Any, enum: Any, what: str) -> tuple[Any, ...] | None:
         if value is None:
@@ -30,6 +34,15 @@ def plan_filter(
                 f"unknown plan {what} in {value!r}; use one of {allowed}"
             ) from None
 
+    for name, value in (("label", label), ("text", text)):
+        if value is not None and not isinstance(value, str):
+            raise ConfigurationError(f"{name} must be a str, got {value!r}")
+    for name, when in (("created_after", created_after), ("created_before", created_before)):
+        if when is not None and (not isinstance(when, datetime) or when.tzinfo is None):
+            raise ConfigurationError(
+                f"{name} must be an aware datetime (with a time zone, like "
+                f"datetime.now(timezone.utc)), got {when!r}"
+            )
     if isinstance(action, type):
         action = registry.class_name(action)
     return PlanFilter(
@@ -38,4 +51,7 @@ def plan_filter(
         label=label,
         action=action,
         parent=parent,
+        text=text or None,
+        created_after=created_after,
+        created_before=created_before,
     )

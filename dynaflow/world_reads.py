@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from dynaflow.exceptions import ConfigurationError, UnknownPlan
@@ -40,20 +41,25 @@ class PlanReads:
         label: str | None = None,
         action: type[Action] | str | None = None,
         parent: str | None = None,
+        text: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
         page: int = 1,
         per_page: int = 50,
         order_by: str = "-created_at",
     ) -> list[PlanRecord]:
         """Plan rows matching every given filter, newest first by default. ``page`` counts from
         1; ``action`` is the root action class (or its qualified name); ``parent`` lists the
-        sub-plans of that plan."""
+        sub-plans of that plan; ``text`` is a part of the label or the id, in any case;
+        ``created_after`` (inclusive) and ``created_before`` bound the creation time (aware
+        datetimes)."""
         self._check_open()
         if not isinstance(page, int) or page < 1:
             raise ConfigurationError(f"page must be an int >= 1, got {page!r}")
         if not isinstance(per_page, int) or per_page < 1:
             raise ConfigurationError(f"per_page must be an int >= 1, got {per_page!r}")
         return self.storage.find_plans(
-            plan_filter(state, result, label, action, parent),
+            plan_filter(state, result, label, action, parent, text, created_after, created_before),
             offset=(page - 1) * per_page,
             limit=per_page,
             order_by=order_by,
@@ -67,9 +73,15 @@ class PlanReads:
         label: str | None = None,
         action: type[Action] | str | None = None,
         parent: str | None = None,
+        text: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
     ) -> int:
+        """How many plans :meth:`find_plans` finds with the same filters, without paging."""
         self._check_open()
-        return self.storage.count_plans(plan_filter(state, result, label, action, parent))
+        return self.storage.count_plans(
+            plan_filter(state, result, label, action, parent, text, created_after, created_before)
+        )
 
     def step_logs(
         self, plan_id: str, step_id: int | None = None, *, after: int = 0, limit: int = 1000

@@ -146,7 +146,7 @@ class SQLReads(SQLTransactions):
         order_by: str = "-created_at",
     ) -> list[PlanRecord]:
         column, descending = plan_order(order_by)
-        if not (can_hold(where.label) and can_hold(where.action)):
+        if not _can_match(where):
             return []  # no plan has such a label or class (PostgreSQL would refuse the query)
         query = self._sql.find_plans(where, column, descending, offset, limit)
         with self._read() as conn:
@@ -155,14 +155,14 @@ class SQLReads(SQLTransactions):
 
     @retried
     def count_plans(self, where: PlanFilter = ALL_PLANS) -> int:
-        if not (can_hold(where.label) and can_hold(where.action)):
+        if not _can_match(where):
             return 0
         with self._read() as conn:
             return int(conn.execute(self._sql.count_plans(where)).scalar_one())
 
     @retried
     def plan_counts(self, where: PlanFilter = ALL_PLANS) -> dict[tuple[PlanState, PlanResult], int]:
-        if not (can_hold(where.label) and can_hold(where.action)):
+        if not _can_match(where):
             return {}
         with self._read() as conn:
             rows = conn.execute(self._sql.plan_counts(where)).all()
@@ -170,3 +170,9 @@ class SQLReads(SQLTransactions):
             return {(PlanState(s), PlanResult(r)): int(n) for s, r, n in rows}
         except ValueError as exc:
             raise corrupt("plan counts", "dynaflow_plans", exc) from exc
+
+
+def _can_match(where: PlanFilter) -> bool:
+    """Whether a plan could pass ``where`` at all: text holding a NUL character matches
+    nothing (PostgreSQL would refuse the query)."""
+    return can_hold(where.label) and can_hold(where.action) and can_hold(where.text)

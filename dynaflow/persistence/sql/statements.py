@@ -347,6 +347,18 @@ def _plan_where(where: PlanFilter) -> list[ColumnElement[bool]]:
         clauses.append(P.c.label == where.label)
     if where.action is not None:
         clauses.append(P.c.root_action_class == where.action)
+    if where.text is not None:
+        needle = where.text.lower()  # the ids are lower case; ILIKE / lower() for the labels
+        clauses.append(
+            or_(
+                P.c.label.icontains(needle, autoescape=True),
+                P.c.id.contains(needle, autoescape=True),
+            )
+        )
+    if where.created_after is not None:
+        clauses.append(P.c.created_at >= where.created_after)
+    if where.created_before is not None:
+        clauses.append(P.c.created_at < where.created_before)
     if where.parent is not None:
         clauses.append(P.c.parent_id == where.parent)
     return clauses
