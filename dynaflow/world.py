@@ -237,6 +237,7 @@ class World(PlanReads, ClusterSide, SubPlansSide):
             if planned or isinstance(exc, StorageError):
                 raise  # planning succeeded; storing it failed: not a planning failure
             self.storage.insert_plan(planner.finish(failure=exc))
+            log.info("plan %s stopped (error) in planning: %s", plan_id, exc)
             self._signal_plan(plan_id, PlanState.STOPPED, PlanResult.ERROR)
             return plan_id, exc
         self._signal_plan(plan_id, PlanState.PLANNED, PlanResult.PENDING)

@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from dynaflow import registry
+from dynaflow import registry, signals
 from dynaflow.clock import now
 from dynaflow.exceptions import ConcurrentModification, InvalidState, UnknownPlan
 from dynaflow.execution_plan import StepError
@@ -140,6 +140,10 @@ class Recovery(EngineBase):
                 detail={"from": takeover.from_world},
             )
             changes.signal_plan(plan_id, PlanState.RUNNING, plan.result)
+            if signals.plan_taken_over.receivers:
+                changes.later(
+                    _taken_over(self.services.world, plan_id, takeover.from_world), plan_id
+                )
             self._recover_interrupted(runtime, takeover, at, changes)
         elif plan.state in EXECUTABLE:
             runtime = PlanRuntime(plan, rerun)
@@ -301,3 +305,9 @@ def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
     if a is None or b is None:
         return a or b
     return min(a, b)
+
+
+def _taken_over(world: Any, plan_id: str, from_world: str | None) -> Any:
+    return lambda: signals.emit(
+        signals.plan_taken_over, world, plan_id=plan_id, from_world=from_world
+    )
