@@ -189,6 +189,24 @@ def test_takeovers_are_counted(
     assert value(registry, "dynaflow_takeovers_total", reason="released") == 0
 
 
+@pytest.mark.storages("sqlite")
+def test_adopting_a_released_plan_counts_as_released(
+    world_factory: Any, registry: CollectorRegistry
+) -> None:
+    first, second = world_factory(), world_factory()
+    metrics.install(second, registry=registry)
+    triggered = first.trigger(Flow, "w")
+    suspended("w")
+    first.close(timeout=WAIT)  # releases the plan
+
+    second.maintain(force=True)  # adopts it
+    second.event(triggered.plan_id, run_step_id(second, triggered.plan_id, "w"), "finish")
+    assert second.follow(triggered.plan_id).result(timeout=WAIT).result == "success"
+    assert value(registry, "dynaflow_takeovers_total", reason="released") == 1
+    assert value(registry, "dynaflow_takeovers_total", reason="lease_expired") == 0
+
+
+@pytest.mark.storages("memory")
 def test_installing_twice_is_refused_and_uninstall_stops_counting(
     world: World, registry: CollectorRegistry
 ) -> None:
