@@ -107,6 +107,28 @@ def families(registry: CollectorRegistry | None = None) -> Families:
         return found
 
 
+class Series:
+    """The series of one action class (its queue's and its own labels), looked up once:
+    ``labels()`` takes a lock and checks its arguments on every call."""
+
+    __slots__ = ("_families", "action_class", "duration", "queue", "running", "states")
+
+    def __init__(self, families: Families, queue: str, action_class: str) -> None:
+        self._families = families
+        self.queue, self.action_class = queue, action_class
+        self.running = families.running.labels(queue, action_class)
+        self.duration = families.duration.labels(queue, action_class)
+        #: state -> its ``dynaflow_steps_total`` child
+        self.states: dict[Any, Any] = {}
+
+    def entered(self, state: StepState) -> Any:
+        child = self.states.get(state)
+        if child is None:
+            labels = (self.queue, self.action_class, str(state))
+            child = self.states[state] = self._families.steps.labels(*labels)
+        return child
+
+
 class Metrics(Middleware):
     """The metrics of one world, as :func:`install` set them up. It is a middleware in the
     world's stack (timing ``run``) and receives the world's state-change signals."""
@@ -115,28 +137,33 @@ class Metrics(Middleware):
         self.families = families(registry)
         self._world = weakref.ref(world)
         self._lock = threading.Lock()
-        #: run steps this world saw enter ``running`` and not leave it yet: plan -> step -> labels
-        self._running: dict[str, dict[int, tuple[str, str]]] = {}
-        self._queues: dict[str, str] = {}
-        #: label children, looked up once (``labels()`` takes a lock and validates every time)
-        self._children: dict[tuple[Any, ...], Any] = {}
+        #: run steps this world saw enter ``running`` and not leave it yet: plan -> step -> series
+        self._running: dict[str, dict[int, Series]] = {}
+        self._by_name: dict[str, Series] = {}
+        self._by_class: dict[type, Series] = {}
+        self._latency: dict[tuple[str, str], Any] = {}
+        self._plans: dict[tuple[Any, Any], Any] = {}
 
     # -- the run hook: durations and event latency (in the thread that runs the step) --------
 
     def run(self, action: Any, call_next: CallNext, *args: Any) -> Any:
         cls = type(action)
+        series = self._by_class.get(cls)
+        if series is None:
+            series = self._by_class[cls] = self._series(cls.action_class_name, cls.queue)
         context = current_context()
         if context is not None and context.woken_by is not None:
             kind, sent_at = context.woken_by
-            waited = (now() - sent_at).total_seconds()
-            self._child("latency", cls.queue, kind).observe(max(0.0, waited))
+            latency = self._latency.get((series.queue, kind))
+            if latency is None:
+                latency = self.families.event_latency.labels(series.queue, kind)
+                self._latency[(series.queue, kind)] = latency
+            latency.observe(max(0.0, (now() - sent_at).total_seconds()))
         start = perf_counter()
         try:
             return call_next(*args)
         finally:
-            self._child("duration", cls.queue, cls.action_class_name).observe(
-                perf_counter() - start
-            )
+            series.duration.observe(perf_counter() - start)
 
     # -- signal receivers (after each commit) ------------------------------------------------
 
@@ -146,8 +173,10 @@ class Metrics(Middleware):
     ) -> None:  # fmt: skip
         if kind != StepKind.RUN:
             return
-        queue = self._queue(action_class)
-        self._child("steps", queue, action_class, str(state)).inc()
+        series = self._by_name.get(action_class)
+        if series is None:
+            series = self._series(action_class)
+        series.entered(state).inc()
         with self._lock:
             steps = self._running.get(plan_id)
             if state == StepState.RUNNING:
@@ -155,7 +184,7 @@ class Metrics(Middleware):
                     steps = self._running[plan_id] = {}
                 if step_id in steps:
                     return
-                steps[step_id] = (queue, action_class)
+                steps[step_id] = series
                 change = 1
             elif steps is not None and step_id in steps:
                 del steps[step_id]
@@ -164,44 +193,38 @@ class Metrics(Middleware):
                 change = -1
             else:
                 return
-        self._child("running", queue, action_class).inc(change)
+        series.running.inc(change)
 
     def on_plan(self, sender: Any, *, plan_id: str, state: Any, result: Any, **_: Any) -> None:
-        self._child("plans", str(state), str(result)).inc()
+        child = self._plans.get((state, result))
+        if child is None:
+            child = self._plans[(state, result)] = self.families.plans.labels(
+                str(state), str(result)
+            )
+        child.inc()
         if state in ENDED:  # steps it still had running (a halted plan's) count no more
             with self._lock:
                 left = self._running.pop(plan_id, {})
-            for queue, action_class in left.values():
-                self._child("running", queue, action_class).dec()
+            for series in left.values():
+                series.running.dec()
 
     def on_taken_over(self, sender: Any, *, plan_id: str, from_world: Any, **_: Any) -> None:
-        self._child("takeovers", "released" if from_world is None else "lease_expired").inc()
+        reason = "released" if from_world is None else "lease_expired"
+        self.families.takeovers.labels(reason).inc()
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _queue(self, action_class: str) -> str:
-        queue = self._queues.get(action_class)
-        if queue is None:
-            found = action_registry.attribute(
-                action_class, "queue", "default", "its steps are counted in queue 'default'"
-            )
-            queue = self._queues[action_class] = str(found)
-        return queue
-
-    def _child(self, family: str, *labels: str) -> Any:
-        key = (family, *labels)
-        child = self._children.get(key)
-        if child is None:
-            metric = {
-                "steps": self.families.steps,
-                "running": self.families.running,
-                "duration": self.families.duration,
-                "latency": self.families.event_latency,
-                "plans": self.families.plans,
-                "takeovers": self.families.takeovers,
-            }[family]
-            child = self._children[key] = metric.labels(*labels)
-        return child
+    def _series(self, action_class: str, queue: str | None = None) -> Series:
+        series = self._by_name.get(action_class)
+        if series is None:
+            if queue is None:
+                queue = str(
+                    action_registry.attribute(
+                        action_class, "queue", "default", "its steps are counted in queue 'default'"
+                    )
+                )
+            series = self._by_name[action_class] = Series(self.families, queue, action_class)
+        return series
 
     def _receivers(self) -> list[tuple[Any, Callable[..., None]]]:
         return [

@@ -124,6 +124,7 @@ class Recovery(EngineBase):
         at = now()
         changes = Changes(self.services.world, self.world_id)
         rerun: Collection[int] | None = None if only is None else (only,)
+        failed: list[tuple[int, str]] = []
         if takeover is not None:
             if plan.state != PlanState.RUNNING:
                 raise InvalidState(
@@ -144,7 +145,7 @@ class Recovery(EngineBase):
                 changes.later(
                     _taken_over(self.services.world, plan_id, takeover.from_world), plan_id
                 )
-            self._recover_interrupted(runtime, takeover, at, changes)
+            failed = self._recover_interrupted(runtime, takeover, at, changes)
         elif plan.state in EXECUTABLE:
             runtime = PlanRuntime(plan, rerun)
             fields: dict[str, Any] = {"world_id": self.world_id}
@@ -171,14 +172,18 @@ class Recovery(EngineBase):
                 raise ConcurrentModification(
                     f"steps of plan {plan_id} changed while it was being taken over"
                 )
+        for step_id, error in failed:
+            log.info("step %s of plan %s failed: %s", step_id, plan_id, error)
         it.changes.after.extend(changes.after)
         return runtime
 
     def _recover_interrupted(
         self, runtime: PlanRuntime, takeover: Takeover, at: datetime, changes: Changes
-    ) -> None:
+    ) -> list[tuple[int, str]]:
         """Steps left ``running`` by a world that died: an ``idempotent`` action runs again,
-        any other errors with "abnormal termination" (and its rescue strategy applies)."""
+        any other errors with "abnormal termination" (and its rescue strategy applies).
+        Returns the steps that errored, with their error message."""
+        failed: list[tuple[int, str]] = []
         gone = takeover.from_world
         if gone == self.world_id:
             cause = "its outcome could not be recorded (a scheduler iteration of this world failed)"
@@ -201,8 +206,10 @@ class Recovery(EngineBase):
                 ).to_json()
                 fields = {"ended_at": at, "error": error}
                 changes.step(runtime.plan_id, step, S.ERROR, at, fields, {"error": error})
+                failed.append((step.id, error["message"]))
                 runtime.blocked.add(step.id)
         runtime.refresh_ready()
+        return failed
 
     def on_retry_step(self, message: RetryStep, it: Iteration) -> None:
         """``World.retry`` of a step of a plan running here: run it again now."""

@@ -160,3 +160,23 @@ def test_a_released_plan_is_adopted_and_logged(world_factory: Any, caplog: Any) 
     assert f"plan {triggered.plan_id} taken over in world {second.id}" in logged(
         caplog, "dynaflow.executor"
     )
+
+
+def test_a_step_ended_by_abnormal_termination_is_logged_as_failed(
+    world_factory: Any, caplog: Any
+) -> None:
+    world = world_factory(lease=30.0)
+    planned = world.plan(Graph, ["seq", "n"])  # not idempotent
+    dead_world(world, heartbeat_age=31)
+    force_running(world, planned, ["n"], DEAD)
+    caplog.clear()
+
+    plan = take_over(world, planned.id)
+    assert (plan.state, plan.result) == ("paused", "error")
+    n = step_of(plan, "n").id
+    assert logged(caplog, "dynaflow.executor") == [
+        f"step {n} of plan {plan.id} failed: abnormal termination: world {DEAD} stopped while "
+        "the step ran; it is not marked idempotent, so it is not run again on its own",
+        f"plan {plan.id} taken over in world {world.id}",
+        f"plan {plan.id} paused (error) in world {world.id}",
+    ]
