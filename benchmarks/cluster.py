@@ -82,7 +82,12 @@ class Sizes:
 
 
 FULL = Sizes(
-    wide=2000, wide_workers=(1, 2, 3), plans=1000, core_plans=200, events=200, handoffs=200,
+    wide=2000,
+    wide_workers=(1, 2, 3),
+    plans=1000,
+    core_plans=200,
+    events=200,
+    handoffs=200,
     children=10_000,
 )
 QUICK = Sizes(

@@ -15,6 +15,7 @@ from dynaflow.exceptions import (
     DynaflowError,
     EventRejected,
     ExecutorError,
+    IdempotencyConflict,
     IllegalTransition,
     InvalidArgument,
     InvalidInput,
@@ -24,11 +25,13 @@ from dynaflow.exceptions import (
     PlanningError,
     PlanningFailed,
     SchemaMismatch,
+    SingletonActive,
     StorageError,
     SubPlansFailed,
     UnknownAction,
     UnknownActionClass,
     UnknownPlan,
+    UnknownSchedule,
     UnknownStep,
     UnknownWorld,
     WorldClosed,
@@ -45,10 +48,15 @@ from dynaflow.execution_plan import (
 from dynaflow.executor.futures import PlanFuture
 from dynaflow.middleware import Middleware, TransactionMiddleware
 from dynaflow.middleware.context import ContextMiddleware
+from dynaflow.persistence.engine import make_engine
+from dynaflow.persistence.reports import StepLogLine
 from dynaflow.phases import PhaseContext
+from dynaflow.plan_options import Args
 from dynaflow.polling import Polling
 from dynaflow.queues import Queue
 from dynaflow.rescue import Rescue, Retry
+from dynaflow.scheduled import DelayedPlan
+from dynaflow.schedules import Schedule
 from dynaflow.states import PlanResult, PlanState, StepKind, StepState
 from dynaflow.sub_plans import SubPlan, SubPlans
 from dynaflow.values import OutputRef
@@ -61,8 +69,13 @@ __all__ = [
     "Action",
     "World",
     "Triggered",
+    "make_engine",
     "PlanFuture",
     "OutputRef",
+    "Args",
+    # plans that start later
+    "DelayedPlan",
+    "Schedule",
     # run-phase protocol
     "Polling",
     "SubPlans",
@@ -85,6 +98,7 @@ __all__ = [
     "StepRecord",
     "StepError",
     "HistoryRecord",
+    "StepLogLine",
     "WorldRecord",
     "PlanState",
     "PlanResult",
@@ -107,9 +121,12 @@ __all__ = [
     "UnknownStep",
     "UnknownWorld",
     "UnknownAction",
+    "UnknownSchedule",
     "InvalidState",
     "IllegalTransition",
     "ConcurrentModification",
+    "IdempotencyConflict",
+    "SingletonActive",
     "EventRejected",
     "WorldClosed",
     "SubPlansFailed",

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Protocol
 
 from pydantic import BaseModel
 
-from dynaflow import clock, registry
+from dynaflow import clock, plan_hooks, registry, singletons
 from dynaflow.clock import now, seconds
 from dynaflow.events import TIMEOUT, TIMER, RunContext, Suspend, SuspendedHandle
 from dynaflow.exceptions import ConfigurationError, InvalidArgument, InvalidState, PlanningError
@@ -71,6 +71,10 @@ class Action:
       (or auto-rescue) skips the step; if it raises, nothing is skipped.
     * ``middleware``: middleware for this class and its subclasses (a list of classes or
       instances in the class body, or ``Cls.use(...)`` later).
+    * ``singleton`` (or ``singleton_key = lambda input: ...``): at most one plan holding this
+      action (with this key) is active at a time; see :mod:`dynaflow.singletons`.
+    * ``on_success``, ``on_failure``, ``on_stopped``, ``on_paused``: optional methods taking
+      the plan, called when the plan stops or pauses; see :mod:`dynaflow.plan_hooks`.
     """
 
     Input: ClassVar[type[BaseModel] | None] = None
@@ -78,6 +82,8 @@ class Action:
     subscribe: ClassVar[Any] = None
     queue: ClassVar[str] = "default"
     idempotent: ClassVar[bool] = False
+    #: the weight of this action's run step in its plan's progress (0: it does not count)
+    progress_weight: ClassVar[float] = 1
     #: ``run(event)`` takes the events sent to the step in batches: every sent event queued
     #: when it wakes, as a list, in arrival order (timers still come one at a time)
     event_batches: ClassVar[bool] = False
@@ -87,6 +93,8 @@ class Action:
     #: run a failed step again on a persisted timer (see :class:`~dynaflow.rescue.Retry`)
     retry: ClassVar[Retry | None] = None
     middleware: ClassVar[MiddlewareStack] = MiddlewareStack()
+    singleton: ClassVar[bool] = False
+    singleton_key: ClassVar[Callable[[Any], Any] | None] = None
 
     #: set per class by __init_subclass__
     action_class_name: ClassVar[str] = "dynaflow.action.Action"
@@ -94,6 +102,8 @@ class Action:
     has_finalize: ClassVar[bool] = False
     #: ``run`` takes an event parameter, so the action can suspend
     run_takes_event: ClassVar[bool] = False
+    #: the execution-plan hooks the class defines (``on_success``, ...)
+    plan_hooks: ClassVar[frozenset[str]] = frozenset()
 
     # instance state, set by the planner or the executor
     id: int
@@ -132,6 +142,11 @@ class Action:
         cls.has_finalize = callable(getattr(cls, "finalize", None))
         cls.run_takes_event = cls.has_run and _takes_event(cls.run)  # type: ignore[attr-defined]
         cls.queue = queue_name(cls.queue, f"{cls.__qualname__}.queue")
+        weight = cls.progress_weight
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
+            raise ConfigurationError(
+                f"{cls.__qualname__}.progress_weight must be a number >= 0, got {weight!r}"
+            )
         if cls.retry is not None and not isinstance(cls.retry, Retry):
             raise ConfigurationError(f"{cls.__qualname__}.retry must be a dynaflow.Retry")
         if cls.rescue_strategy is not None:
@@ -146,6 +161,8 @@ class Action:
             model = getattr(cls, name)
             if model is not None and not (isinstance(model, type) and issubclass(model, BaseModel)):
                 raise ConfigurationError(f"{cls.__qualname__}.{name} must be a pydantic BaseModel")
+        singletons.check_class(cls)
+        cls.plan_hooks = plan_hooks.methods(cls)
         registry.register(cls, _subscription_targets(cls))
 
     @classmethod
@@ -270,6 +287,17 @@ class Action:
             at + timedelta(seconds=seconds),
         )
         context.events.append((row, None))
+
+    def progress(self, done: float, total: float | None = None) -> None:
+        """Say how far this run step got: ``done`` of ``total`` (any unit). Shown by
+        ``dynaflow plans show/watch`` and the console, emitted as ``signals.step_progress``,
+        stored at most every half second while the step runs, and at its end."""
+        self._context("progress").report().progress(done, total)
+
+    def log(self, message: str) -> None:
+        """Add a line to this step's log (kept with the plan: ``world.step_logs``; at most
+        1,000 lines per step), emitted as ``signals.step_logged``."""
+        self._context("log").report().log(message)
 
     @property
     def cancel_requested(self) -> bool:

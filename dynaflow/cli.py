@@ -15,6 +15,7 @@ import click
 from rich.table import Table
 
 from dynaflow.cli_cluster import queues, status, worker, worlds
+from dynaflow.cli_schedules import register as register_schedules
 from dynaflow.cli_support import (
     _console,
     _fail,
@@ -359,6 +360,7 @@ main.add_command(status)
 main.add_command(queues)
 main.add_command(worlds)
 main.add_command(worker)
+register_schedules(main, plans)
 
 
 if __name__ == "__main__":

@@ -77,6 +77,15 @@ class UnknownWorld(DynaflowError, LookupError):
         )
 
 
+class UnknownSchedule(DynaflowError, LookupError):
+    def __init__(self, key: Any) -> None:
+        self.key = key
+        super().__init__(
+            f"no recurring schedule with key {key!r}; world.schedules() (`dynaflow schedules "
+            "list`) lists them"
+        )
+
+
 class IllegalTransition(DynaflowError):
     """A state change not allowed by the transition table in :mod:`dynaflow.states`."""
 
@@ -143,6 +152,29 @@ class SchemaMismatch(StorageError):
 
 class CorruptRecord(StorageError):
     """A row could not be decoded (bad JSON, unknown state)."""
+
+
+class IdempotencyConflict(DynaflowError):
+    """An idempotency key given again with other arguments than the plan it belongs to."""
+
+    def __init__(self, key: str, plan_id: str, first: str, given: str) -> None:
+        self.key, self.plan_id, self.first, self.given = key, plan_id, first, given
+        super().__init__(
+            f"idempotency key {key!r} belongs to plan {plan_id}, planned as {first}; this call "
+            f"asks for {given}. Use a new key for other arguments, or the first call's "
+            "arguments to get that plan"
+        )
+
+
+class SingletonActive(DynaflowError):
+    """A singleton action's key is held by a plan that has not stopped yet."""
+
+    def __init__(self, key: str, plan_id: str) -> None:
+        self.key, self.plan_id = key, plan_id
+        super().__init__(
+            f"singleton {key!r} is held by plan {plan_id}, which has not stopped; wait for it "
+            "to stop (world.follow(plan_id)), or pass on_conflict='return' to get that plan"
+        )
 
 
 class WorldClosed(DynaflowError):

@@ -61,6 +61,21 @@ class StepRecord:
     world_id: str | None = None
     #: planning order; finalize steps run in this order
     position: int = 0
+    #: a run step's progress as its action reported it (``self.progress``): ``done``,
+    #: ``total``, and its ``weight`` in the plan's progress when not 1
+    progress: dict[str, Any] | None = None
+
+    @property
+    def fraction(self) -> float | None:
+        """How far the step got, 0 to 1: 1 once it succeeded or was skipped, else
+        ``done / total`` as last reported (``None`` when it never said)."""
+        if self.state in (StepState.SUCCESS, StepState.SKIPPED):
+            return 1.0
+        progress = self.progress or {}
+        done, total = progress.get("done"), progress.get("total")
+        if isinstance(done, int | float) and isinstance(total, int | float) and total > 0:
+            return max(0.0, min(1.0, done / total))
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +100,10 @@ class PlanRecord:
     started_at: datetime | None = None
     ended_at: datetime | None = None
     world_id: str | None = None
+    #: the idempotency key, and the arguments it was first given with (``{"action": ...,
+    #: "args": [...], "kwargs": {...}}``)
     key: str | None = None
+    key_arguments: Any = None
     #: the run flow as nested ``{"sequence": [...]}`` / ``{"concurrence": [...]}`` of step ids
     run_flow: Any = None
     error: StepError | None = None
@@ -119,6 +137,7 @@ class ExecutionPlan:
     ended_at = property(lambda self: self.record.ended_at)
     created_at = property(lambda self: self.record.created_at)
     key = property(lambda self: self.record.key)
+    idempotency_key = property(lambda self: self.record.key)
     error = property(lambda self: self.record.error)
     run_flow = property(lambda self: self.record.run_flow)
     root_action_class = property(lambda self: self.record.root_action_class)
@@ -135,6 +154,22 @@ class ExecutionPlan:
             pass
         ids = sorted(step.id for step in self.run_steps())
         return flows.Concurrence([flows.Atom(step_id) for step_id in ids])
+
+    @property
+    def progress(self) -> float:
+        """How far the plan got, 0 to 1: its run steps' fractions (a step that never reported
+        counts 0 until it succeeds), each weighted by its action's ``progress_weight``."""
+        weighted = done = 0.0
+        for step in self.steps:
+            if step.kind != StepKind.RUN:
+                continue
+            weight = (step.progress or {}).get("weight", 1)
+            weight = weight if isinstance(weight, int | float) and weight >= 0 else 1
+            weighted += weight
+            done += weight * (step.fraction or 0.0)
+        if not weighted:
+            return 1.0 if self.state == PlanState.STOPPED else 0.0
+        return done / weighted
 
     @property
     def run_edges(self) -> list[tuple[int, int]]:

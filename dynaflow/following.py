@@ -29,6 +29,9 @@ class _Followed:
     request: int | None
     #: what the request was (an ``execute`` is done once its plan runs)
     kind: str = ""
+    #: the plan may not be committed yet (planned in the application's transaction): a plan
+    #: not found is waited for, not an error
+    uncommitted: bool = False
 
 
 def rebuilt(error: dict[str, Any]) -> DynaflowError:
@@ -55,11 +58,19 @@ class Follower:
         self._thread: threading.Thread | None = None
         self._closed = False
 
-    def follow(self, future: PlanFuture, request: int | None = None, kind: str = "") -> None:
+    def follow(
+        self,
+        future: PlanFuture,
+        request: int | None = None,
+        kind: str = "",
+        *,
+        uncommitted: bool = False,
+    ) -> None:
         """Resolve ``future`` when the request is answered (with its error, if it failed) and
-        then the plan's execution has ended (stopped, or paused)."""
+        then the plan's execution has ended (stopped, or paused). ``uncommitted``: the plan
+        and the request may not be visible yet (an application's transaction holds them)."""
         with self._lock:
-            self._followed.append(_Followed(future, request, kind))
+            self._followed.append(_Followed(future, request, kind, uncommitted))
             self._named = None
             if self._thread is None and not self._closed:
                 self._thread = threading.Thread(
@@ -140,6 +151,11 @@ class Follower:
         future = item.future
         if future.done():
             return True
+        if item.uncommitted:
+            found = self.storage.plan_records([future.plan_id])
+            if not found:
+                return False  # not committed yet (or rolled back: then this never resolves)
+            item.uncommitted = False
         record = self.storage.get_plan_record(future.plan_id)
         if item.request is not None:
             request = self.storage.get_request(item.request)

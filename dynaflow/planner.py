@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from dynaflow import flows, registry
+from dynaflow import flows, registry, singletons
 from dynaflow.action import CONTEXT_KEY, Action, plan_signature
 from dynaflow.clock import now
 from dynaflow.exceptions import PlanningError
@@ -48,6 +48,7 @@ class Planner:
         services: Services,
         plan_id: str,
         key: str | None = None,
+        key_arguments: dict[str, Any] | None = None,
         parent: tuple[str, int] | None = None,
     ) -> None:
         self.services = services
@@ -55,6 +56,9 @@ class Planner:
         self.key = key
         #: a sub-plan's parent plan and step
         self.parent = parent
+        self.key_arguments = key_arguments
+        #: the singleton keys of the singleton actions planned
+        self.singletons: list[str] = []
         self.created_at = now()
         self.root: Action | None = None
         self.actions: list[Action] = []
@@ -115,6 +119,8 @@ class Planner:
                     f"args={args!r} kwargs={kwargs!r}: {exc}"
                 ) from None
             self.services.chains.action(cls, "plan")(action, *args, **kwargs)
+            if singletons.is_singleton(cls):
+                self.singletons.append(singletons.key_of(action))
         except BaseException as exc:
             self._record_failure(step, action, exc, started)
             raise
@@ -203,6 +209,7 @@ class Planner:
             created_at=self.created_at,
             ended_at=at if failure is not None else None,
             key=self.key,
+            key_arguments=self.key_arguments,
             run_flow=flows.to_json(run_flow),
             error=error,
             parent_id=self.parent[0] if self.parent else None,
@@ -221,7 +228,8 @@ class Planner:
         ]
         steps = [StepRecord(**step) for step in self.steps]
         history = [*self.history, HistoryRow(self.plan_id, at, event, world_id=self.services.id)]
-        return NewPlan(record, actions, steps, edges, history)
+        held = self.singletons if failure is None else []
+        return NewPlan(record, actions, steps, edges, history, held)
 
     # -- internals -------------------------------------------------------------------------
 
@@ -236,6 +244,8 @@ class Planner:
             "queue": cls.queue,
             "position": len(self.steps) + 1,
         }
+        if kind == StepKind.RUN and cls.progress_weight != 1:
+            step["progress"] = {"weight": cls.progress_weight}
         self.steps.append(step)
         return step
 

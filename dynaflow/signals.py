@@ -1,7 +1,8 @@
 """All of dynaflow's blinker signals, one per line. Sender is always the :class:`~dynaflow.World`.
 
-Receivers run in the executor's scheduler thread after the change is committed; a receiver that
-raises is logged and never breaks execution (see :func:`emit`).
+Receivers of state changes run in the executor's scheduler thread after the change is committed;
+those of a step's progress and log lines in the thread running the step, as it reports. A
+receiver that raises is logged and never breaks execution (see :func:`emit`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ plan_state_changed = _signals.signal("plan-state-changed")
 step_state_changed = _signals.signal("step-state-changed")
 #: plan_id: str, from_world: str | None (None: released by a world that shut down)
 plan_taken_over = _signals.signal("plan-taken-over")
+#: plan_id: str, step_id: int, action_class: str, done: float, total: float | None (sent from
+#: the worker thread running the step, as ``self.progress`` is called)
+step_progress = _signals.signal("step-progress")
+#: plan_id: str, step_id: int, action_class: str, message: str, at: datetime (as ``step_progress``)
+step_logged = _signals.signal("step-logged")
 
 
 def emit(signal: Signal, sender: Any, **kwargs: Any) -> None:

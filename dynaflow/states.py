@@ -13,8 +13,10 @@ from dynaflow.exceptions import IllegalTransition
 
 
 class PlanState(StrEnum):
-    """A plan is stored once planning has ended: ``planned``, or ``stopped`` if it failed."""
+    """A plan is stored once planning has ended: ``planned``, or ``stopped`` if it failed;
+    ``scheduled`` if it starts later (a delayed or chained plan)."""
 
+    SCHEDULED = "scheduled"
     PLANNED = "planned"
     RUNNING = "running"
     PAUSED = "paused"
@@ -48,6 +50,8 @@ class StepKind(StrEnum):
 P, S = PlanState, StepState
 
 PLAN_TRANSITIONS: dict[PlanState, frozenset[PlanState]] = {
+    # started when due; stopped when cancelled, past its deadline or after a failed prerequisite
+    P.SCHEDULED: frozenset({P.PLANNED, P.STOPPED}),
     P.PLANNED: frozenset({P.RUNNING, P.STOPPED}),
     P.RUNNING: frozenset({P.PAUSED, P.STOPPED}),
     P.PAUSED: frozenset({P.RUNNING, P.STOPPED}),

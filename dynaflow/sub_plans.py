@@ -137,6 +137,9 @@ class SubPlans(Cancellable):
             self._check_later(state)  # (a check of an earlier run lapses)
         self._count(state)
         self._fill(state)
+        self.progress(  # type: ignore[attr-defined]
+            sum(state["counts"].values()), state["total"] or None
+        )
         if self._finished(state):
             state["failed"] = self._failed()
             state["deciding"] = True

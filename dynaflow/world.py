@@ -9,20 +9,18 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from dynaflow import registry, signals
+from dynaflow import plan_options, registry, signals
 from dynaflow.action import Action
 from dynaflow.clock import now
 from dynaflow.cluster import Cluster
 from dynaflow.events import EVENT, current_context
 from dynaflow.exceptions import (
-    ConcurrentModification,
     ConfigurationError,
     EventRejected,
     PlanningFailed,
-    StorageError,
     UnknownPlan,
     UnknownStep,
     WorldClosed,
@@ -32,6 +30,7 @@ from dynaflow.executor import Executor, InlineExecutor, PlanFuture, ThreadedExec
 from dynaflow.executor.futures import Triggered
 from dynaflow.executor.steps import call_finalize, call_run
 from dynaflow.following import Follower
+from dynaflow.hook_calls import PlanHooks, call_hook
 from dynaflow.mailbox import Mailbox
 from dynaflow.membership import check_queues
 from dynaflow.middleware.chains import Chains
@@ -41,8 +40,9 @@ from dynaflow.operators.online import Operators, check_ids
 from dynaflow.persistence import Storage, open_storage
 from dynaflow.persistence.base import EventRow, Listening, NewPlan, RequestRow
 from dynaflow.persistence.limits import check_world_id
-from dynaflow.phases import PhaseContext
-from dynaflow.planner import Planner, plan_core
+from dynaflow.plan_options import NO_OPTIONS, PlanOptions
+from dynaflow.planner import plan_core
+from dynaflow.planning import plan_or_find
 from dynaflow.queues import declared as declared_queues
 from dynaflow.services import Services
 from dynaflow.states import FINISHED_STEP_STATES, PlanResult, PlanState, StepKind
@@ -50,18 +50,22 @@ from dynaflow.urls import display_url
 from dynaflow.values import to_json
 from dynaflow.world_cluster import ClusterSide
 from dynaflow.world_reads import PlanReads
+from dynaflow.world_scheduling import SchedulingSide, Starter
 from dynaflow.world_sub_plans import SubPlansSide
 
 log = logging.getLogger("dynaflow.world")
+#: the database of a World given neither a URL nor an engine
+DEFAULT_URL = "sqlite:///dynaflow.db"
 
 _CORES: dict[str, Callable[..., Any]] = {
     "plan": plan_core,
     "run": call_run,
     "finalize": call_finalize,
+    "hook": call_hook,
 }
 
 
-class World(PlanReads, ClusterSide, SubPlansSide):
+class World(PlanReads, ClusterSide, SubPlansSide, SchedulingSide):
     """Opens persistence and starts an executor; a context manager; thread-safe.
 
     ``executor``: ``"threads"`` (a scheduler thread and ``workers`` worker threads),
@@ -71,8 +75,9 @@ class World(PlanReads, ClusterSide, SubPlansSide):
 
     def __init__(
         self,
-        url: str = "sqlite:///dynaflow.db",
+        url: str | None = None,
         *,
+        engine: Any = None,
         workers: int = 4,
         executor: str | None = "threads",
         middleware: Sequence[MiddlewareSpec] = (),
@@ -83,8 +88,14 @@ class World(PlanReads, ClusterSide, SubPlansSide):
         lease: float = 30.0,
         queues: Mapping[str, int] | None = None,
     ) -> None:
-        if not isinstance(url, str) or not url:
-            raise ConfigurationError(f"World(url=...) needs a database URL string, got {url!r}")
+        if engine is not None and url is not None:
+            raise ConfigurationError(
+                "World(url=..., engine=...): give one of them (the engine knows its database)"
+            )
+        if engine is None:
+            url = DEFAULT_URL if url is None else url
+            if not isinstance(url, str) or not url:
+                raise ConfigurationError(f"World(url=...) needs a database URL string, got {url!r}")
         if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
             raise ConfigurationError(f"World(workers=...) must be an int >= 1, got {workers!r}")
         if executor not in ("threads", "inline", None):
@@ -97,7 +108,7 @@ class World(PlanReads, ClusterSide, SubPlansSide):
             check_world_id(world_id)
         pools = check_queues(queues, workers)
         registry.load_entry_points()
-        self.storage: Storage = open_storage(url, migrate=migrate)
+        self.storage: Storage = open_storage(url, migrate=migrate, engine=engine)
         self.middleware = MiddlewareStack([TransactionMiddleware(), *middleware])
         self.services = Services(
             world=self,
@@ -108,6 +119,8 @@ class World(PlanReads, ClusterSide, SubPlansSide):
             auto_rescue=auto_rescue,
         )
         self.shutdown_timeout = shutdown_timeout
+        self._hooks = PlanHooks(self.services)
+        self._hooks.connect(self)
         self._closed = False
         self._close_lock = threading.Lock()
         #: heartbeats go every lease / 3; a world silent for a lease counts as dead
@@ -122,6 +135,7 @@ class World(PlanReads, ClusterSide, SubPlansSide):
         self._listen_lock = threading.Lock()
         self.executor: Executor | None = None
         self.mailbox: Mailbox | None = None
+        self.starter: Starter | None = None
         if executor is not None:
             self.cluster.join(executor)
         if executor == "threads":
@@ -144,6 +158,7 @@ class World(PlanReads, ClusterSide, SubPlansSide):
         if self.executor is not None:
             self.mailbox = Mailbox(self.services, self.executor, pools)
             self.executor.engine.requested = self._requested
+            self.starter = Starter(self.services, self._plan)
             self.executor.engine.pools = dict(pools)
             self._listen()
             self.cluster.start(self.executor)
@@ -177,71 +192,54 @@ class World(PlanReads, ClusterSide, SubPlansSide):
     # -- planning and execution --------------------------------------------------------------
 
     def plan(
-        self, action_class: type[Action], *args: Any, key: str | None = None, **kwargs: Any
+        self,
+        action_class: type[Action],
+        /,
+        *args: Any,
+        idempotency_key: str | None = None,
+        on_conflict: str | None = None,
+        connection: Any = None,
+        **kwargs: Any,
     ) -> ExecutionPlan:
         """Plan only. Returns the plan ``planned`` — or ``stopped``/``error`` with the planning
-        error recorded, if planning raised."""
-        plan_id, _ = self._plan(action_class, args, kwargs, key)
-        return self.get_plan(plan_id)
+        error recorded, if planning raised. Options as for :meth:`trigger`."""
+        self._check_open()
+        args, kwargs, options = plan_options.parse(
+            action_class, args, kwargs, idempotency_key, on_conflict, "plan", connection
+        )
+        with self._joined(connection):
+            plan_id, _ = self._plan(action_class, args, kwargs, options)
+            return self.get_plan(plan_id)
 
     def _plan(
         self,
         action_class: type[Action],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        key: str | None,
+        options: PlanOptions = NO_OPTIONS,
         hand_off: RequestRow | None = None,
         parent: tuple[str, int] | None = None,
         plan_id: str | None = None,
         collect: list[NewPlan] | None = None,
+        store: Callable[[NewPlan], None] | None = None,
     ) -> tuple[str, BaseException | None]:
-        """Plan, or find the plan with ``key``: ``(plan id, planning failure)``. ``hand_off``:
-        an execute request stored with the new plan, in its transaction (its ``plan_id`` is
-        set here)."""
+        """Plan, or find the plan ``options`` point at: ``(plan id, planning failure)``.
+        ``hand_off``: an execute request stored with the new plan, in its transaction;
+        ``store``: what stores the new plan (a delayed one, a scheduled run) instead of
+        ``insert_plan``."""
         self._check_open()
-        if not (isinstance(action_class, type) and issubclass(action_class, Action)):
-            raise ConfigurationError(
-                f"{action_class!r} is not an Action class; pass a subclass of dynaflow.Action"
-            )
-        if key is not None:
-            existing = self.storage.find_plan_by_key(key)
-            if existing is not None:
-                return existing.id, None
-        plan_id = plan_id or str(uuid.uuid4())
-        planner = Planner(self.services, plan_id, key, parent)
-        context = PhaseContext(self, plan_id, "plan", self.storage)
-        planned = False
-
-        def core(context: PhaseContext) -> None:
-            nonlocal planned
-            planner.plan_action(action_class, args, kwargs, parent=None)
-            if planner.failure is not None:  # a parent caught a child's error: still a failure
-                raise planner.failure
-            new = planner.finish()
-            planned = True
-            if collect is not None:  # the caller inserts it, with others
-                collect.append(new)
-                return
-            self.storage.insert_plan(new)
-            if hand_off is not None:
-                hand_off.plan_id = plan_id
-                self.storage.add_request(hand_off)
-
-        try:
-            self.services.chains.phase("plan_phase", core)(context)
-        except Exception as exc:
-            if isinstance(exc, ConcurrentModification) and key is not None:
-                existing = self.storage.find_plan_by_key(key)
-                if existing is not None:  # another caller planned the same key first
-                    return existing.id, None
-            if planned or isinstance(exc, StorageError):
-                raise  # planning succeeded; storing it failed: not a planning failure
-            self.storage.insert_plan(planner.finish(failure=exc))
-            log.info("plan %s stopped (error) in planning: %s", plan_id, exc)
-            self._signal_plan(plan_id, PlanState.STOPPED, PlanResult.ERROR)
-            return plan_id, exc
-        self._signal_plan(plan_id, PlanState.PLANNED, PlanResult.PENDING)
-        return plan_id, None
+        return plan_or_find(
+            self.services,
+            action_class,
+            args,
+            kwargs,
+            options,
+            hand_off,
+            parent=parent,
+            plan_id=plan_id,
+            collect=collect,
+            store=store,
+        )
 
     def execute(self, plan_id: str) -> PlanFuture:
         """Run a planned or paused plan. The future resolves when its execution ends. A world
@@ -250,29 +248,54 @@ class World(PlanReads, ClusterSide, SubPlansSide):
         return self.operators.execute(plan_id)
 
     def trigger(
-        self, action_class: type[Action], *args: Any, key: str | None = None, **kwargs: Any
+        self,
+        action_class: type[Action],
+        /,
+        *args: Any,
+        idempotency_key: str | None = None,
+        on_conflict: str | None = None,
+        connection: Any = None,
+        **kwargs: Any,
     ) -> Triggered:
-        """Plan and execute. A planning failure raises :class:`PlanningFailed`. With ``key``, an
-        existing plan with that key is returned instead of planning a second one. A world
+        """Plan and execute; every other argument goes to the action's ``plan()``. A planning
+        failure raises :class:`PlanningFailed`.
+
+        ``idempotency_key``: the plan already planned under this key is returned instead of
+        planning a second one (:class:`IdempotencyConflict` if it was planned with other
+        arguments). ``on_conflict``: when a singleton action's key is held by an active plan,
+        ``"raise"`` (the default: :class:`SingletonActive`) or ``"return"`` that plan. A plan
+        argument named like an option is passed inside :class:`~dynaflow.Args`. A world
         without an executor hands the plan to an executor world (any that serves its queues
-        and can import its classes); ``wait()`` works the same."""
+        and can import its classes); ``wait()`` works the same.
+
+        ``connection``: the application's SQLAlchemy ``Connection``, in a transaction on this
+        world's database: the plan is stored in that transaction (with the application's own
+        rows) and handed to an executor world — this one too — once the application commits;
+        nothing of it remains if the application rolls back."""
         self._check_open()
+        args, kwargs, options = plan_options.parse(
+            action_class, args, kwargs, idempotency_key, on_conflict, "trigger", connection
+        )
         hand_off = None
-        if self.executor is None:  # the request goes with the plan, in one transaction
+        if self.executor is None or connection is not None:  # a request stored with the plan
             hand_off = RequestRow("", "execute", {}, now(), None, self.id)
-        plan_id, failure = self._plan(action_class, args, kwargs, key, hand_off)
+        with self._joined(connection):
+            plan_id, failure = self._plan(action_class, args, kwargs, options, hand_off)
         if failure is not None:
             raise PlanningFailed(plan_id, failure) from failure
         if hand_off is not None and hand_off.id is not None:
-            return Triggered(plan_id, self.operators.handed_off(plan_id, hand_off.id))
+            future = self.operators.handed_off(
+                plan_id, hand_off.id, uncommitted=connection is not None
+            )
+            return Triggered(plan_id, future)
         record = self.storage.get_plan_record(plan_id)
         if record.state == PlanState.PLANNED:
-            # a keyed plan: if another caller starts it first, follow that execution
-            future = self.operators.execute(plan_id, follow_if_taken=key is not None)
+            # a plan found by key or singleton: if another caller starts it first, follow that
+            future = self.operators.execute(plan_id, follow_if_taken=options.may_find)
         elif record.state == PlanState.STOPPED:
             future = PlanFuture(self, plan_id)
             future.set_result(plan_id)
-        else:  # an existing keyed plan still executing, here or elsewhere: follow it
+        else:  # an existing plan still executing, here or elsewhere: follow it
             future = self.operators.follow(plan_id)
         return Triggered(plan_id, future)
 
@@ -395,8 +418,7 @@ class World(PlanReads, ClusterSide, SubPlansSide):
         """Inline executor: run everything that is ready now (requests from other processes
         included), until nothing more is."""
         self._check_open()
-        if self.mailbox is not None and isinstance(self.executor, InlineExecutor):
-            self.mailbox.poll(force=True)
+        self._look_now()  # plans and runs that fell due; requests (inline)
         if self.executor is not None:
             self.executor.run_pending()
 
@@ -419,6 +441,7 @@ class World(PlanReads, ClusterSide, SubPlansSide):
                 self.cluster.leave()
                 log.info("world %s down", self.id)
         finally:
+            self._hooks.disconnect(self)
             self.follower.close()
             if self._listening is not None:
                 self._listening.close()
@@ -460,6 +483,10 @@ class World(PlanReads, ClusterSide, SubPlansSide):
         if self.mailbox is not None and self.executor is not None:
             self.mailbox.wanted("requests")
             self.executor.run_pending()
+
+    def _joined(self, connection: Any) -> AbstractContextManager[Any]:
+        """The application's transaction, for the block (none given: nothing)."""
+        return nullcontext() if connection is None else self.storage.joined(connection)
 
     def _check_open(self) -> None:
         if self._closed:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dynaflow.cluster import Cluster
 from dynaflow.exceptions import ConfigurationError, InvalidState, UnknownWorld
@@ -18,6 +18,9 @@ from dynaflow.mailbox import Mailbox
 from dynaflow.persistence import Storage
 from dynaflow.persistence.base import Listening, RequestRow
 from dynaflow.queues import Queue
+
+if TYPE_CHECKING:
+    from dynaflow.world_scheduling import Starter
 
 log = logging.getLogger("dynaflow.world")
 #: what a notification topic asks the mailbox to look at
@@ -30,6 +33,7 @@ class ClusterSide:
     storage: Storage
     executor: Executor | None
     mailbox: Mailbox | None
+    starter: Starter | None
     cluster: Cluster
     follower: Follower
     _pools: dict[str, int]
@@ -145,6 +149,12 @@ class ClusterSide:
         if executor is None or mailbox is None:
             return
         kind, _, target = (topic or "").partition(" ")
+        if (kind == "s" or topic is None) and self.starter is not None:
+            self.starter.wanted()  # a plan was delayed or a schedule changed: look for due ones
+        if kind == "s":
+            if isinstance(executor, ThreadedExecutor):
+                executor.run_pending()
+            return
         if kind == "w":  # a world came or went
             self._look = True
             mailbox.wanted()
@@ -175,6 +185,8 @@ class ClusterSide:
             executor.run_pending()
 
     def _poll_requests(self) -> None:
+        if self.starter is not None and not (self.mailbox is None or self.mailbox.closed):
+            self.starter.poll()  # delayed plans and recurring runs that fell due
         if self.mailbox is not None:
             self.mailbox.poll()
             if self._adopt and not self.mailbox.closed:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from dynaflow.exceptions import ConfigurationError, UnknownPlan
 from dynaflow.execution_plan import ExecutionPlan, PlanRecord
 from dynaflow.persistence import Storage
+from dynaflow.persistence.reports import StepLogLine
 from dynaflow.plan_filters import plan_filter
 from dynaflow.states import PlanResult, PlanState
 
@@ -69,3 +70,16 @@ class PlanReads:
     ) -> int:
         self._check_open()
         return self.storage.count_plans(plan_filter(state, result, label, action, parent))
+
+    def step_logs(
+        self, plan_id: str, step_id: int | None = None, *, after: int = 0, limit: int = 1000
+    ) -> list[StepLogLine]:
+        """What the plan's run steps logged (``self.log``), by step then line number; one
+        step's lines with ``step_id``, those numbered after ``after``, at most ``limit``."""
+        self._check_open()
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ConfigurationError(f"limit must be an int >= 1, got {limit!r}")
+        if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+            raise ConfigurationError(f"after must be an int >= 0, got {after!r}")
+        self.storage.get_plan_record(plan_id)  # UnknownPlan
+        return self.storage.step_logs(plan_id, step_id, after=after, limit=limit)

@@ -29,7 +29,7 @@ from dynaflow.states import PlanState
 log = logging.getLogger("dynaflow.world")
 
 #: states of a sub-plan that has not stopped
-UNFINISHED = (PlanState.PLANNED, PlanState.RUNNING, PlanState.PAUSED)
+UNFINISHED = (PlanState.PLANNED, PlanState.SCHEDULED, PlanState.RUNNING, PlanState.PAUSED)
 #: sub-plans read at once when an operation goes down to them
 PAGE = 500
 
@@ -90,7 +90,6 @@ class SubPlansSide:
                         action_class,
                         tuple(args),
                         dict(kwargs),
-                        None,
                         parent=parent,
                         plan_id=plan_id,
                         collect=news,

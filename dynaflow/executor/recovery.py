@@ -79,6 +79,7 @@ class Recovery(EngineBase):
         if claim is None:
             runtime = self.plans.get(plan_id)
             if runtime is not None:  # already executing (or a halted one finishing a step)
+                self.answer(message.request, None)  # a second execute request: it follows this
                 runtime.futures.append(future)
                 return
             try:

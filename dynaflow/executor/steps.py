@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from dynaflow import registry
 from dynaflow.action import Action
 from dynaflow.clock import now
 from dynaflow.events import RunContext, Suspend, SuspendedHandle, set_current_context
@@ -18,6 +19,7 @@ from dynaflow.exceptions import EventRejected, InvalidInput, NotJSON
 from dynaflow.execution_plan import StepError
 from dynaflow.persistence.base import EventRow, RequestRow
 from dynaflow.rebuild import build_action
+from dynaflow.reporting import Reporter
 from dynaflow.runtime import PlanRuntime
 from dynaflow.services import Services
 from dynaflow.values import to_json, validation_problems
@@ -102,6 +104,14 @@ def run_step(
     context = RunContext(
         runtime.plan_id, step_id, step=step, woken_by=woken_by, offered=runtime.offered
     )
+    # what the call reports (progress, log lines): made on the first report
+    context.reporting = lambda: Reporter(
+        services,
+        runtime.plan_id,
+        step_id,
+        step.action_class,
+        registry.attribute(step.action_class, "progress_weight", 1.0, "weight 1"),
+    )
     outcome = StepOutcome(runtime.plan_id, step_id, action_id, started, started, None)
     outcome.consumed = event_id
     outcome.cancelling = cancel
@@ -136,6 +146,8 @@ def run_step(
                 )
     finally:
         set_current_context(None)
+        if context.reporter is not None:
+            context.reporter.close()
     outcome.ended_at = now()
     return outcome
 

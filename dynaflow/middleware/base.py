@@ -42,11 +42,17 @@ class Middleware:
         """Around the whole finalize phase of a plan."""
         return call_next()
 
+    def hook(self, action: Action, call_next: CallNext, kind: str, plan: Any) -> Any:
+        """Around one execution-plan hook of one action (``kind`` is ``"on_success"``,
+        ``"on_failure"``, ``"on_stopped"`` or ``"on_paused"``; ``plan`` the plan's snapshot),
+        in the world that changed the plan, after the change committed."""
+        return call_next(kind, plan)
+
     def __repr__(self) -> str:
         return f"{type(self).__qualname__}()"
 
 
-#: the hooks that exist. Hooks around delaying a plan, around execution-plan hooks and around
-#: presenting an action to the console come with scheduled plans and the web console, which
-#: call them; until then a middleware method of such a name is an ordinary method.
-HOOKS = ("plan", "run", "finalize", "plan_phase", "finalize_phase")
+#: the hooks that exist. Hooks around delaying a plan and around presenting an action to the
+#: console come with scheduled plans and the web console, which call them; until then a
+#: middleware method of such a name is an ordinary method.
+HOOKS = ("plan", "run", "finalize", "plan_phase", "finalize_phase", "hook")

@@ -72,11 +72,12 @@ class Operators:
         self.follower.follow(future, row.id, kind)
         return future
 
-    def handed_off(self, plan_id: str, request_id: int) -> PlanFuture:
-        """The future of a plan handed to executor worlds by an execute request."""
+    def handed_off(self, plan_id: str, request_id: int, *, uncommitted: bool = False) -> PlanFuture:
+        """The future of a plan handed to executor worlds by an execute request (which an
+        application's transaction may not have committed yet: ``uncommitted``)."""
         self._listen()
         future = PlanFuture(self.services.world, plan_id)
-        self.follower.follow(future, request_id, "execute")
+        self.follower.follow(future, request_id, "execute", uncommitted=uncommitted)
         return future
 
     def _owner(self, record: PlanRecord) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from dynaflow.persistence.base import (
     Batch,
     BatchResult,
@@ -23,11 +25,14 @@ from dynaflow.persistence.memory import MemoryStorage
 from dynaflow.persistence.sql import SQLStorage
 
 
-def open_storage(url: str, *, migrate: bool | None = None) -> Storage:
-    """Open the storage for ``url``: ``memory://`` or any SQLAlchemy URL (SQLite, PostgreSQL).
+def open_storage(url: str | None, *, migrate: bool | None = None, engine: Any = None) -> Storage:
+    """Open the storage for ``url``: ``memory://`` or any SQLAlchemy URL (SQLite, PostgreSQL);
+    or on ``engine``, an application's SQLAlchemy engine, shared (not disposed of on close).
 
     ``migrate`` upgrades the schema to head on open; ``None`` means "only an embedded SQLite".
     """
+    if engine is not None:
+        return SQLStorage(None, migrate=migrate, engine=engine)
     if url in ("memory://", "memory"):
         return MemoryStorage()
     return SQLStorage(url, migrate=migrate)

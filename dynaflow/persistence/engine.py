@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,12 +18,16 @@ from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
-from dynaflow.exceptions import StorageError
+from dynaflow.exceptions import ConfigurationError, StorageError
 from dynaflow.persistence.errors import busy_timeout, translated
 from dynaflow.urls import display_url
 
 #: execution option marking a SQLite connection as a reader: plain (deferred) BEGIN
 READER = "dynaflow_reader"
+
+
+#: the engines :func:`make_engine` made (an application may share one with its world)
+_MADE: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 def make_engine(url: str | URL) -> Engine:
@@ -52,13 +57,39 @@ def make_engine(url: str | URL) -> Engine:
         else:
             engine = create_engine(parsed, pool_size=8, max_overflow=-1)
         _setup_sqlite(engine, wal=not is_memory(parsed), timeout=timeout)
+        _MADE.add(engine)
         return engine
     if backend == "postgresql":
         connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": 10}
-        return create_engine(parsed, connect_args=connect_args, pool_size=8, max_overflow=16)
+        engine = create_engine(parsed, connect_args=connect_args, pool_size=8, max_overflow=16)
+        _MADE.add(engine)
+        return engine
     raise StorageError(
         f"dynaflow stores plans in SQLite or PostgreSQL, not {backend!r} "
         f"({display_url(parsed.render_as_string(hide_password=False))})"
+    )
+
+
+def check_shared(engine: Any, what: str = "World(engine=...)") -> Engine:
+    """An application's engine a world may share (or whose connections it may join):
+    PostgreSQL through psycopg 3, or one that :func:`make_engine` made (a SQLite engine needs
+    dynaflow's connection setup)."""
+    if not isinstance(engine, Engine):
+        raise ConfigurationError(f"{what} takes a SQLAlchemy Engine, got {type(engine).__name__}")
+    if engine in _MADE:
+        return engine
+    if engine.dialect.name == "postgresql":
+        if engine.dialect.driver != "psycopg":
+            raise ConfigurationError(
+                f"{what}: dynaflow talks to PostgreSQL through psycopg 3, and this "
+                f"engine uses {engine.dialect.driver!r}; create it with a "
+                "postgresql+psycopg:// URL (or with dynaflow.make_engine(url))"
+            )
+        return engine
+    raise ConfigurationError(
+        f"{what}: a {engine.dialect.name} engine must come from "
+        "dynaflow.make_engine(url), which sets its connections up the way dynaflow needs "
+        "(SQLite: WAL, BEGIN IMMEDIATE, a busy timeout); use that engine in your application too"
     )
 
 

@@ -40,7 +40,9 @@ def check_plan(new: NewPlan) -> None:
         plan.label, LABEL, "the plan's label", "the root action class's label, else its name"
     )
     if plan.key is not None:
-        check_text(plan.key, KEY, "the plan's key", "the key= given to trigger/plan")
+        check_text(plan.key, KEY, "the plan's key", "the idempotency_key= given to trigger/plan")
+    for key in new.singletons:
+        check_text(key, KEY, "the singleton key", "the action class's name and singleton_key")
     names = {plan.root_action_class} if plan.root_action_class else set()
     names.update(action.action_class for action in new.actions)
     for name in sorted(names):

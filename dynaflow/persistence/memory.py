@@ -13,7 +13,13 @@ from datetime import datetime
 from types import EllipsisType
 from typing import Any
 
-from dynaflow.exceptions import ConcurrentModification, UnknownAction, UnknownPlan, UnknownStep
+from dynaflow.exceptions import (
+    ConcurrentModification,
+    SingletonActive,
+    UnknownAction,
+    UnknownPlan,
+    UnknownStep,
+)
 from dynaflow.execution_plan import (
     ActionRecord,
     ExecutionPlan,
@@ -40,6 +46,10 @@ from dynaflow.persistence.base import (
 )
 from dynaflow.persistence.limits import check_plan
 from dynaflow.persistence.memory_cluster import MemoryCluster, _forget, _restore
+from dynaflow.persistence.memory_reports import MemoryReports
+from dynaflow.persistence.memory_schedules import MemorySchedules
+from dynaflow.persistence.reports import StepLogLine
+from dynaflow.persistence.schedules import DelayedRow, ScheduleRow
 from dynaflow.states import PlanResult, PlanState, StepState
 
 
@@ -48,7 +58,7 @@ def _copy_action(action: ActionRecord) -> ActionRecord:
 
 
 class _Plan:
-    __slots__ = ("actions", "edges", "events", "history", "record", "steps")
+    __slots__ = ("actions", "edges", "events", "history", "record", "singletons", "steps")
 
     def __init__(self, new: NewPlan) -> None:
         self.record = new.plan
@@ -57,9 +67,10 @@ class _Plan:
         self.edges = list(new.edges)
         self.history: list[HistoryRecord] = []
         self.events: dict[int, EventRow] = {}
+        self.singletons = list(dict.fromkeys(new.singletons))
 
 
-class MemoryStorage(MemoryCluster, Storage):
+class MemoryStorage(MemoryCluster, MemoryReports, MemorySchedules, Storage):
     """Plans in dicts, guarded by one re-entrant lock. A transaction holds the lock and keeps an
     undo log, so a block that raises leaves nothing behind."""
 
@@ -69,6 +80,9 @@ class MemoryStorage(MemoryCluster, Storage):
         self._lock = threading.RLock()
         self._plans: dict[str, _Plan] = {}
         self._keys: dict[str, str] = {}
+        #: singleton key -> the plan holding it (until that plan stops)
+        self._singletons: dict[str, str] = {}
+        self._logs: dict[str, dict[tuple[int, int], StepLogLine]] = {}
         self._local = threading.local()
         self._event_ids = itertools.count(1)
         self._worlds: dict[str, WorldRow] = {}
@@ -76,6 +90,8 @@ class MemoryStorage(MemoryCluster, Storage):
         self._requests: dict[int, RequestRow] = {}
         self._queues: dict[str, int | None] = {}
         self._request_ids = itertools.count(1)
+        self._delayed: dict[str, DelayedRow] = {}
+        self._schedules: dict[str, ScheduleRow] = {}
 
     def close(self) -> None:
         pass
@@ -139,17 +155,37 @@ class MemoryStorage(MemoryCluster, Storage):
             list(new.steps),
             list(new.edges),
             list(new.history),
+            list(new.singletons),
         )
         with self._write() as undo:
             plan_id, key = new.plan.id, new.plan.key
             if plan_id in self._plans or (key is not None and key in self._keys):
                 raise ConcurrentModification(f"plan {plan_id} (key {key!r}) already exists")
+            for singleton in new.singletons:
+                holder = self.singleton_holder(singleton)
+                if holder is not None:
+                    raise SingletonActive(singleton, holder)
             self._plans[plan_id] = _Plan(new)
             undo.append(lambda: self._plans.pop(plan_id, None))
             if key is not None:
                 self._keys[key] = plan_id
                 undo.append(lambda: self._keys.pop(key, None))
+            for singleton in self._plans[plan_id].singletons:
+                undo.append(self._put_singleton(singleton, plan_id))
             self.add_history(new.history)
+
+    def _put_singleton(self, key: str, plan_id: str | None) -> Callable[[], object]:
+        """Set (or, with ``None``, drop) the holder of ``key``; return the undo."""
+        old = self._singletons.pop(key, None)
+        if plan_id is not None:
+            self._singletons[key] = plan_id
+
+        def undo() -> None:
+            self._singletons.pop(key, None)
+            if old is not None:
+                self._singletons[key] = old
+
+        return undo
 
     def update_plan(
         self,
@@ -171,6 +207,10 @@ class MemoryStorage(MemoryCluster, Storage):
                 values["error"] = StepError.from_json(values["error"])
             plan.record = replace(old, **values)
             undo.append(lambda: setattr(plan, "record", old))
+            if plan.record.state == PlanState.STOPPED:
+                for singleton in plan.singletons:
+                    if self._singletons.get(singleton) == plan_id:
+                        undo.append(self._put_singleton(singleton, None))
             return True
 
     def update_steps(self, updates: Sequence[StepUpdate]) -> list[StepUpdate]:
@@ -340,6 +380,14 @@ class MemoryStorage(MemoryCluster, Storage):
         with self._lock:
             plan_id = self._keys.get(key)
             return None if plan_id is None else self._plans[plan_id].record
+
+    def singleton_holder(self, key: str) -> str | None:
+        with self._lock:
+            plan_id = self._singletons.get(key)
+            plan = self._plans.get(plan_id) if plan_id is not None else None
+            if plan is None or plan.record.state == PlanState.STOPPED:
+                return None
+            return plan_id
 
     def find_plans(
         self,

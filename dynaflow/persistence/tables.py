@@ -14,6 +14,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    Text,
 )
 
 metadata = MetaData(
@@ -35,7 +36,9 @@ plans = Table(
     Column("state", String(16), nullable=False),
     Column("result", String(16), nullable=False),
     Column("root_action_class", String(255)),
+    # the idempotency key, and the arguments (class, args, kwargs as JSON) it was first given
     Column("key", String(255), unique=True),
+    Column("key_arguments", JSON),
     Column("created_at", UTC, nullable=False),
     Column("started_at", UTC),
     Column("ended_at", UTC),
@@ -49,6 +52,17 @@ plans = Table(
     Index(None, "created_at"),
     Index(None, "label"),
     Index(None, "parent_id"),
+)
+
+# the singleton keys held by plans that have not stopped: inserted with the plan, deleted in
+# the transaction that stops it; the primary key lets one plan at a time hold a key
+singletons = Table(
+    "dynaflow_singletons",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("plan_id", String(36), nullable=False),
+    ForeignKeyConstraint(["plan_id"], ["dynaflow_plans.id"], ondelete="CASCADE"),
+    Index(None, "plan_id"),
 )
 
 actions = Table(
@@ -81,9 +95,24 @@ steps = Table(
     Column("duration", Float),
     Column("error", JSON),
     Column("world_id", String(64)),
+    #: a run step's progress: {"done": ..., "total": ..., "weight": ...} (all optional)
+    Column("progress", JSON),
     PrimaryKeyConstraint("plan_id", "id"),
     ForeignKeyConstraint(["plan_id"], ["dynaflow_plans.id"], ondelete="CASCADE"),
     Index(None, "state", "queue"),
+)
+
+#: what run steps logged (``self.log``), numbered per step
+step_logs = Table(
+    "dynaflow_step_logs",
+    metadata,
+    Column("plan_id", String(36), nullable=False),
+    Column("step_id", Integer, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("at", UTC, nullable=False),
+    Column("message", Text, nullable=False),
+    PrimaryKeyConstraint("plan_id", "step_id", "seq"),
+    ForeignKeyConstraint(["plan_id"], ["dynaflow_plans.id"], ondelete="CASCADE"),
 )
 
 edges = Table(
@@ -181,4 +210,51 @@ worlds = Table(
     Column("lease", Float),
     Column("expires_at", UTC),
     Index(None, "expires_at"),
+)
+
+delayed = Table(
+    "dynaflow_delayed",
+    metadata,
+    # a plan stored ``scheduled``: when it may start, and the deadline after which it must not
+    Column("plan_id", String(36), primary_key=True),
+    Column("start_at", UTC, nullable=False),
+    Column("start_before", UTC),
+    # a chained plan: what it does when a prerequisite did not end well ("fail", "skip", "run")
+    Column("on_failed", String(8), nullable=False),
+    ForeignKeyConstraint(["plan_id"], ["dynaflow_plans.id"], ondelete="CASCADE"),
+    Index(None, "start_at"),
+)
+
+chains = Table(
+    "dynaflow_chains",
+    metadata,
+    # the plan ``plan_id`` starts only once ``after_id`` has stopped
+    Column("plan_id", String(36), nullable=False),
+    Column("after_id", String(36), nullable=False),
+    PrimaryKeyConstraint("plan_id", "after_id"),
+    ForeignKeyConstraint(["plan_id"], ["dynaflow_plans.id"], ondelete="CASCADE"),
+    ForeignKeyConstraint(["after_id"], ["dynaflow_plans.id"], ondelete="CASCADE"),
+    Index(None, "after_id"),
+)
+
+schedules = Table(
+    "dynaflow_schedules",
+    metadata,
+    # a recurring plan: the action and its arguments, planned at each time of ``cron`` in ``tz``
+    Column("key", String(255), primary_key=True),
+    Column("action_class", String(255), nullable=False),
+    Column("arguments", JSON, nullable=False),
+    Column("cron", String(255), nullable=False),
+    Column("tz", String(64), nullable=False),
+    Column("catch_up", String(8), nullable=False),
+    # the time of the next run (UTC); a world plans it once this has passed
+    Column("next_run_at", UTC, nullable=False),
+    Column("paused_at", UTC),
+    Column("last_run_at", UTC),
+    Column("last_plan_id", String(36)),
+    # bumped by every change: each change (and each run planned) is a compare-and-set on it
+    Column("revision", Integer, nullable=False),
+    Column("created_at", UTC, nullable=False),
+    Column("updated_at", UTC, nullable=False),
+    Index(None, "next_run_at"),
 )

@@ -213,7 +213,7 @@ def plan_only(action_class: type[Action], *args: Any, **kwargs: Any) -> Planned:
     subscribers included), on a throwaway in-memory world, without running anything. Raises
     :class:`~dynaflow.PlanningFailed` (the original error as its cause) if planning raises."""
     with World("memory://", executor=None) as world:
-        plan_id, failure = world._plan(action_class, args, kwargs, None)
+        plan_id, failure = world._plan(action_class, args, kwargs)
         if failure is not None:
             raise PlanningFailed(plan_id, failure) from failure
         return Planned.of(world.get_plan(plan_id))

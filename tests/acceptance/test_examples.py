@@ -104,6 +104,18 @@ sub-plans: {'success': 60}
 records imported: 60 of 60
 never more than 5 at once: True
 """,
+    "app_transaction.py": """\
+order 1: stored with its plan
+order 2: payment declined; nothing was stored
+order 1 (kettle): shipped (TRACK-1)
+plan ShipOrder: stopped / success
+""",
+    "fastapi_app.py": """\
+POST /orders 1: {'id': 1, 'plan': 'stored'}
+POST /orders 2: 402 {'detail': 'payment declined'}
+GET /orders/1: {'id': 1, 'status': 'shipped', 'plan': 'stopped / success'}
+GET /orders/2: 404
+""",
 }
 #: arguments an example runs with here (a smaller count than its default)
 ARGS = {"import_records.py": ["60"]}

@@ -107,11 +107,15 @@ class Server:
         return plan_id if wait is None else snapshot(future, wait)
 
     def trigger(
-        self, action: str, wait: float | None = None, key: str | None = None, **kwargs: Any
+        self,
+        action: str,
+        wait: float | None = None,
+        idempotency_key: str | None = None,
+        **kwargs: Any,
     ) -> Any:
         """Plan and execute; the plan id, or (with ``wait``) its snapshot once it ended."""
         cls = getattr(actions, action)
-        triggered = self.world.trigger(cls, key=key, **kwargs)
+        triggered = self.world.trigger(cls, idempotency_key=idempotency_key, **kwargs)
         return self.keep(triggered.future, wait)
 
     def resume(self, plan_id: str, wait: float | None = None) -> Any:

@@ -112,10 +112,10 @@ def test_skip_and_resume_at_the_same_moment(
 def test_the_same_key_triggered_from_two_processes_at_once(
     storage: str, databases: Databases, tmp_path: Path
 ) -> None:
-    """Worlds P and Q call ``trigger(Quick, key=k).wait()`` at the same moment (a new key each
-    round, seeded offset of a few milliseconds). Demanded, every round: exactly one plan has
-    the key; both callers' ``wait()`` return a snapshot of that plan (neither raises); it ends
-    ``stopped``/``success``.
+    """Worlds P and Q call ``trigger(Quick, idempotency_key=k).wait()`` at the same moment (a
+    new key each round, seeded offset of a few milliseconds). Demanded, every round: exactly
+    one plan has the key; both callers' ``wait()`` return a snapshot of that plan (neither
+    raises); it ends ``stopped``/``success``.
 
     Run: ``python -m pytest tests/faults -rA -k same_key_triggered``"""
     seed = base_seed(f"keyed trigger race on {storage}")
@@ -129,7 +129,9 @@ def test_the_same_key_triggered_from_two_processes_at_once(
             offset = rng.uniform(-0.003, 0.003)
             at = time.time() + 0.05
             tags = [
-                child.send("trigger", at=at + delay, action="Quick", key=key, wait=FUTURE)
+                child.send(
+                    "trigger", at=at + delay, action="Quick", idempotency_key=key, wait=FUTURE
+                )
                 for child, delay in ((p, max(offset, 0)), (q, max(-offset, 0)))
             ]
             answers = [child.answer(tag) for child, tag in zip((p, q), tags, strict=True)]

@@ -35,8 +35,10 @@ def test_a_label_too_long_raises_invalid_argument_and_writes_nothing(world: Worl
 
 
 def test_a_key_holding_a_nul_raises_invalid_argument_and_writes_nothing(world: World) -> None:
-    with pytest.raises(InvalidArgument, match=r"the plan's key \(the key= given .* NUL character"):
-        world.trigger(NulOutput, "x", key="order\x00-1")
+    with pytest.raises(
+        InvalidArgument, match=r"idempotency key \(idempotency_key= .* NUL character"
+    ):
+        world.trigger(NulOutput, "x", idempotency_key="order\x00-1")
     assert world.count_plans() == 0
 
 

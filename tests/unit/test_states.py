@@ -30,6 +30,8 @@ ALLOWED_STEP = {
 }
 
 ALLOWED_PLAN = {
+    (P.SCHEDULED, P.PLANNED),
+    (P.SCHEDULED, P.STOPPED),
     (P.PLANNED, P.RUNNING),
     (P.PLANNED, P.STOPPED),
     (P.RUNNING, P.PAUSED),
@@ -41,6 +43,7 @@ ALLOWED_PLAN = {
 
 def test_states_are_the_documented_strings() -> None:
     assert [s.value for s in PlanState] == [
+        "scheduled",
         "planned",
         "running",
         "paused",

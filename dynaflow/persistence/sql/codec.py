@@ -37,7 +37,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 PLAN_FIELDS = frozenset(c.name for c in tables.plans.columns) - {"id"}
 STEP_FIELDS = frozenset(
-    {"started_at", "ended_at", "duration", "error", "world_id", "queue", "position"}
+    {"started_at", "ended_at", "duration", "error", "world_id", "queue", "position", "progress"}
 )
 
 ACTION_COLUMNS = ("plan_id", "id", "action_class", "input", "output", "parent_id", "trigger_id")
@@ -55,6 +55,7 @@ STEP_COLUMNS = (
     "duration",
     "error",
     "world_id",
+    "progress",
 )
 #: the columns of a step row in the order of :class:`StepRecord`'s fields
 STEP_RECORD_COLUMNS = (
@@ -70,6 +71,7 @@ STEP_RECORD_COLUMNS = (
     "queue",
     "world_id",
     "position",
+    "progress",
 )
 HISTORY_COLUMNS = ("plan_id", "at", "event", "step_id", "world_id", "detail")
 #: the columns of an event row, in the order of :class:`EventRow`'s fields but ``id`` first
@@ -137,6 +139,7 @@ def plan_row(r: PlanRecord) -> dict[str, Any]:
         "result": val(r.result),
         "root_action_class": r.root_action_class,
         "key": r.key,
+        "key_arguments": r.key_arguments,
         "created_at": time_in(r.created_at),
         "started_at": time_in(r.started_at),
         "ended_at": time_in(r.ended_at),
@@ -169,6 +172,7 @@ def step_row(plan_id: str, s: StepRecord) -> tuple[Any, ...]:
         s.duration,
         error_in(s.error),
         s.world_id,
+        s.progress,
     )
 
 
@@ -245,6 +249,7 @@ class Decoder:
                 ended_at=time_out(row.ended_at),
                 world_id=row.world_id,
                 key=row.key,
+                key_arguments=self.load_json(row.key_arguments),
                 run_flow=self.load_json(row.run_flow),
                 error=StepError.from_json(self.load_json(row.error)),
                 parent_id=row.parent_id,
@@ -270,7 +275,7 @@ class Decoder:
         load, records = self.load_json, []
         for row in rows:
             step_id, kind, action_id, action_class, state, started, ended = row[:7]
-            duration, error, queue, world_id, position = row[7:]
+            duration, error, queue, world_id, position, progress = row[7:]
             try:
                 records.append(
                     StepRecord(
@@ -286,6 +291,7 @@ class Decoder:
                         queue,
                         world_id,
                         position,
+                        None if progress is None else load(progress),
                     )
                 )
             except (ValueError, TypeError, KeyError) as exc:

@@ -129,6 +129,14 @@ class SQLReads(SQLTransactions):
         return None if row is None else self._decode.plan_record(row)
 
     @retried
+    def singleton_holder(self, key: str) -> str | None:
+        if not can_hold(key):
+            return None
+        with self._read() as conn:
+            row = conn.execute(self._sql.singleton_holder, {"b_key": key}).first()
+        return row.plan_id if row is not None and row.state != PlanState.STOPPED.value else None
+
+    @retried
     def find_plans(
         self,
         where: PlanFilter = ALL_PLANS,

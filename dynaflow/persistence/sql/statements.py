@@ -48,7 +48,7 @@ from dynaflow.persistence.sql.driver import BulkInsert
 from dynaflow.states import PlanState, StepState
 
 P, A, S, E, H = tables.plans, tables.actions, tables.steps, tables.edges, tables.history
-EV, W = tables.events, tables.worlds
+EV, W, SG = tables.events, tables.worlds, tables.singletons
 
 WORLD_COLUMNS = (
     "id",
@@ -78,6 +78,7 @@ class Statements:
         self.insert_steps = BulkInsert(S, STEP_COLUMNS, dialect)
         self.insert_edges = BulkInsert(E, ("plan_id", "from_step", "to_step"), dialect)
         self.insert_history = BulkInsert(H, HISTORY_COLUMNS, dialect)
+        self.insert_singleton = insert(SG).values(key=bindparam("b_key"), plan_id=bindparam("b_id"))
         # events get their ids before a driver-level executemany (or COPY) inserts them, so
         # each row's id is known
         self.insert_events = BulkInsert(EV, EVENT_COLUMNS, dialect)
@@ -98,6 +99,11 @@ class Statements:
             )
 
         # -- updates and deletes --
+        self.release_singletons = delete(SG).where(SG.c.plan_id == bindparam("b_id"))
+        # a key still recorded for a stopped plan (written by something other than dynaflow)
+        self.drop_stale_singleton = delete(SG).where(
+            SG.c.key == bindparam("b_key"), SG.c.plan_id == bindparam("b_id")
+        )
         self.delete_events = delete(EV).where(EV.c.id.in_(bindparam("b_ids", expanding=True)))
         self.save_output = (
             update(A)
@@ -160,6 +166,12 @@ class Statements:
         )
         self.select_history = (
             select(*self.columns(H)).where(H.c.plan_id == bindparam("b_id")).order_by(H.c.id)
+        )
+        # the plan holding a singleton key, and its state
+        self.singleton_holder = (
+            select(SG.c.plan_id, P.c.state)
+            .select_from(SG.join(P, SG.c.plan_id == P.c.id))
+            .where(SG.c.key == bindparam("b_key"))
         )
         self.existing_plans = select(P.c.id).where(P.c.id.in_(bindparam("b_ids", expanding=True)))
         # a plan with this id, or this key (a NULL key matches nothing)

@@ -7,21 +7,25 @@ group commit takes the fast path (:mod:`~dynaflow.persistence.sql.fastpath`) whe
 
 from __future__ import annotations
 
+from typing import Any
+
 from dynaflow.persistence.base import Batch, BatchResult, batch_topics
 from dynaflow.persistence.sql.driver import INTEGRITY_ERRORS
 from dynaflow.persistence.sql.fastpath import DriverBatchWriter, SlowPath
 from dynaflow.persistence.sql.leases import SQLLeases
 from dynaflow.persistence.sql.queues import SQLQueues
 from dynaflow.persistence.sql.reads import SQLReads
+from dynaflow.persistence.sql.reports import SQLReports
 from dynaflow.persistence.sql.requests import SQLRequests
+from dynaflow.persistence.sql.schedules import SQLSchedules
 from dynaflow.persistence.sql.writes import SQLWrites
 
 
-class SQLStorage(SQLWrites, SQLReads, SQLLeases, SQLRequests, SQLQueues):
+class SQLStorage(SQLWrites, SQLReads, SQLLeases, SQLRequests, SQLQueues, SQLReports, SQLSchedules):
     """Plans in SQLite or PostgreSQL. Thread-safe; each thread has its own ambient transaction."""
 
-    def __init__(self, url: str, *, migrate: bool | None = None) -> None:
-        super().__init__(url, migrate=migrate)
+    def __init__(self, url: str | None, *, migrate: bool | None = None, engine: Any = None) -> None:
+        super().__init__(url, migrate=migrate, engine=engine)
         self._fast = DriverBatchWriter(self._sql, self._engine.dialect)
 
     def write(self, batch: Batch) -> BatchResult:

@@ -18,12 +18,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import Connection, make_url
+from sqlalchemy import URL, Connection, Engine, make_url
 
-from dynaflow.exceptions import ConnectionLost, UnknownPlan, UnknownStep
+from dynaflow.exceptions import ConfigurationError, ConnectionLost, UnknownPlan, UnknownStep
 from dynaflow.persistence import migrate as migrations
 from dynaflow.persistence.base import Storage
-from dynaflow.persistence.engine import READER, connect, is_memory, make_engine
+from dynaflow.persistence.engine import READER, check_shared, connect, is_memory, make_engine
 from dynaflow.persistence.errors import translated
 from dynaflow.persistence.sql.codec import CHUNK, Decoder
 from dynaflow.persistence.sql.statements import Statements
@@ -38,8 +38,17 @@ T = TypeVar("T", bound="SQLTransactions")
 class SQLTransactions(Storage):
     """The connection handling shared by the SQL storage's reads, writes and leases."""
 
-    def __init__(self, url: str, *, migrate: bool | None = None) -> None:
-        self._engine = make_engine(url)
+    def __init__(
+        self, url: str | None, *, migrate: bool | None = None, engine: Engine | None = None
+    ) -> None:
+        #: an application's engine is shared, not disposed of on close
+        self._owns_engine = engine is None
+        if engine is not None:
+            self._engine = check_shared(engine)
+            url = engine.url.render_as_string(hide_password=False)
+        else:
+            assert url is not None
+            self._engine = make_engine(url)
         self.display_url = make_url(url).render_as_string(hide_password=True)
         self._sqlite = self._engine.dialect.name == "sqlite"
         #: database errors raised inside become library errors (reused: it keeps no state)
@@ -58,13 +67,41 @@ class SQLTransactions(Storage):
                 self._engine, migrate=self._sqlite if migrate is None else migrate
             )
         except BaseException:
-            self._engine.dispose()
+            if self._owns_engine:
+                self._engine.dispose()
             raise
         self._sql = Statements(self._engine.dialect)
         self._decode = Decoder(json_as_text=self._sqlite)
 
     def close(self) -> None:
-        self._engine.dispose()
+        if self._owns_engine:
+            self._engine.dispose()
+
+    @contextmanager
+    def joined(self, connection: Any) -> Iterator[Connection]:
+        if not isinstance(connection, Connection):
+            raise ConfigurationError(
+                "connection= takes a SQLAlchemy Connection (session.connection() gives a "
+                f"Session's), got {type(connection).__name__}"
+            )
+        if not _same_database(connection.engine.url, self._engine.url):
+            raise ConfigurationError(
+                "connection= is a connection to another database than this world's "
+                f"({self.display_url}); plan inside a transaction on the world's database"
+            )
+        if self._sqlite:  # savepoints need dynaflow's SQLite setup (pysqlite's own breaks them)
+            check_shared(connection.engine, "connection=")
+        outer: Connection | None = getattr(self._local, "conn", None)
+        if outer is not None and outer is not connection:
+            raise ConfigurationError(
+                "connection= given inside another transaction of this world in this thread"
+            )
+        self._local.conn = connection
+        try:
+            with self._serial, self._translated:
+                yield connection
+        finally:
+            self._local.conn = outer
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -152,3 +189,13 @@ def retried(read: Callable[Concatenate[T, P], R]) -> Callable[Concatenate[T, P],
         return read(self, *args, **kwargs)
 
     return reading
+
+
+def _same_database(a: URL, b: URL) -> bool:
+    """Whether two URLs name one database (drivers and passwords aside)."""
+    return (a.get_backend_name(), a.host, a.port, a.database) == (
+        b.get_backend_name(),
+        b.host,
+        b.port,
+        b.database,
+    )

@@ -15,6 +15,7 @@ from sqlalchemy.sql.dml import Update
 from dynaflow.exceptions import (
     ConcurrentModification,
     InvalidArgument,
+    SingletonActive,
     StorageError,
     UnknownAction,
 )
@@ -59,6 +60,8 @@ class SQLWrites(SQLTransactions):
                 raise _unstorable(plan.id, exc) from exc
             savepoint.commit()
             plan_id = plan.id
+            for key in dict.fromkeys(new.singletons):
+                self._take_singleton(conn, key, plan_id)
             try:
                 sql.insert_actions(conn, [codec.action_row(plan_id, a) for a in new.actions])
                 sql.insert_steps(conn, [codec.step_row(plan_id, s) for s in new.steps])
@@ -73,8 +76,8 @@ class SQLWrites(SQLTransactions):
     def insert_plans(self, news: Sequence[NewPlan]) -> set[str]:
         """All the rows of all the plans at once (a statement per table); if one of them
         exists already, plan by plan."""
-        if len(news) < 2:
-            return super().insert_plans(news)
+        if len(news) < 2 or any(new.singletons for new in news):
+            return super().insert_plans(news)  # (singleton keys are checked plan by plan)
         sql = self._sql
         for new in news:
             check_plan(new)
@@ -122,9 +125,35 @@ class SQLWrites(SQLTransactions):
             params["b_owner"] = owner
         with self.transaction() as conn:
             if conn.execute(stmt, params).rowcount:
+                if fields.get("state") == PlanState.STOPPED:
+                    conn.execute(self._sql.release_singletons, {"b_id": plan_id})
                 return True
             self._check_plans(conn, [plan_id])
             return False
+
+    def _take_singleton(self, conn: Connection, key: str, plan_id: str) -> None:
+        """Record that ``plan_id`` holds singleton ``key``; :class:`SingletonActive` if a plan
+        that has not stopped holds it. (On PostgreSQL a concurrent insert of the key waits here
+        for the other transaction, then fails if it committed.)"""
+        sql = self._sql
+        for _ in range(3):
+            savepoint = conn.begin_nested()
+            try:
+                conn.execute(sql.insert_singleton, {"b_key": key, "b_id": plan_id})
+            except IntegrityError:
+                savepoint.rollback()
+                holder = conn.execute(sql.singleton_holder, {"b_key": key}).first()
+                if holder is None:
+                    continue  # released meanwhile: try again
+                if holder.state != PlanState.STOPPED.value:
+                    raise SingletonActive(key, holder.plan_id) from None
+                conn.execute(sql.drop_stale_singleton, {"b_key": key, "b_id": holder.plan_id})
+                continue
+            savepoint.commit()
+            return
+        raise ConcurrentModification(
+            f"singleton {key!r} changed hands three times while plan {plan_id} took it; plan again"
+        )
 
     def update_steps(self, updates: Sequence[StepUpdate]) -> list[StepUpdate]:
         if not updates:
