@@ -171,6 +171,11 @@ def forget_world(world_id: str, url: str, force: bool) -> None:
     help="Seconds running steps get to finish after SIGTERM/SIGINT.",
 )
 @click.option("--log-level", default="INFO", show_default=True)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Serve Prometheus metrics at http://0.0.0.0:PORT/metrics.",
+)
 def worker(
     url: str,
     imports: tuple[str, ...],
@@ -178,6 +183,7 @@ def worker(
     lease: float,
     grace: float,
     log_level: str,
+    metrics_port: int | None,
 ) -> None:
     """Run plans until SIGTERM or SIGINT: take the plans client worlds hand over, serve the
     given queues; on the signal stop taking work, let running steps finish within --grace,
@@ -202,7 +208,13 @@ def worker(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if metrics_port is not None:  # a port in use fails here, before the world starts
+        from dynaflow import metrics
+
+        metrics.serve(metrics_port)
     world = World(url, executor="threads", queues=pools, lease=lease, shutdown_timeout=grace)
+    if metrics_port is not None:
+        metrics.install(world)
     try:
         while not stop.wait(1.0):
             pass
