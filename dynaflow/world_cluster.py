@@ -1,6 +1,6 @@
 """The World's side of the cluster: the worlds and queues on its database for operator
-surfaces (status, forget, queues, plan id prefixes), and the notifications that wake its executor and its
-followers. A part of :class:`~dynaflow.World`."""
+surfaces (status, forget, queues, plan id prefixes), and the notifications that wake its
+executor and its followers. A part of :class:`~dynaflow.World`."""
 
 from __future__ import annotations
 
