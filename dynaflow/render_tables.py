@@ -174,7 +174,7 @@ def print_history(
     columns = (
         Column(f"at ({utc_offset()})", key=True),
         Column("event", key=True),
-        Column("step"),
+        Column("step", key=True),
         Column("world", key=True),
         Column("detail", named=False, wrap=True),
     )
