@@ -44,9 +44,7 @@ def db(tmp_path: Path) -> Iterator[tuple[str, list[str], World]]:
 
 
 @pytest.mark.parametrize("columns", WIDTHS)
-def test_plans_list_shows_every_id_whole(
-    db: tuple[str, list[str], World], columns: int
-) -> None:
+def test_plans_list_shows_every_id_whole(db: tuple[str, list[str], World], columns: int) -> None:
     url, ids, _ = db
     result = run("plans", "list", "--url", url, "--per-page", "50", columns=columns)
     assert result.exit_code == 0, result.output

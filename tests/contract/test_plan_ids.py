@@ -46,9 +46,7 @@ def expected(prefix: str) -> list[str]:
 @pytest.mark.parametrize(
     "prefix", ["a", "ab", "abc", "abc-", "A", "a-", "a9", "a%", "a_", "aé", "z", f"z{TOP}", "x"]
 )
-def test_the_ids_starting_with_a_prefix_in_code_point_order(
-    with_ids: Storage, prefix: str
-) -> None:
+def test_the_ids_starting_with_a_prefix_in_code_point_order(with_ids: Storage, prefix: str) -> None:
     assert with_ids.plan_ids_starting_with(prefix, limit=100) == expected(prefix)
 
 
