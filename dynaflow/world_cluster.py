@@ -1,6 +1,6 @@
 """The World's side of the cluster: the worlds and queues on its database for operator
-surfaces (status, forget, queues, plan id prefixes), and the notifications that wake its
-executor and its followers. A part of :class:`~dynaflow.World`."""
+surfaces (status, forget, queues), and the notifications that wake its executor and its
+followers. A part of :class:`~dynaflow.World`."""
 
 from __future__ import annotations
 
@@ -10,13 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from dynaflow.cluster import Cluster
-from dynaflow.exceptions import (
-    AmbiguousPlanId,
-    ConfigurationError,
-    InvalidState,
-    UnknownPlan,
-    UnknownWorld,
-)
+from dynaflow.exceptions import ConfigurationError, InvalidState, UnknownWorld
 from dynaflow.execution_plan import WorldRecord
 from dynaflow.executor import Executor, ThreadedExecutor
 from dynaflow.following import Follower
@@ -31,9 +25,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("dynaflow.world")
 #: what a notification topic asks the mailbox to look at
 LOOK_AT = {"r": "requests", "n": "runs", "d": "answers"}
-
-#: how many candidates an ambiguous plan id prefix names
-AMBIGUOUS_SHOWN = 10
 
 
 class ClusterSide:
@@ -62,22 +53,6 @@ class ClusterSide:
     # -- the worlds and queues on the database, for operator surfaces ------------------------
 
     # -- the database and the cluster, for operator surfaces and applications ----------------
-
-    def resolve_plan_id(self, plan_id: str) -> str:
-        """The whole id of the plan whose id is ``plan_id`` or starts with it (case-sensitive):
-        :class:`UnknownPlan` if there is none, :class:`AmbiguousPlanId` (naming some of them)
-        if several plans' ids start with it."""
-        self._check_open()
-        if not isinstance(plan_id, str) or not plan_id:
-            raise UnknownPlan(plan_id)
-        found = self.storage.plan_ids_starting_with(plan_id, limit=AMBIGUOUS_SHOWN + 1)
-        if found and found[0] == plan_id:  # a whole id sorts before the longer ones
-            return plan_id
-        if not found:
-            raise UnknownPlan(plan_id)
-        if len(found) > 1:
-            raise AmbiguousPlanId(plan_id, found[:AMBIGUOUS_SHOWN], len(found) > AMBIGUOUS_SHOWN)
-        return found[0]
 
     def worlds(self) -> list[WorldRecord]:
         """The executor worlds registered on this database (this one included if it has an

@@ -9,7 +9,6 @@ from typing import Any
 
 from click.testing import CliRunner, Result
 
-import dynaflow.persistence.sql  # noqa: F401 (the drivers' C modules must not load under freezegun)
 from dynaflow.cli import main
 
 #: an escape sequence or any C0/C1 control character but newline
