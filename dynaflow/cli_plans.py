@@ -27,6 +27,7 @@ def plans() -> None:
 )
 @click.option("--label", help="Only plans with exactly this label.")
 @click.option("--action", metavar="CLASS", help="Only plans of this root action (module.Class).")
+@click.option("--parent", metavar="PLAN_ID", help="Only the sub-plans of this plan.")
 @click.option("--page", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--per-page", default=20, show_default=True, type=click.IntRange(min=1))
 @json_option
@@ -36,16 +37,26 @@ def list_plans(
     result: str | None,
     label: str | None,
     action: str | None,
+    parent: str | None,
     page: int,
     per_page: int,
     as_json: bool,
 ) -> None:
     """Plans, newest first, with their whole ids."""
     with _open(url) as world:
+        parent_id = None if parent is None else world.resolve_plan_id(parent)
         rows = world.find_plans(
-            state=state, result=result, label=label, action=action, page=page, per_page=per_page
+            state=state,
+            result=result,
+            label=label,
+            action=action,
+            parent=parent_id,
+            page=page,
+            per_page=per_page,
         )
-        total = world.count_plans(state=state, result=result, label=label, action=action)
+        total = world.count_plans(
+            state=state, result=result, label=label, action=action, parent=parent_id
+        )
         # a paused plan's row does not say when it paused: its history does
         paused: dict[str, ExecutionPlan] = {
             r.id: world.get_plan(r.id) for r in rows if r.state == PlanState.PAUSED

@@ -59,7 +59,9 @@ def plan_row(
         "paused_at": iso(paused) if record.state == PlanState.PAUSED else None,
         "duration": duration,
         "world_id": record.world_id,
-        "key": record.key,
+        "idempotency_key": record.key,
+        "parent_id": record.parent_id,
+        "parent_step_id": record.parent_step_id,
     }
 
 

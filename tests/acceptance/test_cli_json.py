@@ -31,7 +31,9 @@ PLAN_KEYS = [
     "paused_at",
     "duration",
     "world_id",
-    "key",
+    "idempotency_key",
+    "parent_id",
+    "parent_step_id",
 ]
 STEP_KEYS = [
     "id",
@@ -79,7 +81,7 @@ def db(tmp_path: Path) -> Iterator[tuple[str, str, str, World]]:
         freeze_time(T0, ignore=["sqlalchemy"]),
         World(url, executor="inline", world_id="json-world") as world,
     ):
-        ok = world.trigger(Greet, name="ann", key="greet-ann").wait(10)
+        ok = world.trigger(Greet, name="ann", idempotency_key="greet-ann").wait(10)
         paused = world.trigger(Fails).wait(10)
         yield url, ok.id, paused.id, world
 
@@ -96,7 +98,8 @@ def test_plans_list(db: tuple[str, str, str, World]) -> None:
     assert row["label"] == HOSTILE  # as stored, control characters and markup included
     assert (row["state"], row["result"]) == ("stopped", "success")
     assert row["action_class"].endswith("test_cli_json.Greet")
-    assert row["key"] == "greet-ann"
+    assert row["idempotency_key"] == "greet-ann"
+    assert row["parent_id"] is None and row["parent_step_id"] is None
     assert row["world_id"] == "json-world"
     assert utc(row["created_at"]) == T0 and utc(row["ended_at"]) == T0
     assert row["duration"] == 0.0 and row["paused_at"] is None
@@ -104,6 +107,7 @@ def test_plans_list(db: tuple[str, str, str, World]) -> None:
     assert utc(rows[paused]["paused_at"]) == T0
     only = run_json("plans", "list", "--url", url, "--state", "paused")
     assert [r["id"] for r in only["plans"]] == [paused]
+    assert run_json("plans", "list", "--url", url, "--parent", ok[:8])["plans"] == []
 
 
 def test_plans_show(db: tuple[str, str, str, World]) -> None:
