@@ -17,20 +17,13 @@ from rich.console import Console
 from rich.text import Text
 
 from dynaflow.exceptions import (
-    AmbiguousPlanId,
     ConfigurationError,
     DynaflowError,
     EventRejected,
     IllegalTransition,
-    InvalidArgument,
-    InvalidInput,
     InvalidState,
-    NotJSON,
-    UnknownAction,
-    UnknownActionClass,
     UnknownPlan,
     UnknownStep,
-    UnknownWorld,
 )
 from dynaflow.execution_plan import ExecutionPlan
 from dynaflow.render import printable
@@ -62,20 +55,16 @@ class Exit(IntEnum):
     INTERRUPTED = 130
 
 
-#: dynaflow's errors that mean the request was wrong (the rest: the database or the cluster)
-BAD_INPUT = (
-    AmbiguousPlanId,
-    UnknownPlan,
-    UnknownStep,
-    UnknownAction,
-    UnknownWorld,
-    UnknownActionClass,
+#: dynaflow's errors that mean the request was wrong (the rest: the database or the cluster);
+#: with them every ``LookupError`` (an unknown plan, step, world, schedule...) and
+#: ``ValueError`` or ``TypeError`` (a bad value) dynaflow raises
+BAD_INPUT: tuple[type[Exception], ...] = (
+    LookupError,
+    ValueError,
+    TypeError,
     InvalidState,
     IllegalTransition,
-    InvalidArgument,
-    InvalidInput,
     ConfigurationError,
-    NotJSON,
     EventRejected,
 )
 

@@ -52,6 +52,7 @@ READS = [
     ("worlds", "list"),
     ("queues", "list"),
     ("db", "current"),
+    ("schedules", "list"),
 ]
 
 
