@@ -1,4 +1,5 @@
-"""The world's reads: one plan, and plans found by what they are."""
+"""The world's reads: one plan (by its id, or a prefix of it), and plans found by what they
+are."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from dynaflow.exceptions import ConfigurationError, UnknownPlan
+from dynaflow.exceptions import AmbiguousPlanId, ConfigurationError, UnknownPlan
 from dynaflow.execution_plan import ExecutionPlan, PlanRecord
 from dynaflow.persistence import Storage
 from dynaflow.persistence.reports import StepLogLine
@@ -15,6 +16,9 @@ from dynaflow.states import PlanResult, PlanState
 
 if TYPE_CHECKING:
     from dynaflow.action import Action
+
+#: how many candidates an ambiguous plan id prefix names
+AMBIGUOUS_SHOWN = 10
 
 
 class PlanReads:
@@ -32,6 +36,22 @@ class PlanReads:
         if not isinstance(plan_id, str):
             raise UnknownPlan(plan_id)
         return self.storage.load_plan(plan_id)
+
+    def resolve_plan_id(self, plan_id: str) -> str:
+        """The whole id of the plan whose id is ``plan_id`` or starts with it (case-sensitive):
+        :class:`UnknownPlan` if there is none, :class:`AmbiguousPlanId` (naming some of them)
+        if several plans' ids start with it."""
+        self._check_open()
+        if not isinstance(plan_id, str) or not plan_id:
+            raise UnknownPlan(plan_id)
+        found = self.storage.plan_ids_starting_with(plan_id, limit=AMBIGUOUS_SHOWN + 1)
+        if found and found[0] == plan_id:  # a whole id sorts before the longer ones
+            return plan_id
+        if not found:
+            raise UnknownPlan(plan_id)
+        if len(found) > 1:
+            raise AmbiguousPlanId(plan_id, found[:AMBIGUOUS_SHOWN], len(found) > AMBIGUOUS_SHOWN)
+        return found[0]
 
     def find_plans(
         self,
