@@ -5,6 +5,7 @@ ended."""
 
 from __future__ import annotations
 
+import getpass
 import sys
 from typing import Any
 
@@ -25,6 +26,14 @@ from dynaflow.cli_support import (
 from dynaflow.execution_plan import ExecutionPlan
 from dynaflow.render import plan_tree, safe
 from dynaflow.world import World
+
+
+def operator() -> str:
+    """Who acts, for the plan's history: the user running the command."""
+    try:
+        return f"{getpass.getuser()} (cli)"
+    except Exception:  # no user name to be found (a container without one, say)
+        return "cli"
 
 
 def wait_option(function: Any) -> Any:
@@ -126,7 +135,7 @@ def resume_plan(
     are left."""
     with _operator_world(url, imports) as world:
         plan_id = world.resolve_plan_id(plan_id)
-        future = world.resume(plan_id)
+        future = world.resume(plan_id, by=operator())
         _need_executor(world, plan_id, wait)
         _finish(future, wait, timeout)
 
@@ -144,7 +153,7 @@ def retry_step(
     """Run one failed step again now, leaving the other failed steps as they are."""
     with _operator_world(url, imports) as world:
         plan_id = world.resolve_plan_id(plan_id)
-        future = world.retry(plan_id, step_id)
+        future = world.retry(plan_id, step_id, by=operator())
         _need_executor(world, plan_id, wait)
         _finish(future, wait, timeout)
 
@@ -164,7 +173,7 @@ def skip_step(
     with _operator_world(url, imports) as world:
         plan_id = world.resolve_plan_id(plan_id)
         _need_classes(world, plan_id, step_id, "skipping")
-        future = world.skip(plan_id, step_id, resume=resume)
+        future = world.skip(plan_id, step_id, resume=resume, by=operator())
         if resume:
             _need_executor(world, plan_id, True)
             _finish(future, True, timeout)
@@ -188,7 +197,7 @@ def cancel_plan(
     that runs the plan). Exits 0 once it stopped."""
     with _operator_world(url, imports) as world:
         plan_id = world.resolve_plan_id(plan_id)
-        _stopped(world.cancel(plan_id, abort=abort), timeout)
+        _stopped(world.cancel(plan_id, abort=abort, by=operator()), timeout)
 
 
 @click.command("halt")
@@ -201,7 +210,7 @@ def halt_plan(plan_id: str, url: str, imports: tuple[str, ...], timeout: float) 
     it stopped."""
     with _operator_world(url, imports) as world:
         plan_id = world.resolve_plan_id(plan_id)
-        _stopped(world.halt(plan_id), timeout)
+        _stopped(world.halt(plan_id, by=operator()), timeout)
 
 
 def _stopped(future: Any, timeout: float) -> None:

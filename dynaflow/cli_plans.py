@@ -8,8 +8,8 @@ from dynaflow.cli_support import _console, _open, emit_json, hint, json_option, 
 from dynaflow.clock import now
 from dynaflow.execution_plan import ExecutionPlan
 from dynaflow.render import plan_tree
-from dynaflow.render_json import plan_document, plan_row
-from dynaflow.render_tables import print_history, print_plans
+from dynaflow.render_json import iso, plan_document, plan_row
+from dynaflow.render_tables import print_history, print_logs, print_plans
 from dynaflow.states import PlanResult, PlanState
 from dynaflow.timings import paused_at, plan_duration
 
@@ -90,6 +90,10 @@ def list_plans(
     console.print(f"page {page} of {pages}, {total} plans", style="dim")
 
 
+#: log lines ``plans show --logs`` shows at most
+MAX_LOG_LINES = 10_000
+
+
 @plans.command("show")
 @click.argument("plan_id")
 @url_option
@@ -97,17 +101,41 @@ def list_plans(
 @click.option(
     "--history", is_flag=True, help="Show the plan's history too (times, events, errors)."
 )
+@click.option("--logs", is_flag=True, help="Show what its steps logged (self.log) too.")
 @json_option
-def show_plan(plan_id: str, url: str, tracebacks: bool, history: bool, as_json: bool) -> None:
+def show_plan(
+    plan_id: str, url: str, tracebacks: bool, history: bool, logs: bool, as_json: bool
+) -> None:
     """One plan (PLAN_ID whole, or a prefix only its id starts with) as a tree: its run flow
-    and finalize steps with states, durations and errors."""
+    and finalize steps with states, durations, progress and errors, and its sub-plans."""
     with _open(url) as world:
         plan = world.get_plan(world.resolve_plan_id(plan_id))
+        children = world.plan_counts(parent=plan.id)
+        lines = world.step_logs(plan.id, limit=MAX_LOG_LINES) if logs else []
     if as_json:
-        emit_json(plan_document(plan))
+        document = plan_document(plan)
+        document["sub_plans"] = [
+            {"state": str(state), "result": str(result), "count": n}
+            for (state, result), n in sorted(children.items())
+        ]
+        if logs:
+            document["logs"] = [
+                {"step_id": x.step_id, "seq": x.seq, "at": iso(x.at), "message": x.message}
+                for x in lines
+            ]
+        emit_json(document)
         return
     console = _console()
     console.print(plan_tree(plan, tracebacks=tracebacks))
+    if children:
+        summary = ", ".join(
+            f"{n} {state}" + (f"/{result}" if state in ("stopped", "paused") else "")
+            for (state, result), n in sorted(children.items())
+        )
+        console.print(f"sub-plans: {sum(children.values())} ({summary})")
+        console.print(f"  {hint(f'plans list --parent {plan.id}')} lists them", style="dim")
+    if logs:
+        print_logs(console, lines, {s.id: s.action_class for s in plan.steps})
     if history:
         print_history(console, plan.history, {s.id: s.action_class for s in plan.steps})
     if plan.state == PlanState.RUNNING:

@@ -160,6 +160,13 @@ class _View:
             when = self._when()
             if when:
                 header.append(f"\n{when}", style="dim")
+            if self.whole and plan.state in (PlanState.RUNNING, PlanState.PAUSED):
+                header.append(f"\nprogress {self.plan.progress:.0%}", style="cyan")
+            if plan.parent_id is not None:
+                header.append(
+                    f"\nsub-plan of plan {plan.parent_id} (step {plan.parent_step_id})",
+                    style="dim",
+                )
         tree = Tree(header, guide_style="dim")
 
         plan_steps = [s for s in self.steps.values() if s.kind == StepKind.PLAN]
@@ -230,6 +237,9 @@ class _View:
             if timing.runs > 1 and timing.run_time is not None:
                 ran = f" (ran {format_duration(timing.run_time)} in {timing.runs} runs)"
                 line.append(ran, style="dim cyan")
+        reported = _reported(step)
+        if reported:
+            line.append(f" {reported}", style="cyan")
         action = self.actions.get(step.action_id)
         if action is not None:
             summary = self._summary(action)
@@ -278,3 +288,12 @@ class _View:
 
 def _local(at: datetime | None) -> str:
     return at.astimezone().strftime("%Y-%m-%d %H:%M:%S") if at is not None else ""
+
+
+def _reported(step: StepRecord) -> str:
+    """``[3/10]`` or ``[3]``: the progress a step not yet done last reported."""
+    progress = step.progress or {}
+    done, total = progress.get("done"), progress.get("total")
+    if done is None or step.state in (StepState.SUCCESS, StepState.SKIPPED):
+        return ""
+    return f"[{done:g}/{total:g}]" if total else f"[{done:g}]"

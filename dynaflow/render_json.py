@@ -76,6 +76,7 @@ def plan_document(plan: ExecutionPlan, at: datetime | None = None) -> dict[str, 
             "progress": {
                 "done": sum(1 for s in shown if s.state in FINISHED_STEP_STATES),
                 "total": len(shown),
+                "fraction": plan.progress,
             },
             "steps": [step_json(s, timings[s.id]) for s in plan.steps],
             "actions": [
@@ -113,6 +114,7 @@ def step_json(step: StepRecord, timing: StepTiming) -> dict[str, Any]:
         "run_time": timing.run_time,
         "runs": timing.runs,
         "error": error_json(step.error),
+        "progress": step.progress,
     }
 
 

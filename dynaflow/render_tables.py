@@ -22,6 +22,7 @@ from rich.text import Text
 
 from dynaflow.execution_plan import HistoryRecord, PlanRecord, WorldRecord
 from dynaflow.persistence.base import RequestRow
+from dynaflow.persistence.reports import StepLogLine
 from dynaflow.render import PLAN_STYLES, format_duration, safe, short_name, state_text
 
 Cell = Text | str
@@ -193,6 +194,31 @@ def print_history(
             )
         )
     print_rows(console, columns, rows, title="history")
+
+
+def print_logs(
+    console: Console, lines: Sequence[StepLogLine], step_names: Mapping[int, str]
+) -> None:
+    """What the plan's steps logged, by step and line number, with local times."""
+    if not lines:
+        console.print("log: nothing logged", style="dim")
+        return
+    columns = (
+        Column(f"at ({utc_offset()})", key=True),
+        Column("step", key=True),
+        Column("#", key=True),
+        Column("message", named=False, wrap=True),
+    )
+    rows = [
+        (
+            local_time(line.at, millis=True),
+            safe(f"{line.step_id} {short_name(step_names.get(line.step_id, ''))}".rstrip()),
+            str(line.seq),
+            safe(line.message),
+        )
+        for line in lines
+    ]
+    print_rows(console, columns, rows, title="log")
 
 
 def _event_style(event: str) -> str:

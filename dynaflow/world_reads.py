@@ -103,6 +103,14 @@ class PlanReads:
             plan_filter(state, result, label, action, parent, text, created_after, created_before)
         )
 
+    def plan_counts(
+        self, *, parent: str | None = None, label: str | None = None
+    ) -> dict[tuple[PlanState, PlanResult], int]:
+        """How many plans there are in each (state, result), one grouped count: all of them,
+        or the sub-plans of ``parent``, or those labelled ``label``."""
+        self._check_open()
+        return self.storage.plan_counts(plan_filter(None, None, label, None, parent))
+
     def step_logs(
         self, plan_id: str, step_id: int | None = None, *, after: int = 0, limit: int = 1000
     ) -> list[StepLogLine]:

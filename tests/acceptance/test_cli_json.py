@@ -49,6 +49,7 @@ STEP_KEYS = [
     "run_time",
     "runs",
     "error",
+    "progress",
 ]
 
 
@@ -123,9 +124,11 @@ def test_plans_show(db: tuple[str, str, str, World]) -> None:
         "run_edges",
         "finalize_order",
         "history",
+        "sub_plans",
     ]
     assert data["id"] == ok and data["error"] is None
-    assert data["progress"] == {"done": 1, "total": 1}
+    assert data["progress"] == {"done": 1, "total": 1, "fraction": 1.0}
+    assert data["sub_plans"] == []
     run_step = next(s for s in data["steps"] if s["kind"] == "run")
     assert list(run_step) == STEP_KEYS
     assert (run_step["state"], run_step["runs"], run_step["duration"]) == ("success", 1, 0.0)
