@@ -3,6 +3,7 @@
 from dynaflow.action import Action, Cancellable
 from dynaflow.events import SuspendedHandle
 from dynaflow.exceptions import (
+    AmbiguousPlanId,
     ConcurrentModification,
     ConfigurationError,
     ConnectionLost,
@@ -122,6 +123,7 @@ __all__ = [
     "MissingOutputKey",
     # ... in what was asked of a plan, a step or the world
     "UnknownPlan",
+    "AmbiguousPlanId",
     "UnknownStep",
     "UnknownWorld",
     "UnknownAction",

@@ -75,6 +75,8 @@ class Action:
       action (with this key) is active at a time; see :mod:`dynaflow.singletons`.
     * ``on_success``, ``on_failure``, ``on_stopped``, ``on_paused``: optional methods taking
       the plan, called when the plan stops or pauses; see :mod:`dynaflow.plan_hooks`.
+    * ``secret_inputs`` / ``secret_outputs``: input and output keys (``"password"``, or a
+      dotted path into nested objects: ``"db.password"``) the console shows as ``••••``.
     """
 
     Input: ClassVar[type[BaseModel] | None] = None
@@ -95,6 +97,9 @@ class Action:
     middleware: ClassVar[MiddlewareStack] = MiddlewareStack()
     singleton: ClassVar[bool] = False
     singleton_key: ClassVar[Callable[[Any], Any] | None] = None
+    #: keys the console masks (see the ``present`` middleware hook)
+    secret_inputs: ClassVar[tuple[str, ...]] = ()
+    secret_outputs: ClassVar[tuple[str, ...]] = ()
 
     #: set per class by __init_subclass__
     action_class_name: ClassVar[str] = "dynaflow.action.Action"
@@ -157,6 +162,16 @@ class Action:
                     f"{cls.__qualname__}.rescue_strategy must be a dynaflow.Rescue "
                     f"(PAUSE, SKIP or FAIL), got {cls.rescue_strategy!r}"
                 ) from None
+        for name in ("secret_inputs", "secret_outputs"):
+            keys = getattr(cls, name)
+            if not isinstance(keys, tuple | list | frozenset | set) or not all(
+                isinstance(k, str) and k for k in keys
+            ):
+                raise ConfigurationError(
+                    f"{cls.__qualname__}.{name} must be a tuple of key names, like "
+                    f'("password",), got {keys!r}'
+                )
+            setattr(cls, name, tuple(keys))
         for name in ("Input", "Output"):
             model = getattr(cls, name)
             if model is not None and not (isinstance(model, type) and issubclass(model, BaseModel)):
@@ -292,12 +307,12 @@ class Action:
         """Say how far this run step got: ``done`` of ``total`` (any unit). Shown by
         ``dynaflow plans show/watch`` and the console, emitted as ``signals.step_progress``,
         stored at most every half second while the step runs, and at its end."""
-        self._context("progress").reporter.progress(done, total)
+        self._context("progress").report().progress(done, total)
 
     def log(self, message: str) -> None:
         """Add a line to this step's log (kept with the plan: ``world.step_logs``; at most
         1,000 lines per step), emitted as ``signals.step_logged``."""
-        self._context("log").reporter.log(message)
+        self._context("log").report().log(message)
 
     @property
     def cancel_requested(self) -> bool:

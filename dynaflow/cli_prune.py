@@ -4,15 +4,15 @@ result a finished plan cannot have) is a usage error, exit status 2, and nothing
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Any
 
 import click
 from rich.table import Table
 
-from dynaflow.cli_support import _console, _open, url_option
+from dynaflow.cli_support import _console, _open, emit_json, json_option, url_option
 from dynaflow.exceptions import ConfigurationError
+from dynaflow.render_json import iso
 from dynaflow.retention import (
     BATCH,
     DURATIONS,
@@ -50,7 +50,7 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str) -> timedel
     type=click.IntRange(1, MAX_BATCH),
     help="Plans removed per transaction.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@json_option
 @url_option
 def prune_plans(
     older_than: timedelta,
@@ -66,7 +66,7 @@ def prune_plans(
     with _open(url) as world:
         report = world.prune(older_than, result=result, dry_run=dry_run, batch=batch)
     if as_json:
-        click.echo(json.dumps(report.to_json()))
+        emit_json({**report.to_json(), "cutoff": iso(report.cutoff)})  # as every JSON time
         return
     _print(report)
 

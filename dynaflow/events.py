@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -68,10 +69,24 @@ class RunContext:
     events: list[tuple[EventRow, Future[Any] | None]] = field(default_factory=list)
     #: requests the call left (a SubPlans step starting children), inserted with the outcome
     requests: list[RequestRow] = field(default_factory=list)
-    #: what the call reports (progress, log lines): a :class:`~dynaflow.reporting.Reporter`
+    #: what the call reports (progress, log lines): a :class:`~dynaflow.reporting.Reporter`,
+    #: made by ``reporting()`` on the first report (most steps report nothing)
     reporter: Any = None
+    reporting: Any = None
+
+    def report(self) -> Any:
+        """This call's reporter (made now if it is the first report)."""
+        if self.reporter is None:
+            self.reporter = self.reporting()
+        return self.reporter
+
     #: the executor's record of the step (its ``cancel_requested`` is set by ``World.cancel``)
     step: Any = None
+    #: the kind of the event this call handles and when it was sent (a timer: when it fell
+    #: due); ``None`` for a first call, a retry or a cancel
+    woken_by: tuple[str, datetime] | None = None
+    #: the step belongs to a plan another world runs, which offered it to this one
+    offered: bool = False
 
 
 _current = threading.local()

@@ -231,3 +231,5 @@ class WorldRecord:
     heartbeat_age: float = 0.0
     #: its lease ran out: it is dead (its plans are taken over on a live world's next beat)
     stale: bool = False
+    #: run steps it is running, when it was read
+    running_steps: int = 0

@@ -19,6 +19,8 @@ _signals = Namespace()
 plan_state_changed = _signals.signal("plan-state-changed")
 #: plan_id: str, step_id: int, kind: StepKind, action_class: str, state: StepState
 step_state_changed = _signals.signal("step-state-changed")
+#: plan_id: str, from_world: str | None (None: released by a world that shut down)
+plan_taken_over = _signals.signal("plan-taken-over")
 #: plan_id: str, step_id: int, action_class: str, done: float, total: float | None (sent from
 #: the worker thread running the step, as ``self.progress`` is called)
 step_progress = _signals.signal("step-progress")

@@ -348,24 +348,27 @@ class World(PlanReads, ClusterSide, SubPlansSide, SchedulingSide, RetentionSide)
         self.executor.run_pending()
         return future
 
-    def cancel(self, plan_id: str, *, abort: bool = False) -> PlanFuture:
+    def cancel(self, plan_id: str, *, abort: bool = False, by: str | None = None) -> PlanFuture:
         """Cancel a plan: steps not yet started become ``cancelled``; ``Cancellable`` steps that
         run or wait get ``cancel()`` (``abort()`` with ``abort=True``); other running steps
         finish. The plan stops with result ``cancelled``; finalize does not run. The future
-        resolves when it has stopped. Cancelling a stopped plan raises :class:`InvalidState`."""
-        return self._operate(plan_id, "cancel", abort)
+        resolves when it has stopped. Cancelling a stopped plan raises :class:`InvalidState`.
 
-    def halt(self, plan_id: str) -> PlanFuture:
+        Every operator method records itself in the plan's history (``"operator cancel"``),
+        with ``by`` (who asked, for an operator surface) in its detail."""
+        return self._operate(plan_id, "cancel", abort, by)
+
+    def halt(self, plan_id: str, *, by: str | None = None) -> PlanFuture:
         """Stop a plan at once: no new step starts, its queued events and timers are dropped,
         unfinished steps become ``cancelled`` and the plan is ``stopped``; code already running
         finishes and its result is recorded."""
-        return self._operate(plan_id, "halt", False)
+        return self._operate(plan_id, "halt", False, by)
 
-    def _operate(self, plan_id: str, operation: str, abort: bool) -> PlanFuture:
+    def _operate(self, plan_id: str, operation: str, abort: bool, by: str | None) -> PlanFuture:
         """Cancel or halt the plan, then its sub-plans (and theirs)."""
         self._check_open()
-        future = self.operators.stop(plan_id, operation, abort)
-        self._down_to_sub_plans(plan_id, operation, abort)
+        future = self.operators.stop(plan_id, operation, abort, by)
+        self._down_to_sub_plans(plan_id, operation, abort, by)
         return future
 
     def maintain(self, force: bool = False) -> None:
@@ -376,30 +379,32 @@ class World(PlanReads, ClusterSide, SubPlansSide, SchedulingSide, RetentionSide)
 
     # -- operators: resume, skip, retry ---------------------------------------------------------
 
-    def resume(self, plan_id: str, *, sub_plans: bool = False) -> PlanFuture:
+    def resume(self, plan_id: str, *, sub_plans: bool = False, by: str | None = None) -> PlanFuture:
         """Run a paused plan again: failed steps run again, finished ones are left, and the
         finalize phase runs again in full (finalizers must be idempotent). The future resolves
         when its execution ends. Raises :class:`InvalidState` unless the plan is paused.
         ``sub_plans=True`` first resumes its paused sub-plans (and theirs)."""
         self._check_open()
         if sub_plans:
-            self._down_to_sub_plans(plan_id, "resume")
-        return self.operators.resume(plan_id)
+            self._down_to_sub_plans(plan_id, "resume", by=by)
+        return self.operators.resume(plan_id, by)
 
-    def skip(self, plan_id: str, step_id: int, *, resume: bool = False) -> PlanFuture:
+    def skip(
+        self, plan_id: str, step_id: int, *, resume: bool = False, by: str | None = None
+    ) -> PlanFuture:
         """Skip a failed step of a paused plan: it, every step consuming its output (directly
         or not) and its finalize step become ``skipped``, in one transaction; the action's
         ``on_skip()`` runs first and may refuse by raising. Steps merely ordered after it run
         once the plan is resumed (``resume=True`` does so at once). The result becomes
         ``warning``."""
         self._check_open()
-        return self.operators.skip(plan_id, step_id, resume)
+        return self.operators.skip(plan_id, step_id, resume, by)
 
-    def retry(self, plan_id: str, step_id: int) -> PlanFuture:
+    def retry(self, plan_id: str, step_id: int, *, by: str | None = None) -> PlanFuture:
         """Run one failed step again now, without resuming the other failed ones; when it
         succeeds, the steps after it go on. The future resolves when the execution ends."""
         self._check_open()
-        return self.operators.retry(plan_id, step_id)
+        return self.operators.retry(plan_id, step_id, by)
 
     def follow(self, plan_id: str) -> PlanFuture:
         """A future for the end of the plan's execution: it resolves when the plan stops or

@@ -70,6 +70,7 @@ class ClusterSide:
         next maintenance of a live world takes its plans over and drops it from this list."""
         self._check_open()
         at = self.storage.now()
+        running = self.storage.running_steps()
         return [
             WorldRecord(
                 row.id,
@@ -81,6 +82,7 @@ class ClusterSide:
                 row.queues,
                 max(0.0, (at - row.heartbeat_at).total_seconds()),
                 row.expires_at < at,
+                running.get(row.id, 0),
             )
             for row in self.storage.worlds()
         ]

@@ -50,11 +50,13 @@ class SubPlansSide:
 
         def _plan(self, *args: Any, **kwargs: Any) -> tuple[str, BaseException | None]: ...
 
-        def cancel(self, plan_id: str, *, abort: bool = False) -> Any: ...
+        def cancel(self, plan_id: str, *, abort: bool = False, by: str | None = None) -> Any: ...
 
-        def halt(self, plan_id: str) -> Any: ...
+        def halt(self, plan_id: str, *, by: str | None = None) -> Any: ...
 
-        def resume(self, plan_id: str, *, sub_plans: bool = False) -> Any: ...
+        def resume(
+            self, plan_id: str, *, sub_plans: bool = False, by: str | None = None
+        ) -> Any: ...
 
     def plan_sub_plans(
         self,
@@ -140,7 +142,9 @@ class SubPlansSide:
                 return ids
             offset += PAGE
 
-    def _down_to_sub_plans(self, plan_id: str, operation: str, abort: bool = False) -> None:
+    def _down_to_sub_plans(
+        self, plan_id: str, operation: str, abort: bool = False, by: str | None = None
+    ) -> None:
         """Carry ``operation`` (cancel, halt, resume) to the sub-plans it applies to (and so on
         down: each call goes on to its own sub-plans). A sub-plan that has just stopped by
         itself is left alone."""
@@ -148,11 +152,11 @@ class SubPlansSide:
         for child in self.sub_plan_ids(plan_id, states):
             try:
                 if operation == "cancel":
-                    self.cancel(child, abort=abort)
+                    self.cancel(child, abort=abort, by=by)
                 elif operation == "halt":
-                    self.halt(child)
+                    self.halt(child, by=by)
                 else:
-                    self.resume(child, sub_plans=True)
+                    self.resume(child, sub_plans=True, by=by)
             except InvalidState:  # it stopped (or was resumed) in the meantime
                 continue
             except DynaflowError as exc:

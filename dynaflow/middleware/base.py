@@ -48,11 +48,17 @@ class Middleware:
         in the world that changed the plan, after the change committed."""
         return call_next(kind, plan)
 
+    def present(self, action: Action, call_next: CallNext, view: dict[str, Any]) -> Any:
+        """Around presenting an action to an operator (the web console, its JSON API):
+        ``action`` is the action's class (``dynaflow.Action`` when this process cannot import
+        it), ``view`` holds its ``action_class`` name and copies of its stored ``input`` and
+        ``output``. Return the view to show: replace what must never reach a page."""
+        return call_next(view)
+
     def __repr__(self) -> str:
         return f"{type(self).__qualname__}()"
 
 
-#: the hooks that exist. Hooks around delaying a plan and around presenting an action to the
-#: console come with scheduled plans and the web console, which call them; until then a
-#: middleware method of such a name is an ordinary method.
-HOOKS = ("plan", "run", "finalize", "plan_phase", "finalize_phase", "hook")
+#: the hooks that exist. A hook around delaying a plan comes with scheduled plans, which call
+#: it; until then a middleware method of such a name is an ordinary method.
+HOOKS = ("plan", "run", "finalize", "plan_phase", "finalize_phase", "hook", "present")

@@ -8,6 +8,7 @@ from dynaflow.exceptions import ConcurrentModification, InvalidState
 from dynaflow.execution_plan import ExecutionPlan
 from dynaflow.membership import alive
 from dynaflow.operators.skip import call_on_skip, skip_closure
+from dynaflow.persistence.base import HistoryRow
 from dynaflow.services import Services
 from dynaflow.states import PlanState, StepKind, StepState, plan_result
 from dynaflow.transitions import Changes, DetachedStep
@@ -24,8 +25,11 @@ def check_stoppable(plan_id: str, state: PlanState, result: object, operation: s
         )
 
 
-def stop_offline(services: Services, plan_id: str, operation: str) -> None:
-    """Cancel every step that has not finished and stop the plan with result ``cancelled``."""
+def stop_offline(
+    services: Services, plan_id: str, operation: str, note: HistoryRow | None = None
+) -> None:
+    """Cancel every step that has not finished and stop the plan with result ``cancelled``;
+    ``note`` (the operator's history row) is written first, in the same transaction."""
     storage = services.storage
     plan = storage.load_plan(plan_id)
     check_stoppable(plan_id, plan.state, plan.result, operation)
@@ -41,6 +45,7 @@ def stop_offline(services: Services, plan_id: str, operation: str) -> None:
         )
     at = now()
     changes = Changes(services.world, services.id)
+    changes.batch.history.extend([note] if note else [])
     steps = _steps(plan)
     for step in steps:
         if step.state in STOPPABLE:
@@ -60,9 +65,12 @@ def stop_offline(services: Services, plan_id: str, operation: str) -> None:
     _commit(services, changes, f"plan {plan_id} changed while it was being {operation}ed")
 
 
-def skip_offline(services: Services, plan_id: str, step_id: int) -> None:
+def skip_offline(
+    services: Services, plan_id: str, step_id: int, note: HistoryRow | None = None
+) -> None:
     """Skip an errored step of a paused plan, with everything that consumes its output, in one
-    transaction; ``on_skip()`` of the action runs first and may veto it by raising."""
+    transaction (``note``, the operator's history row, first); ``on_skip()`` of the action runs
+    first and may veto it by raising."""
     plan = services.storage.load_plan(plan_id)
     step = plan.step(step_id)
     if plan.state != PlanState.PAUSED:
@@ -84,6 +92,7 @@ def skip_offline(services: Services, plan_id: str, step_id: int) -> None:
         [step_id],
     )
     changes = Changes(services.world, services.id)
+    changes.batch.history.extend([note] if note else [])
     for skipped_id, _ in closure:
         why = {"because_of": step_id} if skipped_id != step_id else None
         changes.step(plan_id, by_id[skipped_id], StepState.SKIPPED, at, {"ended_at": at}, why)

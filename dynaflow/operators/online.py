@@ -8,13 +8,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from dynaflow.exceptions import InvalidState, UnknownPlan, UnknownStep
+from dynaflow.clock import now
+from dynaflow.exceptions import ConfigurationError, InvalidState, UnknownPlan, UnknownStep
 from dynaflow.execution_plan import PlanRecord
 from dynaflow.executor import Executor, PlanFuture
 from dynaflow.following import Follower
 from dynaflow.membership import alive
 from dynaflow.operators.offline import check_stoppable, skip_offline, stop_offline
-from dynaflow.persistence.base import RequestRow
+from dynaflow.persistence.base import Batch, HistoryRow, RequestRow
 from dynaflow.services import Services
 from dynaflow.states import PlanState, StepState
 
@@ -89,21 +90,38 @@ class Operators:
             return None
         return owner if alive(self.services.storage, owner) is not None else None
 
-    def resume(self, plan_id: str) -> PlanFuture:
+    def note(
+        self, plan_id: str, operation: str, by: str | None, step_id: int | None = None, **flags: Any
+    ) -> HistoryRow:
+        """The history row that records an operator's action: ``"operator <operation>"``, with
+        who asked (``by``) and the options given in its detail."""
+        if by is not None and not isinstance(by, str):
+            raise ConfigurationError(f"by= names who asks, as a str; got {by!r}")
+        detail = {**({"by": by} if by is not None else {}), **{k: v for k, v in flags.items() if v}}
+        return HistoryRow(
+            plan_id, now(), f"operator {operation}", step_id, self.services.id, detail or None
+        )
+
+    def record(self, row: HistoryRow) -> None:
+        self.services.storage.write(Batch(history=[row]))
+
+    def resume(self, plan_id: str, by: str | None = None) -> PlanFuture:
         self.paused(plan_id, "resumed")
+        self.record(self.note(plan_id, "resume", by))
         return self.execute(plan_id)
 
-    def skip(self, plan_id: str, step_id: int, resume: bool) -> PlanFuture:
+    def skip(self, plan_id: str, step_id: int, resume: bool, by: str | None = None) -> PlanFuture:
         check_ids(plan_id, step_id)
         self.paused(plan_id, "changed by skip")
-        skip_offline(self.services, plan_id, step_id)
+        note = self.note(plan_id, "skip", by, step_id, resume=resume)
+        skip_offline(self.services, plan_id, step_id, note)
         if resume:
             return self.execute(plan_id)
         future = PlanFuture(self.services.world, plan_id)
         future.set_result(plan_id)
         return future
 
-    def retry(self, plan_id: str, step_id: int) -> PlanFuture:
+    def retry(self, plan_id: str, step_id: int, by: str | None = None) -> PlanFuture:
         check_ids(plan_id, step_id)
         record = self.services.storage.get_plan_record(plan_id)
         step = self.services.storage.get_step(plan_id, step_id)
@@ -112,10 +130,11 @@ class Operators:
                 f"step {step_id} of plan {plan_id} is {step.state}; only a failed step can be "
                 "retried"
             )
+        if record.state not in (PlanState.PAUSED, PlanState.RUNNING):
+            raise InvalidState(f"plan {plan_id} is {record.state}; it cannot be retried")
+        self.record(self.note(plan_id, "retry", by, step_id))
         if record.state == PlanState.PAUSED:
             return self.execute(plan_id, only=step_id)
-        if record.state != PlanState.RUNNING:
-            raise InvalidState(f"plan {plan_id} is {record.state}; it cannot be retried")
         owner = self._owner(record)
         if owner is not None or self.executor is None:
             return self.request(plan_id, "retry", {"step_id": step_id}, owner)
@@ -124,19 +143,24 @@ class Operators:
         self.executor.run_pending()
         return future
 
-    def stop(self, plan_id: str, operation: str, abort: bool = False) -> PlanFuture:
+    def stop(
+        self, plan_id: str, operation: str, abort: bool = False, by: str | None = None
+    ) -> PlanFuture:
         """Cancel (``operation="cancel"``) or halt a plan."""
         _check_id(plan_id)
         record = self.services.storage.get_plan_record(plan_id)
         check_stoppable(plan_id, record.state, record.result, operation)
+        note = self.note(plan_id, operation, by, abort=abort)
         owner = self._owner(record)
         if owner is not None:  # a live world runs it: it does it
+            self.record(note)
             return self.request(plan_id, operation, {"abort": abort}, owner)
         future = PlanFuture(self.services.world, plan_id)
         if self.executor is None:
-            stop_offline(self.services, plan_id, operation)
+            stop_offline(self.services, plan_id, operation, note)
             future.set_result(plan_id)
             return future
+        self.record(note)
         engine = self.executor.engine
         if record.state == PlanState.RUNNING and record.world_id != self.services.id:
             # released, or its world is dead: take it over, then stop it

@@ -304,6 +304,13 @@ class Storage(ClusterStore, StepReports, ScheduleStore, RetentionStore):
         ``None``."""
 
     @abstractmethod
+    def plan_ids_starting_with(self, prefix: str, limit: int) -> list[str]:
+        """The ids of the plans whose id starts with ``prefix`` (case-sensitive, compared by
+        code point), in code point order, at most ``limit`` of them; a query on the plans' key
+        index (a range of ids), never a scan of every plan where the database's collation
+        compares ids by code point."""
+
+    @abstractmethod
     def find_plans(
         self,
         where: PlanFilter = ALL_PLANS,

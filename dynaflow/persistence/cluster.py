@@ -137,6 +137,10 @@ class ClusterStore(ABC):
     def queue_counts(self) -> dict[str, dict[str, int]]:
         """Run steps per queue and state: ``{queue: {state: count}}``."""
 
+    @abstractmethod
+    def running_steps(self) -> dict[str | None, int]:
+        """Run steps running now, per world that runs them: ``{world_id: count}``."""
+
     # -- requests between worlds, and notifications ----------------------------------------
 
     @abstractmethod

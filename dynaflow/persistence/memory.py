@@ -390,6 +390,11 @@ class MemoryStorage(MemoryCluster, MemoryReports, MemorySchedules, MemoryRetenti
                 return None
             return plan_id
 
+    def plan_ids_starting_with(self, prefix: str, limit: int) -> list[str]:
+        with self._lock:
+            found = [plan_id for plan_id in self._plans if plan_id.startswith(prefix)]
+        return sorted(found)[:limit]
+
     def find_plans(
         self,
         where: PlanFilter = ALL_PLANS,

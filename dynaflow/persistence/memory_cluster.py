@@ -74,6 +74,15 @@ class MemoryCluster:
                         per[step.state.value] = per.get(step.state.value, 0) + 1
         return counts
 
+    def running_steps(self) -> dict[str | None, int]:
+        counts: dict[str | None, int] = {}
+        with self._lock:
+            for plan in self._plans.values():
+                for step in plan.steps.values():
+                    if step.kind == StepKind.RUN and step.state == StepState.RUNNING:
+                        counts[step.world_id] = counts.get(step.world_id, 0) + 1
+        return counts
+
     # -- requests --------------------------------------------------------------------------
 
     def add_request(self, row: RequestRow) -> None:

@@ -99,6 +99,7 @@ def test_json_output_counts_every_table(url: str) -> None:
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert (report["dry_run"], report["plans"], report["batches"]) == (False, 3, 3)
+    assert report["cutoff"].endswith("Z") and report["result"] is None
     assert report["tables"]["plans"] == 3 and report["tables"]["steps"] == 6
     assert report["rows"] == sum(report["tables"].values())
     assert count(url)["all"] == 1

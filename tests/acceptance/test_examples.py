@@ -93,7 +93,7 @@ plan: stopped / warning
   PublishImage: success
   AnnounceDocs: skipped
   Notify: success
-history of step 5: step running, step error, step skipped
+history of step 5: step running, step error, operator skip, step skipped
 """,
     "import_records.py": """\
 plan: paused / error

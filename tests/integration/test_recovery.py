@@ -327,11 +327,13 @@ def test_history_records_every_state_change_with_time_event_and_world(
         ("step running", a),
         ("step error", a),
         ("plan paused", None),
+        ("operator skip", a),
         ("step skipped", a),  # skip
         ("plan running", None),  # ... and resume
         ("step running", b),
         ("step error", b),
         ("plan paused", None),
+        ("operator retry", b),
         ("plan running", None),  # retry of b
         ("step running", b),
         ("step success", b),

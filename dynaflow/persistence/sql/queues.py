@@ -36,6 +36,11 @@ class QueueStatements:
             .where(S.c.kind == StepKind.RUN.value)
             .group_by(S.c.queue, S.c.state)
         )
+        self.by_world = (
+            select(S.c.world_id, func.count())
+            .where(S.c.kind == StepKind.RUN.value, S.c.state == StepState.RUNNING.value)
+            .group_by(S.c.world_id)
+        )
 
 
 class SQLQueues(SQLTransactions):
@@ -74,3 +79,8 @@ class SQLQueues(SQLTransactions):
             for queue, state, count in conn.execute(self._qs.counts):
                 counts.setdefault(queue, {})[state] = int(count)
         return counts
+
+    @retried
+    def running_steps(self) -> dict[str | None, int]:
+        with self._read() as conn:
+            return {world_id: int(count) for world_id, count in conn.execute(self._qs.by_world)}
