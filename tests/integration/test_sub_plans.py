@@ -211,4 +211,3 @@ def test_children_that_end_in_their_finalize_phase_wake_the_parent(world: World)
     plan = world.trigger(ParentOfFinalizing).wait(WAIT)
     assert (plan.state, plan.result) == (PlanState.STOPPED, PlanResult.SUCCESS)
     assert sorted(PROBE.names("finalized")) == [0, 1, 2, 3]
-
