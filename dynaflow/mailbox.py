@@ -106,9 +106,11 @@ class Mailbox:
         storage = self.services.storage
         self._declined = {i: t for i, t in self._declined.items() if t > clock}
         engine = self.executor.engine
+        taken = 0
         while True:
             # a share, not everything: the other worlds take the rest (they look as often)
             rows = storage.take_requests(self.services.id, self.batch, skip=self._declined)
+            taken += len(rows)
             plans = storage.load_plans([row.plan_id for row in rows]) if rows else {}
             for row in rows:
                 try:
@@ -118,8 +120,11 @@ class Mailbox:
                     self._answer(row, exc)
             if len(rows) < self.batch:
                 break
-            if len(engine.plans) >= self.batch:  # busy enough: look again on the next wake
+            # busy enough (the plans taken now start after this look): look again once they
+            # have, on the next wake
+            if len(engine.plans) + taken >= self.batch:
                 self.wanted("requests")
+                self.executor.run_pending()
                 break
 
     @property

@@ -95,7 +95,7 @@ def test_a_metrics_port_in_use_is_a_one_line_error(url: str, db: Database, tmp_p
             "worker", "--url", url, "--import", "cluster.actions", "--metrics-port", str(port),
             directory=tmp_path,
         )  # fmt: skip
-    line = one_line_error(result)
+    line = one_line_error(result, 2)  # bad input (docs/cli.md)
     assert f"cannot serve metrics on 0.0.0.0:{port}: Address already in use" in line
     assert "choose another port" in line
     assert db.worlds() == {}  # refused before the world started
