@@ -2,6 +2,7 @@
 
     python benchmarks/core.py                 # SQLite and PostgreSQL
     python benchmarks/core.py --backends sqlite --steps 500
+    python benchmarks/core.py --observability # step figures also with metrics and tracing on
 
 Prints one table. Figures from one run are comparable with each other (the raw SQLAlchemy
 limit is measured in the same run); absolute numbers depend on the machine.
@@ -109,8 +110,44 @@ def bench_planning(url: str, actions: int) -> float:
         return seconds
 
 
-def bench_one_plan(url: str, cls: type[Action], n: int, workers: int) -> float:
+#: what a measured world is given: metrics, tracing (see :data:`SETUPS`)
+Setup = Callable[[World], Any]
+
+
+def plain(world: World) -> None:
+    pass
+
+
+def with_metrics(world: World) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from dynaflow import metrics
+
+    metrics.install(world, registry=CollectorRegistry())
+
+
+def with_metrics_and_tracing(world: World) -> None:
+    """Metrics, and spans made by the OpenTelemetry SDK (sampled, then dropped: no exporter)."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from dynaflow.middleware import TracingMiddleware
+
+    with_metrics(world)
+    world.middleware.use(TracingMiddleware(TracerProvider()))
+
+
+SETUPS: dict[str, Setup] = {
+    "": plain,
+    "with metrics": with_metrics,
+    "with metrics and tracing": with_metrics_and_tracing,
+}
+
+
+def bench_one_plan(
+    url: str, cls: type[Action], n: int, workers: int, setup: Setup = plain
+) -> float:
     with World(url, workers=workers, migrate=True) as world:
+        setup(world)
         world.trigger(cls, 20).wait(120)  # warm up
         plan = world.plan(cls, n)
         seconds, done = timed(lambda: world.execute(plan.id).result(600))
@@ -118,8 +155,9 @@ def bench_one_plan(url: str, cls: type[Action], n: int, workers: int) -> float:
         return n / seconds
 
 
-def bench_many_plans(url: str, plans: int, size: int, workers: int) -> float:
+def bench_many_plans(url: str, plans: int, size: int, workers: int, setup: Setup = plain) -> float:
     with World(url, workers=workers, migrate=True) as world:
+        setup(world)
         world.trigger(Wide, size).wait(60)
         ids = [world.plan(Wide, size).id for _ in range(plans)]
 
@@ -185,6 +223,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plans", type=int, default=200)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=1, help="runs per figure (median kept)")
+    parser.add_argument(
+        "--observability",
+        action="store_true",
+        help="measure the step figures also with dynaflow.metrics installed, and with metrics "
+        "and the TracingMiddleware (needs opentelemetry-sdk)",
+    )
     args = parser.parse_args(argv)
 
     rows: list[tuple[str, str, str, str]] = []
@@ -199,35 +243,59 @@ def main(argv: list[str] | None = None) -> int:
             raw = median(lambda make: bench_raw(make(tmp, "raw"), args.steps * 5))
             raw_single = median(lambda make: bench_raw(make(tmp, "raw1"), args.steps, batch=1))
             planning = median(lambda make: bench_planning(make(tmp, "plan"), args.plan_actions))
-            wide = median(
-                lambda make: bench_one_plan(make(tmp, "wide"), Wide, args.steps, args.workers)
+            rows.append(
+                (backend, f"planning {args.plan_actions:,} actions", f"{planning:.2f} s", "")
             )
-            chain = median(
-                lambda make: bench_one_plan(make(tmp, "chain"), Chain, args.steps, args.workers)
-            )
-            many = median(
-                lambda make: bench_many_plans(make(tmp, "many"), args.plans, 5, args.workers)
-            )
-            rows += [
-                (backend, f"planning {args.plan_actions:,} actions", f"{planning:.2f} s", ""),
+            setups = SETUPS if args.observability else {"": plain}
+            measures: list[tuple[str, Callable[[Setup], float]]] = [
                 (
-                    backend,
                     f"1 plan, {args.steps:,} concurrent steps",
-                    f"{wide:,.0f} steps/s",
-                    f"{wide / raw:.2f}",
+                    lambda setup: bench_one_plan(
+                        make(tmp, "wide"),  # noqa: B023
+                        Wide,
+                        args.steps,
+                        args.workers,
+                        setup,
+                    ),
                 ),
                 (
-                    backend,
                     f"1 plan, sequence of {args.steps:,}",
-                    f"{chain:,.0f} steps/s",
-                    f"{chain / raw:.2f}",
+                    lambda setup: bench_one_plan(
+                        make(tmp, "chain"),  # noqa: B023
+                        Chain,
+                        args.steps,
+                        args.workers,
+                        setup,
+                    ),
                 ),
                 (
-                    backend,
                     f"{args.plans} plans x 5 steps",
-                    f"{many:,.0f} steps/s",
-                    f"{many / raw:.2f}",
+                    lambda setup: bench_many_plans(
+                        make(tmp, "many"),  # noqa: B023
+                        args.plans,
+                        5,
+                        args.workers,
+                        setup,
+                    ),
                 ),
+            ]
+            for label, measure in measures:
+                # the variants take turns, so that a slow moment of the machine hits them alike
+                figures: dict[str, list[float]] = {suffix: [] for suffix in setups}
+                for _ in range(args.repeat):
+                    for suffix, setup in setups.items():
+                        figures[suffix].append(measure(setup))
+                for suffix in setups:
+                    figure = statistics.median(figures[suffix])
+                    rows.append(
+                        (
+                            backend,
+                            f"{label}, {suffix}" if suffix else label,
+                            f"{figure:,.0f} steps/s",
+                            f"{figure / raw:.2f}",
+                        )
+                    )
+            rows += [
                 (
                     backend,
                     "raw SQLAlchemy Core (2 batched updates/step)",

@@ -3,6 +3,7 @@
 from dynaflow.action import Action, Cancellable
 from dynaflow.events import SuspendedHandle
 from dynaflow.exceptions import (
+    AmbiguousPlanId,
     ConcurrentModification,
     ConfigurationError,
     ConnectionLost,
@@ -55,6 +56,7 @@ from dynaflow.plan_options import Args
 from dynaflow.polling import Polling
 from dynaflow.queues import Queue
 from dynaflow.rescue import Rescue, Retry
+from dynaflow.retention import PruneReport, Retention
 from dynaflow.scheduled import DelayedPlan
 from dynaflow.schedules import Schedule
 from dynaflow.states import PlanResult, PlanState, StepKind, StepState
@@ -76,6 +78,9 @@ __all__ = [
     # plans that start later
     "DelayedPlan",
     "Schedule",
+    # retention
+    "Retention",
+    "PruneReport",
     # run-phase protocol
     "Polling",
     "SubPlans",
@@ -118,6 +123,7 @@ __all__ = [
     "MissingOutputKey",
     # ... in what was asked of a plan, a step or the world
     "UnknownPlan",
+    "AmbiguousPlanId",
     "UnknownStep",
     "UnknownWorld",
     "UnknownAction",

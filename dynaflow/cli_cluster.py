@@ -1,5 +1,5 @@
-"""The ``dynaflow`` commands for many worlds on one database: ``status``, ``queues``,
-``worlds`` and ``worker``."""
+"""The ``dynaflow`` commands for many worlds on one database: ``status``, ``queues list|set``,
+``worlds list|forget`` and ``worker``."""
 
 from __future__ import annotations
 
@@ -8,102 +8,80 @@ import sys
 from typing import Any
 
 import click
-from rich.table import Table
-from rich.text import Text
 
-from dynaflow.cli_support import _console, _fail, _imports, _open, import_option, url_option
+from dynaflow.cli_prune import retention_option
+from dynaflow.cli_support import (
+    _console,
+    _fail,
+    _imports,
+    _open,
+    emit_json,
+    hint,
+    import_option,
+    json_option,
+    url_option,
+)
+from dynaflow.execution_plan import WorldRecord
 from dynaflow.render import safe
+from dynaflow.render_json import iso, queues_json, requests_json, world_json
+from dynaflow.render_tables import print_queues, print_requests, print_worlds
+from dynaflow.retention import Retention
 from dynaflow.world import World
 
-# -- worlds ----------------------------------------------------------------------------------
+# -- worlds and queues --------------------------------------------------------------------------
+
+
+def _plans_per_world(world: World) -> tuple[dict[str, int], int]:
+    """How many running plans each world runs, and how many no world runs (released)."""
+    owners: dict[str, int] = {}
+    released = 0
+    for record in world.find_plans(state="running", per_page=1_000_000):
+        if record.world_id is None:
+            released += 1
+        else:
+            owners[record.world_id] = owners.get(record.world_id, 0) + 1
+    return owners, released
 
 
 @click.command()
 @url_option
-def status(url: str) -> None:
-    """Executor worlds (heartbeat age, stale ones marked, queues, plans each runs) and the
-    requests no world has taken (with why each world declined)."""
+@json_option
+def status(url: str, as_json: bool) -> None:
+    """Executor worlds (heartbeat age, stale ones marked, queues, plans each runs), the
+    queues, and the requests no world has taken (with why each world declined)."""
     with _open(url) as world:
         worlds = world.worlds()
-        running = world.find_plans(state="running", per_page=10_000)
+        owners, released = _plans_per_world(world)
         waiting = world.waiting_requests()
         at = world.now()
         overview = world.queues()
-    owners: dict[str | None, int] = {}
-    for record in running:
-        owners[record.world_id] = owners.get(record.world_id, 0) + 1
-    table = Table(title="worlds", title_justify="left", header_style="bold")
-    columns = ("world", "host", "pid", "queues", "started", "heartbeat age", "plans", "")
-    for column in columns:
-        table.add_column(column)
-    for row in worlds:
-        table.add_row(
-            safe(row.id),
-            safe(row.hostname or ""),
-            safe(row.pid or ""),
-            safe(", ".join(f"{q}={n}" for q, n in (row.queues or {}).items())),
-            row.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
-            f"{row.heartbeat_age:.1f}s",
-            str(owners.get(row.id, 0)),
-            Text("STALE", style="bold red") if row.stale else Text("alive", style="green"),
+    if as_json:
+        emit_json(
+            {
+                "at": iso(at),
+                "worlds": [world_json(row, owners.get(row.id, 0)) for row in worlds],
+                "released_plans": released,
+                "queues": queues_json(overview),
+                "waiting_requests": requests_json(waiting, at),
+            }
         )
+        return
     console = _console()
-    console.print(table)
-    if any(row.stale for row in worlds):
-        console.print(
-            "a stale world's plans are taken over by the next live world's heartbeat; "
-            "`dynaflow worlds forget ID` declares it dead at once",
-            style="dim",
-        )
-    if owners.get(None):
-        console.print(f"{owners[None]} running plans are released, waiting for an executor")
-    if overview:
-        console.print(_queues_table(overview))
-    if waiting:
-        requests = Table(title="waiting requests", title_justify="left", header_style="bold")
-        for column in ("id", "plan", "kind", "for", "taken by", "age", "declined because"):
-            requests.add_column(column)
-        for r in waiting:
-            declined = "; ".join(f"{w}: {why}" for w, why in (r.declined or {}).items())
-            requests.add_row(
-                str(r.id),
-                safe(r.plan_id),
-                safe(r.kind),
-                safe(r.world_id or "any world"),
-                safe(r.taken_by or ""),
-                f"{max(0.0, (at - r.created_at).total_seconds()):.0f}s",
-                safe(declined or ""),
+    print_worlds(console, worlds, owners)
+    for row in worlds:
+        if row.stale:
+            console.print(
+                f"world {row.id} is stale: the next live world's heartbeat takes its plans "
+                f"over; {hint(f'worlds forget {row.id}')} declares it dead at once",
+                style="dim",
+                soft_wrap=True,
             )
-        console.print(requests)
-
-
-def _queues_table(overview: dict[str, dict[str, Any]]) -> Table:
-    table = Table(title="queues", title_justify="left", header_style="bold")
-    for column in (
-        "queue",
-        "limit",
-        "served by",
-        "pending",
-        "running",
-        "suspended",
-        "error",
-        "done",
-    ):
-        table.add_column(column)
-    for name, row in overview.items():
-        served = ", ".join(f"{w}={n}" for w, n in row["worlds"].items()) or "nobody"
-        done = sum(row.get(state, 0) for state in ("success", "skipped", "cancelled"))
-        table.add_row(
-            safe(name),
-            str(row["limit"]) if row["limit"] else "-",
-            Text(served, style="red") if not row["worlds"] else safe(served),
-            str(row.get("pending", 0)),
-            str(row.get("running", 0)),
-            str(row.get("suspended", 0)),
-            str(row.get("error", 0)),
-            str(done),
-        )
-    return table
+    if released:
+        console.print(f"{released} running plans are released, waiting for an executor")
+    if overview:
+        print_queues(console, overview)
+    if waiting:
+        print_requests(console, waiting, at)
 
 
 @click.group()
@@ -113,10 +91,15 @@ def queues() -> None:
 
 @queues.command("list")
 @url_option
-def list_queues(url: str) -> None:
+@json_option
+def list_queues(url: str, as_json: bool) -> None:
     """Each queue: limit, the live worlds serving it (with pool sizes), run steps by state."""
     with _open(url) as world:
-        _console().print(_queues_table(world.queues()))
+        overview = world.queues()
+    if as_json:
+        emit_json({"queues": queues_json(overview)})
+        return
+    print_queues(_console(), overview)
 
 
 @queues.command("set")
@@ -140,16 +123,51 @@ def worlds() -> None:
     """Executor worlds registered on the database."""
 
 
+@worlds.command("list")
+@url_option
+@json_option
+def list_worlds(url: str, as_json: bool) -> None:
+    """Each executor world: host, pid, queues, heartbeat age (stale ones marked), plans."""
+    with _open(url) as world:
+        rows = world.worlds()
+        owners, _ = _plans_per_world(world)
+    if as_json:
+        emit_json({"worlds": [world_json(row, owners.get(row.id, 0)) for row in rows]})
+        return
+    if not rows:
+        _console().print("no executor world is registered")
+        return
+    print_worlds(_console(), rows, owners)
+
+
 @worlds.command("forget")
 @click.argument("world_id")
 @url_option
 @click.option("--force", is_flag=True, help="Also when its heartbeat is fresh.")
 def forget_world(world_id: str, url: str, force: bool) -> None:
-    """Declare a world dead now: live worlds take its plans over on their next heartbeat (a
-    world whose heartbeat is fresh is refused unless --force: it may still be running)."""
+    """Declare a world (WORLD_ID whole, or a prefix only its id starts with) dead now: live
+    worlds take its plans over on their next heartbeat (a world whose heartbeat is fresh is
+    refused unless --force: it may still be running)."""
     with _open(url) as world:
+        world_id = _world_id(world.worlds(), world_id)
         world.forget_world(world_id, force=force)
-    _console().print(safe(f"world {world_id} forgotten; live worlds take its plans over"))
+    _console().print(
+        safe(f"world {world_id} forgotten; live worlds take its plans over"), soft_wrap=True
+    )
+
+
+def _world_id(rows: list[WorldRecord], given: str) -> str:
+    """The whole id of the registered world ``given`` names, whole or by a unique prefix."""
+    ids = [row.id for row in rows]
+    if given in ids:
+        return given
+    found = [i for i in ids if i.startswith(given)]
+    if len(found) > 1:
+        _fail(
+            f"world id {given!r} is ambiguous: the ids of {len(found)} worlds start with it "
+            f"({', '.join(found)}); give more of the id"
+        )
+    return found[0] if found else given  # an unknown one: forget_world says so
 
 
 @click.command()
@@ -171,6 +189,12 @@ def forget_world(world_id: str, url: str, force: bool) -> None:
     help="Seconds running steps get to finish after SIGTERM/SIGINT.",
 )
 @click.option("--log-level", default="INFO", show_default=True)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Serve Prometheus metrics at http://0.0.0.0:PORT/metrics.",
+)
+@retention_option
 def worker(
     url: str,
     imports: tuple[str, ...],
@@ -178,6 +202,8 @@ def worker(
     lease: float,
     grace: float,
     log_level: str,
+    metrics_port: int | None,
+    retention: Retention | None,
 ) -> None:
     """Run plans until SIGTERM or SIGINT: take the plans client worlds hand over, serve the
     given queues; on the signal stop taking work, let running steps finish within --grace,
@@ -202,7 +228,20 @@ def worker(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    world = World(url, executor="threads", queues=pools, lease=lease, shutdown_timeout=grace)
+    if metrics_port is not None:  # a port in use fails here, before the world starts
+        from dynaflow import metrics
+
+        metrics.serve(metrics_port)
+    world = World(
+        url,
+        executor="threads",
+        queues=pools,
+        lease=lease,
+        shutdown_timeout=grace,
+        retention=retention,
+    )
+    if metrics_port is not None:
+        metrics.install(world)
     try:
         while not stop.wait(1.0):
             pass

@@ -8,6 +8,7 @@ from types import FrameType
 
 import click
 
+from dynaflow import metrics as prometheus
 from dynaflow.cli_support import (
     _console,
     _fail,
@@ -67,6 +68,7 @@ def console(
     if secret_key is not None and len(secret_key) < 16:
         _fail("--secret-key must be at least 16 characters")
     with World(url, executor=None) as world:
+        prometheus.install(world)  # /metrics: what this process plans, and its own figures
         application = app(world, token=token or None, read_only=read_only, secret_key=secret_key)
         mode = "read-only" if read_only else "operators may act"
         guard = "token required" if token else "open: no token"

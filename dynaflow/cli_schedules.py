@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import click
-from rich.table import Table
 from rich.text import Text
 
-from dynaflow.cli_support import _console, _fail, _open, url_option
+from dynaflow.cli_support import _console, _fail, _open, emit_json, json_option, url_option
 from dynaflow.render import safe, short_name
+from dynaflow.render_json import iso
+from dynaflow.render_tables import Column, print_rows
 from dynaflow.schedules import Schedule
 
 #: ``+90s``, ``+15m``, ``+2h``, ``+1d`` (from now)
@@ -52,7 +54,8 @@ def parse_time(value: str, option: str) -> datetime | timedelta:
 def reschedule_plan(
     plan_id: str, url: str, start_at: str | None, start_before: str | None, no_deadline: bool
 ) -> None:
-    """Change when a scheduled (delayed or chained) plan starts, or its deadline."""
+    """Change when a scheduled (delayed or chained) plan (PLAN_ID whole, or a unique prefix)
+    starts, or its deadline."""
     if start_at is None and start_before is None and not no_deadline:
         _fail("give --at TIME, --before TIME or --no-deadline")
     if start_before is not None and no_deadline:
@@ -60,10 +63,12 @@ def reschedule_plan(
     at = None if start_at is None else parse_time(start_at, "--at")
     before = ... if start_before is None else parse_time(start_before, "--before")
     with _open(url) as world:
+        plan_id = world.resolve_plan_id(plan_id)
         row = world.reschedule(plan_id, start_at=at, start_before=None if no_deadline else before)
     deadline = row.start_before.isoformat() if row.start_before else "none"
     _console().print(
-        safe(f"plan {plan_id}: starts at {row.start_at.isoformat()} (deadline {deadline})")
+        safe(f"plan {plan_id}: starts at {row.start_at.isoformat()} (deadline {deadline})"),
+        soft_wrap=True,
     )
 
 
@@ -74,30 +79,62 @@ def schedules() -> None:
 
 @schedules.command("list")
 @url_option
-def list_schedules(url: str) -> None:
+@json_option
+def list_schedules(url: str, as_json: bool) -> None:
     """Each schedule: its action, cron expression and time zone, catch-up policy, next run
-    (in its time zone), and last run."""
+    (in its time zone), and last run with its plan."""
     with _open(url) as world:
         rows = world.schedules()
         now = world.now()
+    if as_json:
+        emit_json({"at": iso(now), "schedules": [schedule_json(row) for row in rows]})
+        return
     if not rows:
         _console().print("no schedules")
         return
-    table = Table(header_style="bold")
-    for column in ("key", "action", "cron", "tz", "catch-up", "next run", "last run", "state"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
+    columns = (
+        Column("key", key=True),
+        Column("action"),
+        Column("cron"),
+        Column("tz"),
+        Column("catch-up"),
+        Column("next run"),
+        Column("last run"),
+        Column("last plan", key=True),
+        Column("", named=False),
+    )
+    lines = [
+        (
             safe(row.key),
             safe(short_name(row.action_class)),
             safe(row.cron),
             safe(row.tz),
             safe(row.catch_up),
             _next(row, now),
-            safe(_when(row.last_run_at) + (f" ({row.last_plan_id})" if row.last_plan_id else "")),
+            safe(_when(row.last_run_at)),
+            safe(row.last_plan_id or ""),
             Text("paused", style="bold yellow") if row.paused else Text("active", style="green"),
         )
-    _console().print(table)
+        for row in rows
+    ]
+    print_rows(_console(), columns, lines)
+
+
+def schedule_json(row: Schedule) -> dict[str, Any]:
+    """A schedule as ``schedules list --json`` gives it (times in UTC; ``tz`` is its zone)."""
+    return {
+        "key": row.key,
+        "action_class": row.action_class,
+        "args": list(row.args),
+        "kwargs": row.kwargs,
+        "cron": row.cron,
+        "tz": row.tz,
+        "catch_up": row.catch_up,
+        "next_run_at": iso(row.next_run_at),
+        "paused": row.paused,
+        "last_run_at": iso(row.last_run_at),
+        "last_plan_id": row.last_plan_id,
+    }
 
 
 def _when(value: datetime | None) -> str:

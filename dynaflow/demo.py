@@ -9,6 +9,7 @@ table, in the same transaction that marks the finalize steps done.
 from __future__ import annotations
 
 import queue
+import shlex
 import threading
 import time
 import uuid
@@ -145,9 +146,16 @@ class CreateInfrastructure(Action):
 # -- running it ------------------------------------------------------------------------------
 
 
-def run_demo(url: str = DEFAULT_URL, *, workers: int = 4, console: Console | None = None) -> bool:
+def run_demo(
+    url: str = DEFAULT_URL,
+    *,
+    workers: int = 4,
+    console: Console | None = None,
+    url_arg: str | None = None,
+) -> bool:
     """Plan and run CreateInfrastructure on ``url``, showing progress; print the plan tree and
-    the rows its finalize wrote. Returns whether the plan succeeded."""
+    the rows its finalize wrote, and the command that shows the plan again (with ``url_arg``
+    as its ``--url`` option). Returns whether the plan succeeded."""
     console = console or Console()
     if url.startswith("memory"):
         raise ConfigurationError(
@@ -189,7 +197,8 @@ def run_demo(url: str = DEFAULT_URL, *, workers: int = 4, console: Console | Non
                 (done.id, "bold"),
                 " ",
                 state_text(done.state, done.result),
-                f"; inspect it with: dynaflow plans show {done.id} --url {display_url(url)}",
+                "; inspect it with: dynaflow plans show "
+                f"{done.id} {url_arg or '--url ' + shlex.quote(display_url(url))}",
             ),
             soft_wrap=True,
         )

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -81,6 +82,11 @@ class RunContext:
 
     #: the executor's record of the step (its ``cancel_requested`` is set by ``World.cancel``)
     step: Any = None
+    #: the kind of the event this call handles and when it was sent (a timer: when it fell
+    #: due); ``None`` for a first call, a retry or a cancel
+    woken_by: tuple[str, datetime] | None = None
+    #: the step belongs to a plan another world runs, which offered it to this one
+    offered: bool = False
 
 
 _current = threading.local()

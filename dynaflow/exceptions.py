@@ -40,6 +40,18 @@ class UnknownPlan(DynaflowError, LookupError):
         )
 
 
+class AmbiguousPlanId(DynaflowError, LookupError):
+    """A plan id prefix that more than one plan's id starts with."""
+
+    def __init__(self, prefix: str, candidates: list[str], more: bool = False) -> None:
+        self.prefix, self.candidates = prefix, candidates
+        listed = ", ".join(candidates) + (", ..." if more else "")
+        super().__init__(
+            f"plan id {prefix!r} is ambiguous: the ids of {'more than ' if more else ''}"
+            f"{len(candidates)} plans start with it ({listed}); give more of the id"
+        )
+
+
 class UnknownStep(DynaflowError, LookupError):
     def __init__(self, plan_id: Any, step_id: Any) -> None:
         self.plan_id, self.step_id = plan_id, step_id

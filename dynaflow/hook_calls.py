@@ -35,7 +35,9 @@ class PlanHooks:
         signals.plan_state_changed.connect(self.changed, sender=world, weak=False)
 
     def disconnect(self, world: Any) -> None:
-        signals.plan_state_changed.disconnect(self.changed, sender=world)
+        # from every sender: blinker keeps a receiver disconnected from one sender in
+        # ``receivers`` (holding this object, its services and the closed world for good)
+        signals.plan_state_changed.disconnect(self.changed)
 
     def changed(
         self, sender: Any, *, plan_id: str, state: PlanState, result: Any, **_: Any

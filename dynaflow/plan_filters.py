@@ -3,8 +3,9 @@ arguments, checked."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from dynaflow import registry
 from dynaflow.exceptions import ConfigurationError
@@ -12,11 +13,33 @@ from dynaflow.persistence.base import PlanFilter
 from dynaflow.states import PlanResult, PlanState
 
 
+class PlanFilters(TypedDict, total=False):
+    """The filters of ``World.find_plans``, ``count_plans`` and ``plan_counts``; a plan must
+    match every one given."""
+
+    #: one state or several (any of them)
+    state: PlanState | str | Sequence[PlanState | str] | None
+    #: one result or several
+    result: PlanResult | str | Sequence[PlanResult | str] | None
+    #: the label, exactly
+    label: str | None
+    #: the root action class (or its qualified name)
+    action: type | str | None
+    #: the plan whose sub-plans these are
+    parent: str | None
+    #: a part of the label or the id, in any case
+    text: str | None
+    #: created at or after (an aware datetime)
+    created_after: datetime | None
+    #: created before
+    created_before: datetime | None
+
+
 def plan_filter(
-    state: Any,
-    result: Any,
-    label: str | None,
-    action: type | str | None,
+    state: Any = None,
+    result: Any = None,
+    label: str | None = None,
+    action: type | str | None = None,
     parent: str | None = None,
     text: str | None = None,
     created_after: datetime | None = None,

@@ -4,6 +4,7 @@ gives back instead."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,8 @@ from dynaflow.plan_options import NO_OPTIONS, PlanOptions
 from dynaflow.planner import Planner
 from dynaflow.services import Services
 from dynaflow.states import PlanResult, PlanState
+
+log = logging.getLogger("dynaflow.world")
 
 
 def plan_or_find(
@@ -80,6 +83,7 @@ def plan_or_find(
         if planned or isinstance(exc, StorageError):
             raise  # planning succeeded; storing it failed (or a singleton is held)
         store(planner.finish(failure=exc))
+        log.info("plan %s stopped (error) in planning: %s", plan_id, exc)
         _signal(world, plan_id, PlanState.STOPPED, PlanResult.ERROR)
         return plan_id, exc
     _signal(world, plan_id, state, PlanResult.PENDING)

@@ -1,7 +1,8 @@
 """Draw an execution plan as a rich tree: the run flow (sequences and concurrences of run steps)
 with each step's action, state, duration and error, then the finalize steps in order.
 
-Used by ``dynaflow plans show`` and ``dynaflow demo`` (live, with step states overlaid).
+Used by ``dynaflow plans show``, ``plans watch`` and ``dynaflow demo`` (live, with step states
+overlaid). Durations are those of :mod:`dynaflow.timings`.
 
 Everything read from the database (labels, class names, inputs, errors, tracebacks, world ids)
 reaches the terminal through :func:`safe`: its control characters are shown escaped and rich
@@ -16,9 +17,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from rich import box
 from rich.console import Group, RenderableType
-from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
@@ -26,6 +25,7 @@ from dynaflow import flows
 from dynaflow.clock import now
 from dynaflow.execution_plan import ActionRecord, ExecutionPlan, PlanRecord, StepRecord
 from dynaflow.states import PlanResult, PlanState, StepKind, StepState
+from dynaflow.timings import plan_duration, plan_end, step_timings
 from dynaflow.values import decode_ref, is_ref
 
 STEP_STYLES: dict[str, tuple[str, str]] = {
@@ -95,23 +95,6 @@ def format_duration(seconds: float | None) -> str:
     return f"{minutes}m{secs:02d}s"
 
 
-def step_duration(step: StepRecord, at: datetime | None = None) -> float | None:
-    """The step's duration, or how long it has been running so far."""
-    if step.duration is not None:
-        return step.duration
-    if step.started_at is None:
-        return None
-    end = step.ended_at or at or now()
-    return max(0.0, (end - step.started_at).total_seconds())
-
-
-def plan_duration(plan: PlanRecord | ExecutionPlan, at: datetime | None = None) -> float | None:
-    if plan.started_at is None:
-        return None
-    end = plan.ended_at or at or now()
-    return max(0.0, (end - plan.started_at).total_seconds())
-
-
 def state_text(state: str, result: str | None = None) -> Text:
     """``stopped / success`` in the colours of a plan state and result."""
     text = Text(str(state), style=PLAN_STYLES.get(state, ""))
@@ -155,6 +138,13 @@ class _View:
         self.run_step_of = {
             s.action_id: s.id for s in self.steps.values() if s.kind == StepKind.RUN
         }
+        self.whole = record is plan.record
+        self.timings = step_timings(
+            plan,
+            self.at,
+            steps=[self.steps[i] for i in overrides if i in self.steps],
+            running=record.state == PlanState.RUNNING,
+        )
 
     def tree(self) -> Tree:
         plan = self.record
@@ -163,10 +153,20 @@ class _View:
         header.append("  ")
         header.append_text(state_text(plan.state, plan.result))
         if self.timing:
-            duration = plan_duration(plan, self.at)
+            duration = plan_duration(self.plan if self.whole else plan, self.at)
             if duration is not None:
                 header.append(f"  {format_duration(duration)}", style="cyan")
             header.append(f"\nplan {plan.id}", style="dim")
+            when = self._when()
+            if when:
+                header.append(f"\n{when}", style="dim")
+            if self.whole and plan.state in (PlanState.RUNNING, PlanState.PAUSED):
+                header.append(f"\nprogress {self.plan.progress:.0%}", style="cyan")
+            if plan.parent_id is not None:
+                header.append(
+                    f"\nsub-plan of plan {plan.parent_id} (step {plan.parent_step_id})",
+                    style="dim",
+                )
         tree = Tree(header, guide_style="dim")
 
         plan_steps = [s for s in self.steps.values() if s.kind == StepKind.PLAN]
@@ -195,6 +195,19 @@ class _View:
             tree.add(Text("(nothing to run)", style="dim"))
         return tree
 
+    def _when(self) -> str:
+        """``started 2026-12-01 18:24:44, paused 18:24:46``: the plan's times, local."""
+        plan = self.record
+        if plan.started_at is None:
+            return f"created {_local(plan.created_at)}" if plan.created_at else ""
+        parts = [f"started {_local(plan.started_at)}"]
+        end = plan_end(self.plan, self.at) if self.whole else plan.ended_at
+        if plan.state == PlanState.STOPPED and end is not None:
+            parts.append(f"ended {_local(end)}")
+        elif plan.state == PlanState.PAUSED and end is not None:
+            parts.append(f"paused {_local(end)}")
+        return ", ".join(parts)
+
     def _add_flow(self, parent: Tree, flow: flows.Flow) -> None:
         if isinstance(flow, flows.Atom):
             step = self.steps.get(flow.step_id)
@@ -218,9 +231,15 @@ class _View:
         line.append("  ")
         line.append(str(step.state), style=style)
         if self.timing:
-            duration = step_duration(step, self.at)
-            if duration is not None:
-                line.append(f" {format_duration(duration)}", style="cyan")
+            timing = self.timings[step.id]
+            if timing.duration is not None:
+                line.append(f" {format_duration(timing.duration)}", style="cyan")
+            if timing.runs > 1 and timing.run_time is not None:
+                ran = f" (ran {format_duration(timing.run_time)} in {timing.runs} runs)"
+                line.append(ran, style="dim cyan")
+        reported = _reported(step)
+        if reported:
+            line.append(f" {reported}", style="cyan")
         action = self.actions.get(step.action_id)
         if action is not None:
             summary = self._summary(action)
@@ -267,26 +286,14 @@ class _View:
         return text
 
 
-def plans_table(plans: list[PlanRecord], *, title: str | None = None) -> Table:
-    """A table of plan rows, as ``dynaflow plans list`` prints it."""
-    at = now()
-    table = Table(
-        title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, show_edge=False
-    )
-    table.add_column("id", no_wrap=True, style="dim")
-    table.add_column("label", style="bold", no_wrap=True, overflow="ellipsis")
-    table.add_column("state", no_wrap=True)
-    table.add_column("result", no_wrap=True)
-    table.add_column("started", no_wrap=True)
-    table.add_column("duration", justify="right", style="cyan", no_wrap=True)
-    for plan in plans:
-        started = plan.started_at or plan.created_at
-        table.add_row(
-            safe(plan.id),
-            safe(plan.label),
-            Text(str(plan.state), style=PLAN_STYLES.get(plan.state, "")),
-            Text(str(plan.result), style=PLAN_STYLES.get(plan.result, "")),
-            started.astimezone().strftime("%Y-%m-%d %H:%M:%S") if started else "",
-            format_duration(plan_duration(plan, at)),
-        )
-    return table
+def _local(at: datetime | None) -> str:
+    return at.astimezone().strftime("%Y-%m-%d %H:%M:%S") if at is not None else ""
+
+
+def _reported(step: StepRecord) -> str:
+    """``[3/10]`` or ``[3]``: the progress a step not yet done last reported."""
+    progress = step.progress or {}
+    done, total = progress.get("done"), progress.get("total")
+    if done is None or step.state in (StepState.SUCCESS, StepState.SKIPPED):
+        return ""
+    return f"[{done:g}/{total:g}]" if total else f"[{done:g}]"

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
@@ -65,6 +66,8 @@ class StepRuntime:
     timers: set[int] = field(default_factory=set)
     #: the executor queue its run phase goes to
     queue: str = "default"
+    #: what the event being handed to it is and when it was sent (a timer: when it fell due)
+    woken_by: tuple[str, datetime] | None = None
 
     @property
     def cancel_requested(self) -> bool:
@@ -83,6 +86,9 @@ class ActionRuntime:
 
 class PlanRuntime:
     """Step states, the run graph and the actions of one plan an executor is running."""
+
+    #: a step another world offered, run here for it (see :mod:`dynaflow.executor.offered`)
+    offered = False
 
     def __init__(self, plan: ExecutionPlan, rerun: Collection[int] | None = None) -> None:
         """``rerun``: the failed run steps that run again — ``None`` for all of them (resume),

@@ -19,11 +19,15 @@ _signals = Namespace()
 plan_state_changed = _signals.signal("plan-state-changed")
 #: plan_id: str, step_id: int, kind: StepKind, action_class: str, state: StepState
 step_state_changed = _signals.signal("step-state-changed")
+#: plan_id: str, from_world: str | None (None: released by a world that shut down)
+plan_taken_over = _signals.signal("plan-taken-over")
 #: plan_id: str, step_id: int, action_class: str, done: float, total: float | None (sent from
 #: the worker thread running the step, as ``self.progress`` is called)
 step_progress = _signals.signal("step-progress")
 #: plan_id: str, step_id: int, action_class: str, message: str, at: datetime (as ``step_progress``)
 step_logged = _signals.signal("step-logged")
+#: report: PruneReport (finished plans an executor world's retention removed, after each prune)
+plans_pruned = _signals.signal("plans-pruned")
 
 
 def emit(signal: Signal, sender: Any, **kwargs: Any) -> None:

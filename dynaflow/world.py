@@ -50,6 +50,7 @@ from dynaflow.urls import display_url
 from dynaflow.values import to_json
 from dynaflow.world_cluster import ClusterSide
 from dynaflow.world_reads import PlanReads
+from dynaflow.world_retention import RetentionSide, retention_of
 from dynaflow.world_scheduling import SchedulingSide, Starter
 from dynaflow.world_sub_plans import SubPlansSide
 
@@ -65,12 +66,13 @@ _CORES: dict[str, Callable[..., Any]] = {
 }
 
 
-class World(PlanReads, ClusterSide, SubPlansSide, SchedulingSide):
+class World(PlanReads, ClusterSide, SubPlansSide, SchedulingSide, RetentionSide):
     """Opens persistence and starts an executor; a context manager; thread-safe.
 
     ``executor``: ``"threads"`` (a scheduler thread and ``workers`` worker threads),
     ``"inline"`` (everything in the calling thread: deterministic tests) or ``None`` (a client
-    that only plans).
+    that only plans). ``retention``: how long finished plans are kept (``"30d"``, a
+    ``timedelta`` or a :class:`~dynaflow.Retention`); executor worlds remove older ones.
     """
 
     def __init__(
@@ -87,6 +89,7 @@ class World(PlanReads, ClusterSide, SubPlansSide, SchedulingSide):
         world_id: str | None = None,
         lease: float = 30.0,
         queues: Mapping[str, int] | None = None,
+        retention: Any = None,
     ) -> None:
         if engine is not None and url is not None:
             raise ConfigurationError(
@@ -107,6 +110,7 @@ class World(PlanReads, ClusterSide, SubPlansSide, SchedulingSide):
         if world_id:
             check_world_id(world_id)
         pools = check_queues(queues, workers)
+        self.retention = retention_of(retention)
         registry.load_entry_points()
         self.storage: Storage = open_storage(url, migrate=migrate, engine=engine)
         self.middleware = MiddlewareStack([TransactionMiddleware(), *middleware])
@@ -162,6 +166,7 @@ class World(PlanReads, ClusterSide, SubPlansSide, SchedulingSide):
             self.executor.engine.pools = dict(pools)
             self._listen()
             self.cluster.start(self.executor)
+            self._start_pruning()
             log.info(
                 "world %s up (pid %s, queues %s) on %s",
                 self.id,
@@ -174,16 +179,6 @@ class World(PlanReads, ClusterSide, SubPlansSide, SchedulingSide):
     def id(self) -> str:
         """This world's id in the worlds table (a world declared dead goes on under a new one)."""
         return self.services.id
-
-    @property
-    def lease(self) -> float:
-        """Seconds without a heartbeat after which this world counts as dead and its plans are
-        taken over."""
-        return self.cluster.lease
-
-    @lease.setter
-    def lease(self, seconds: float) -> None:
-        self.cluster.lease = float(seconds)
 
     @property
     def auto_rescue(self) -> bool:
@@ -424,6 +419,7 @@ class World(PlanReads, ClusterSide, SubPlansSide, SchedulingSide):
         included), until nothing more is."""
         self._check_open()
         self._look_now()  # plans and runs that fell due; requests (inline)
+        self._prune_if_due()
         if self.executor is not None:
             self.executor.run_pending()
 
@@ -439,6 +435,7 @@ class World(PlanReads, ClusterSide, SubPlansSide, SchedulingSide):
                 return
             self._closed = True
         try:
+            self._stop_pruning(timeout)
             if self.mailbox is not None:
                 self.mailbox.closed = True
             if self.executor is not None:

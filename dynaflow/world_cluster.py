@@ -50,6 +50,16 @@ class ClusterSide:
     def _check_open(self) -> None:
         raise NotImplementedError
 
+    @property
+    def lease(self) -> float:
+        """Seconds without a heartbeat after which this world counts as dead and its plans are
+        taken over."""
+        return self.cluster.lease
+
+    @lease.setter
+    def lease(self, seconds: float) -> None:
+        self.cluster.lease = float(seconds)
+
     # -- the worlds and queues on the database, for operator surfaces ------------------------
 
     # -- the database and the cluster, for operator surfaces and applications ----------------

@@ -54,7 +54,9 @@ def plans(request: Request) -> Response:
 
 
 def plan(request: Request) -> Response:
-    return answer(serialize.plan_detail(load_plan(request), links_of(request)))
+    loaded = load_plan(request)
+    children = console_of(request).world.plan_counts(parent=loaded.id)
+    return answer(serialize.plan_detail(loaded, links_of(request), sub_plans=children))
 
 
 def status(request: Request) -> Response:

@@ -14,10 +14,11 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount
+from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dynaflow import metrics as prometheus
 from dynaflow.console import api, pages
 from dynaflow.console.auth import GuardMiddleware, Security, SessionMiddleware, route_path
 from dynaflow.console.errors import status_of
@@ -54,6 +55,7 @@ def app(
     operator: Callable[[Request], str | None] | None = None,
     session_max_age: int = 12 * 3600,
     https_only: bool = False,
+    metrics: bool = True,
 ) -> Starlette:
     """The console for ``world``'s database, as a Starlette application to serve with any
     ASGI server or mount under a prefix of another application.
@@ -64,7 +66,8 @@ def app(
     session cookie (a random one by default: sessions end when the process does; give the
     same key to every process behind one address). ``operator(request)`` names who acts, for
     the plan's history (default: the name given at sign-in). ``https_only`` marks the cookie
-    Secure.
+    Secure. ``metrics``: serve prometheus_client's default registry at ``/metrics`` (behind
+    the token, if there is one; ``dynaflow.metrics.install`` fills it).
     """
     if not isinstance(world, World):
         raise ConfigurationError(f"console.app() needs a dynaflow.World, got {world!r}")
@@ -91,6 +94,7 @@ def app(
             *pages.routes(),
             *api.routes(),
             Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
+            *([Route("/metrics", _Asgi(prometheus.asgi_app()), name="metrics")] if metrics else []),
         ],
         middleware=[
             Middleware(SecurityHeaders),
@@ -104,6 +108,17 @@ def app(
     )
     application.state.console = console
     return application
+
+
+class _Asgi:
+    """An ASGI application as a route's endpoint (a function would be taken for a request
+    handler): prometheus_client's, at ``/metrics`` exactly."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
 
 
 class SecurityHeaders:

@@ -114,7 +114,10 @@ def plan_page(request: Request) -> Response:
     plan = load_plan(request)
     step_id = step_param(request, plan, request.query_params.get("step"))
     all_history = bool(request.query_params.get("history"))
-    detail = serialize.plan_detail(plan, links, None if all_history else HISTORY_ROWS)
+    children = console.world.plan_counts(parent=plan.id)
+    detail = serialize.plan_detail(
+        plan, links, None if all_history else HISTORY_ROWS, sub_plans=children
+    )
     runs = sum(1 for _ in plan.run_steps())
     big = runs > graphing.step_limit()
     svg = why = None

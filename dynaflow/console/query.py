@@ -13,7 +13,7 @@ from dynaflow.console.errors import bad_request
 from dynaflow.states import PlanResult, PlanState
 
 #: the filter parameters, in the order links write them
-FILTERS = ("state", "result", "action", "label", "q", "since", "until")
+FILTERS = ("state", "result", "action", "label", "q", "since", "until", "parent")
 PER_PAGE = 50
 MAX_PER_PAGE = 500
 #: longer text cannot be stored in a label or a class name: the filter is refused
@@ -31,6 +31,8 @@ class PlanQuery:
     q: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    #: the sub-plans of this plan
+    parent: str | None = None
     page: int = 1
     per_page: int = PER_PAGE
 
@@ -44,6 +46,7 @@ class PlanQuery:
             "text": self.q,
             "created_after": self.since,
             "created_before": self.until,
+            "parent": self.parent,
         }
 
     def params(self, **changes: Any) -> dict[str, str]:
@@ -114,6 +117,7 @@ def parse_query(params: Mapping[str, Any], *, paging: bool = True) -> PlanQuery:
         q=text("q"),
         since=since,
         until=until,
+        parent=text("parent"),
         page=number("page", 1) if paging else 1,
         per_page=number("per_page", PER_PAGE, MAX_PER_PAGE) if paging else PER_PAGE,
     )

@@ -84,6 +84,8 @@ def summary(record: PlanRecord, links: Links) -> dict[str, Any]:
         "ended_at": record.ended_at,
         "duration": duration(record),
         "world_id": record.world_id,
+        "parent_id": record.parent_id,
+        "parent_step_id": record.parent_step_id,
         "page": links.plan(record.id),
         "api": links.api_plan(record.id),
     }
@@ -177,8 +179,14 @@ def step_view(plan: ExecutionPlan, step_id: int, attempts: dict[int, int]) -> St
     )
 
 
-def plan_detail(plan: ExecutionPlan, links: Links, history: int | None = None) -> PlanDetail:
-    """The plan's document; with ``history``, only that many of its newest history rows."""
+def plan_detail(
+    plan: ExecutionPlan,
+    links: Links,
+    history: int | None = None,
+    sub_plans: dict[tuple[PlanState, PlanResult], int] | None = None,
+) -> PlanDetail:
+    """The plan's document; with ``history``, only that many of its newest history rows;
+    ``sub_plans``: its sub-plans counted per state and result."""
     paused_at = next((h.at for h in reversed(plan.history) if h.event == "plan paused"), None)
     attempts = _attempts(plan)
     record = plan.record
@@ -195,6 +203,14 @@ def plan_detail(plan: ExecutionPlan, links: Links, history: int | None = None) -
         finalize_order=[s.id for s in plan.finalize_steps()],
         history=[history_view(h) for h in (plan.history[-history:] if history else plan.history)],
         actions=plan_actions(record),  # type: ignore[arg-type]
+        sub_plans={
+            (
+                f"{state}/{result}"
+                if state in (PlanState.STOPPED, PlanState.PAUSED)
+                else str(state)
+            ): n
+            for (state, result), n in sorted((sub_plans or {}).items())
+        },
         version=plan_version(plan),
         final=record.state == PlanState.STOPPED,
     )

@@ -45,6 +45,8 @@ class PlanSummary(BaseModel):
     #: seconds it has run: to its end, to its pause, or until now while running
     duration: float | None
     world_id: str | None = Field(description="the executor world that runs it, if one does")
+    parent_id: str | None = Field(default=None, description="a sub-plan's parent plan")
+    parent_step_id: int | None = Field(default=None, description="the parent's step")
     page: str = Field(description="the plan's page, a path")
     api: str = Field(description="the plan's JSON document, a path")
 
@@ -124,6 +126,10 @@ class PlanDetail(PlanSummary):
     finalize_order: list[int]
     history: list[HistoryView]
     actions: list[PlanAction] = Field(description="the operator actions allowed on it now")
+    sub_plans: dict[str, int] = Field(
+        default_factory=dict,
+        description="its sub-plans per state (state/result once ended); none: empty",
+    )
     version: str
     final: bool = Field(description="it is stopped: nothing about it changes any more")
 

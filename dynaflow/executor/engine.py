@@ -211,12 +211,13 @@ class Engine(Faults, Watching, Recovery, Stopping, Timers, Spreading, Outcomes, 
     def _log_outcomes(self, it: Iteration, fenced: set[str]) -> None:
         """The lifecycle at INFO: failed steps, and plans whose execution here ended."""
         for update in it.batch.steps:
-            if update.state == StepState.ERROR and update.plan_id not in fenced:
-                error = update.fields.get("error") or {}
+            error = update.fields.get("error")
+            if error is not None and update.plan_id not in fenced:  # error, or retried later
                 log.info(
-                    "step %s of plan %s failed: %s",
+                    "step %s of plan %s failed%s: %s",
                     update.step_id,
                     update.plan_id,
+                    " (retried later)" if update.state == StepState.SUSPENDED else "",
                     error.get("message", "") if isinstance(error, dict) else error,
                 )
         for plan in it.batch.plans:

@@ -75,15 +75,20 @@ def finalize_task(services: Services, runtime: PlanRuntime) -> Finalized:
             return Finalized(plan_id, lost, runtime)
         failed = current[0] if current else None
         steps: tuple[tuple[int, StepState], ...] = ()
+        result = plan_result([*(s.state for s in runtime.run_steps()), S.ERROR])
         try:
             steps = _record_failure(services, runtime, failed, error_of(exc))
         except Exception:
             log.exception("could not record the finalize failure of plan %s", plan_id)
-        result = plan_result([*(s.state for s in runtime.run_steps()), S.ERROR])
+        else:
+            if failed is not None:
+                log.info("step %s of plan %s failed: %s", failed.id, plan_id, exc)
+            log.info("plan %s paused (%s) in world %s", plan_id, result, services.id)
         return Finalized(plan_id, FinalizeResult(PlanState.PAUSED, result, steps), runtime)
     changes.committed()
     states = tuple((step.id, step.state) for step in pending)
     result = plan_result(_states(runtime, pending))
+    log.info("plan %s stopped (%s) in world %s", plan_id, result, services.id)
     return Finalized(plan_id, FinalizeResult(PlanState.STOPPED, result, states), runtime)
 
 

@@ -18,6 +18,8 @@ from dynaflow.states import StepKind, StepState
 class OfferedRuntime(PlanRuntime):
     """The one action and step an offer carries, in the shape ``run_step`` reads."""
 
+    offered = True
+
     def __init__(self, row: RequestRow) -> None:  # a plan of one step: no super().__init__
         args = row.args
         action_id, step_id = int(args["action_id"]), int(args["step_id"])

@@ -224,6 +224,8 @@ class Outcomes(EngineBase):
             return
         for step_id, state in message.result.steps:
             runtime.steps[step_id].state = state
+        if runtime.parent is not None:  # its end told the parent step: deliver that event
+            self.check_events = True
         self.end(runtime, it)
 
     # -- rescue ------------------------------------------------------------------------------

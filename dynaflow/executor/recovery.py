@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from dynaflow import registry
+from dynaflow import registry, signals
 from dynaflow.clock import now
 from dynaflow.exceptions import ConcurrentModification, InvalidState, UnknownPlan
 from dynaflow.execution_plan import StepError
@@ -125,6 +125,7 @@ class Recovery(EngineBase):
         at = now()
         changes = Changes(self.services.world, self.world_id)
         rerun: Collection[int] | None = None if only is None else (only,)
+        failed: list[tuple[int, str]] = []
         if takeover is not None:
             if plan.state != PlanState.RUNNING:
                 raise InvalidState(
@@ -141,7 +142,11 @@ class Recovery(EngineBase):
                 detail={"from": takeover.from_world},
             )
             changes.signal_plan(plan_id, PlanState.RUNNING, plan.result)
-            self._recover_interrupted(runtime, takeover, at, changes)
+            if signals.plan_taken_over.receivers:
+                changes.later(
+                    _taken_over(self.services.world, plan_id, takeover.from_world), plan_id
+                )
+            failed = self._recover_interrupted(runtime, takeover, at, changes)
         elif plan.state in EXECUTABLE:
             runtime = PlanRuntime(plan, rerun)
             fields: dict[str, Any] = {"world_id": self.world_id}
@@ -168,14 +173,18 @@ class Recovery(EngineBase):
                 raise ConcurrentModification(
                     f"steps of plan {plan_id} changed while it was being taken over"
                 )
+        for step_id, error in failed:
+            log.info("step %s of plan %s failed: %s", step_id, plan_id, error)
         it.changes.after.extend(changes.after)
         return runtime
 
     def _recover_interrupted(
         self, runtime: PlanRuntime, takeover: Takeover, at: datetime, changes: Changes
-    ) -> None:
+    ) -> list[tuple[int, str]]:
         """Steps left ``running`` by a world that died: an ``idempotent`` action runs again,
-        any other errors with "abnormal termination" (and its rescue strategy applies)."""
+        any other errors with "abnormal termination" (and its rescue strategy applies).
+        Returns the steps that errored, with their error message."""
+        failed: list[tuple[int, str]] = []
         gone = takeover.from_world
         if gone == self.world_id:
             cause = "its outcome could not be recorded (a scheduler iteration of this world failed)"
@@ -198,8 +207,10 @@ class Recovery(EngineBase):
                 ).to_json()
                 fields = {"ended_at": at, "error": error}
                 changes.step(runtime.plan_id, step, S.ERROR, at, fields, {"error": error})
+                failed.append((step.id, error["message"]))
                 runtime.blocked.add(step.id)
         runtime.refresh_ready()
+        return failed
 
     def on_retry_step(self, message: RetryStep, it: Iteration) -> None:
         """``World.retry`` of a step of a plan running here: run it again now."""
@@ -302,3 +313,9 @@ def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
     if a is None or b is None:
         return a or b
     return min(a, b)
+
+
+def _taken_over(world: Any, plan_id: str, from_world: str | None) -> Any:
+    return lambda: signals.emit(
+        signals.plan_taken_over, world, plan_id=plan_id, from_world=from_world
+    )

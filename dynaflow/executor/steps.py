@@ -100,7 +100,10 @@ def run_step(
     step = runtime.steps[step_id]
     started = now()  # not the claim's time: a claimed step may wait for a free worker
     saved = runtime.actions[action_id].output
-    context = RunContext(runtime.plan_id, step_id, step=step)
+    woken_by = step.woken_by if event_id is not None else None
+    context = RunContext(
+        runtime.plan_id, step_id, step=step, woken_by=woken_by, offered=runtime.offered
+    )
     # what the call reports (progress, log lines): made on the first report
     context.reporting = lambda: Reporter(
         services,

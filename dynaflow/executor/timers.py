@@ -100,6 +100,7 @@ class Timers(EngineBase):
             if step.state == S.SUSPENDED and not step.busy and (plan_id, step_id) not in it.wakes:
                 first, *rest = [row.id for row in rows if row.id is not None]
                 step.batch = tuple(rest)
+                step.woken_by = (EVENT, rows[0].created_at)
                 step.waiting_events.difference_update(rest)
                 self.wake(runtime, step, [row.payload for row in rows], first, False, it)
             else:
@@ -125,6 +126,7 @@ class Timers(EngineBase):
         if row.kind == RETRY:
             if free:
                 step.attempt = int((row.payload or {}).get("attempt", 2))
+                step.woken_by = None
                 self.wake(runtime, step, NO_EVENT, row.id, False, it)
             elif step.state != S.SUSPENDED:
                 it.batch.drop_events.append(row.id)
@@ -136,6 +138,7 @@ class Timers(EngineBase):
             elif free:
                 self.fail_step(runtime, step, StepError("Timeout", message), it)
         elif free:
+            step.woken_by = (row.kind, row.due_at or row.created_at)
             self.wake(runtime, step, row.payload, row.id, False, it)
         elif row.kind == EVENT:
             step.waiting_events.add(row.id)

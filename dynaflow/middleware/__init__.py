@@ -11,6 +11,10 @@ def __getattr__(name: str) -> object:
         from dynaflow.middleware.context import ContextMiddleware
 
         return ContextMiddleware
+    if name == "TracingMiddleware":  # likewise (and its OpenTelemetry is optional)
+        from dynaflow.middleware.tracing import TracingMiddleware
+
+        return TracingMiddleware
     raise AttributeError(name)
 
 
@@ -19,6 +23,7 @@ __all__ = [
     "ContextMiddleware",
     "Middleware",
     "MiddlewareStack",
+    "TracingMiddleware",
     "TransactionMiddleware",
     "compose",
 ]

@@ -41,6 +41,7 @@ from dynaflow.persistence.cluster import (  # noqa: F401 (re-exported)
     interrupted,
 )
 from dynaflow.persistence.reports import StepReports
+from dynaflow.persistence.retention import RetentionStore
 from dynaflow.persistence.rows import (  # noqa: F401 (re-exported)
     ALL_PLANS,
     ENDED_STATES,
@@ -64,7 +65,7 @@ from dynaflow.persistence.schedules import ScheduleStore
 from dynaflow.states import PlanResult, PlanState
 
 
-class Storage(ClusterStore, StepReports, ScheduleStore):
+class Storage(ClusterStore, StepReports, ScheduleStore, RetentionStore):
     """Where execution plans live. Thread-safe."""
 
     #: the URL it was opened with, password hidden
@@ -301,6 +302,13 @@ class Storage(ClusterStore, StepReports, ScheduleStore):
     def singleton_holder(self, key: str) -> str | None:
         """The id of the plan holding singleton ``key`` (one that has not stopped), or
         ``None``."""
+
+    @abstractmethod
+    def plan_ids_starting_with(self, prefix: str, limit: int) -> list[str]:
+        """The ids of the plans whose id starts with ``prefix`` (case-sensitive, compared by
+        code point), in code point order, at most ``limit`` of them; a query on the plans' key
+        index (a range of ids), never a scan of every plan where the database's collation
+        compares ids by code point."""
 
     @abstractmethod
     def find_plans(

@@ -47,6 +47,7 @@ from dynaflow.persistence.base import (
 from dynaflow.persistence.limits import check_plan
 from dynaflow.persistence.memory_cluster import MemoryCluster, _forget, _restore
 from dynaflow.persistence.memory_reports import MemoryReports
+from dynaflow.persistence.memory_retention import MemoryRetention
 from dynaflow.persistence.memory_schedules import MemorySchedules
 from dynaflow.persistence.reports import StepLogLine
 from dynaflow.persistence.schedules import DelayedRow, ScheduleRow
@@ -70,7 +71,7 @@ class _Plan:
         self.singletons = list(dict.fromkeys(new.singletons))
 
 
-class MemoryStorage(MemoryCluster, MemoryReports, MemorySchedules, Storage):
+class MemoryStorage(MemoryCluster, MemoryReports, MemorySchedules, MemoryRetention, Storage):
     """Plans in dicts, guarded by one re-entrant lock. A transaction holds the lock and keeps an
     undo log, so a block that raises leaves nothing behind."""
 
@@ -388,6 +389,11 @@ class MemoryStorage(MemoryCluster, MemoryReports, MemorySchedules, Storage):
             if plan is None or plan.record.state == PlanState.STOPPED:
                 return None
             return plan_id
+
+    def plan_ids_starting_with(self, prefix: str, limit: int) -> list[str]:
+        with self._lock:
+            found = [plan_id for plan_id in self._plans if plan_id.startswith(prefix)]
+        return sorted(found)[:limit]
 
     def find_plans(
         self,

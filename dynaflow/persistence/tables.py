@@ -52,6 +52,8 @@ plans = Table(
     Index(None, "created_at"),
     Index(None, "label"),
     Index(None, "parent_id"),
+    # retention: the stopped plans that ended first
+    Index(None, "state", "ended_at"),
 )
 
 # the singleton keys held by plans that have not stopped: inserted with the plan, deleted in

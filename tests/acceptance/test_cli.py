@@ -39,7 +39,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, list[str]
     url = f"sqlite:///{tmp / 'demo.db'}"
     outputs = []
     for _ in range(2):
-        result = dynaflow("demo", "--db", url, cwd=tmp)
+        result = dynaflow("demo", "--url", url, cwd=tmp)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "Traceback" not in result.stderr, result.stderr
         outputs.append(result.stdout)
@@ -141,23 +141,28 @@ def test_plans_show(demo: tuple[str, Path, list[str]], tmp_path: Path) -> None:
 def test_plans_show_unknown_id(demo: tuple[str, Path, list[str]], tmp_path: Path) -> None:
     url, _, _ = demo
     result = dynaflow("plans", "show", "no-such-plan", "--url", url, cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 2  # bad input
     assert result.stdout == ""
     assert "no execution plan with id 'no-such-plan'" in result.stderr
+    assert f"`dynaflow plans list --url {url}` lists the plans there" in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(
-    "url, message",
+    "url, message, code",
     [
-        ("sqlite:///missing.db", "no database at sqlite:///missing.db"),
-        ("postgresql+psycopg://dynaflow:secret@127.0.0.1:1/nowhere", "cannot open the database"),
+        ("sqlite:///missing.db", "no database at sqlite:///missing.db", 2),
+        (
+            "postgresql+psycopg://dynaflow:secret@127.0.0.1:1/nowhere",
+            "cannot open the database",
+            3,
+        ),
     ],
 )
-def test_unreachable_database(url: str, message: str, tmp_path: Path) -> None:
+def test_unreachable_database(url: str, message: str, code: int, tmp_path: Path) -> None:
     result = dynaflow("plans", "list", "--url", url, cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == code
     assert message in result.stderr
     assert "secret" not in result.stderr
     assert "Traceback" not in result.stderr

@@ -113,7 +113,7 @@ def test_status_shows_a_hostile_world_id_escaped(
 def test_a_password_in_the_query_is_never_printed(command: tuple[str, ...], tmp_path: Path) -> None:
     url = "postgresql+psycopg://dynaflow@127.0.0.1:1/nowhere?password=s3cret&connect_timeout=2"
     result = dynaflow(*command, "--url", url, cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 3
     assert "cannot open the database" in result.stderr
     assert "password=***" in result.stderr
     assert "s3cret" not in result.stdout + result.stderr
@@ -150,7 +150,7 @@ def test_a_module_that_cannot_be_imported_is_one_line(
     url = f"sqlite:///{tmp_path / 'ops.db'}"
     for command in (("plans", "resume", "some-plan"), ("plans", "cancel", "some-plan")):
         result = dynaflow(*command, "--url", url, "--import", module, cwd=tmp_path)
-        assert result.returncode == 1, result.stderr
+        assert result.returncode == 2, result.stderr
         assert result.stderr.strip() == f"error: {message}"
         assert result.stdout == ""
     assert not (tmp_path / "ops.db").exists()

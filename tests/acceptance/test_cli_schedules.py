@@ -8,10 +8,13 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from dynaflow import Action, World
+
+from .cli_runner import run, run_json
 
 
 class Nightly(Action):
@@ -30,7 +33,7 @@ def dynaflow(*args: str, url: str) -> subprocess.CompletedProcess[str]:
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert result.returncode == 2, (result.stdout, result.stderr)  # bad input: docs/cli.md
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     return lines[0]
@@ -80,7 +83,7 @@ def test_plans_reschedule_moves_a_scheduled_plan(url: str) -> None:
         ).plan_id
 
     moved = dynaflow(
-        "plans", "reschedule", plan_id, "--at", "2099-01-01T02:00:00+01:00", "--no-deadline",
+        "plans", "reschedule", plan_id[:13], "--at", "2099-01-01T02:00:00+01:00", "--no-deadline",
         url=url,
     )  # fmt: skip
     assert moved.returncode == 0, moved.stderr
@@ -113,3 +116,44 @@ def test_bad_reschedules_are_one_line_errors(url: str) -> None:
         assert message in error
     error = one_line_error(dynaflow("plans", "reschedule", "nope", "--at", "now", url=url))
     assert "no execution plan with id 'nope'" in error
+
+
+def test_schedules_list_json(url: str) -> None:
+    data = run_json("schedules", "list", "--url", url)
+    assert list(data) == ["at", "schedules"]
+    nightly, often = data["schedules"]
+    assert list(nightly) == [
+        "key",
+        "action_class",
+        "args",
+        "kwargs",
+        "cron",
+        "tz",
+        "catch_up",
+        "next_run_at",
+        "paused",
+        "last_run_at",
+        "last_plan_id",
+    ]
+    assert (nightly["key"], nightly["cron"], nightly["tz"]) == (
+        "nightly",
+        "30 2 * * *",
+        "Europe/Prague",
+    )
+    assert nightly["action_class"].endswith("Nightly") and nightly["paused"] is False
+    due = datetime.fromisoformat(nightly["next_run_at"])
+    assert nightly["next_run_at"].endswith("Z") and due > datetime.now(UTC)
+    assert due.astimezone(ZoneInfo("Europe/Prague")).strftime("%H:%M") == "02:30"
+    assert (nightly["last_run_at"], nightly["last_plan_id"]) == (None, None)
+    assert often["key"] == "often"
+
+
+@pytest.mark.parametrize("columns", [200, 80, 40])
+def test_schedules_list_keeps_keys_whole(tmp_path: Path, columns: int) -> None:
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    key = "nightly-report-for-the-finance-department-in-prague"
+    with World(url, executor=None) as world:
+        world.schedule(Nightly, cron="30 2 * * *", tz="Europe/Prague", key=key)
+    result = run("schedules", "list", "--url", url, columns=columns)
+    assert result.exit_code == 0, result.output
+    assert key in result.stdout

@@ -251,10 +251,11 @@ def dynaflow_started(*args: str, directory: Path) -> subprocess.Popen[str]:
     )
 
 
-def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
-    """The error line of a command that failed as a user error should: status 1, one line on
-    stderr starting ``error:``, no traceback."""
-    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
+def one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
+    """The error line of a command that failed as it should: exit code ``code`` (2 bad input,
+    3 the database could not do it: docs/cli.md), one line on stderr starting ``error:``, no
+    traceback."""
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "Traceback" not in result.stderr + result.stdout

@@ -47,7 +47,7 @@ def test_a_bad_queue_is_a_one_line_error(tmp_path: Path, queue: str, message: st
         "worker", "--url", url, "--import", "cluster.actions", "--queue", queue,
         directory=tmp_path,
     )  # fmt: skip
-    assert message in one_line_error(result)
+    assert message in one_line_error(result, 2)
     assert not (tmp_path / "dynaflow.db").exists()  # refused before opening anything
 
 
@@ -58,7 +58,7 @@ def test_a_worker_on_a_schema_newer_than_its_code_fails_clearly(
     with db.engine.begin() as conn:
         conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = 'fffffffffff9'"))
     result = dynaflow("worker", "--url", url, "--import", "cluster.actions", directory=tmp_path)
-    line = one_line_error(result)
+    line = one_line_error(result, 3)
     assert "is at schema revision fffffffffff9, which is newer than this dynaflow" in line
     assert "upgrade dynaflow" in line
     assert db.worlds() == {}  # it wrote nothing

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from starlette.testclient import TestClient
 
 from dynaflow.cli import main
+from dynaflow.cli_support import Exit
 
 
 @pytest.fixture
@@ -74,7 +75,7 @@ def test_refuses_the_network_without_a_token(
 ) -> None:
     url = database(tmp_path, sqlite_template)
     result = CliRunner().invoke(main, ["console", "--url", url, "--host", "0.0.0.0"])
-    assert result.exit_code == 1
+    assert result.exit_code == Exit.BAD_INPUT
     assert "without a token: pass --token" in result.output
     assert served == []
     result = CliRunner().invoke(
@@ -86,7 +87,7 @@ def test_refuses_the_network_without_a_token(
 
 def test_no_database_no_console(served: list[dict[str, Any]], tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["console", "--url", f"sqlite:///{tmp_path / 'none.db'}"])
-    assert result.exit_code == 1
+    assert result.exit_code == Exit.BAD_INPUT
     assert "no database at" in result.output
     assert not (tmp_path / "none.db").exists()
 
@@ -96,7 +97,7 @@ def test_a_module_that_cannot_be_imported(
 ) -> None:
     url = database(tmp_path, sqlite_template)
     result = CliRunner().invoke(main, ["console", "--url", url, "--import", "no_such_module_x"])
-    assert result.exit_code == 1
+    assert result.exit_code == Exit.BAD_INPUT
     assert "cannot import 'no_such_module_x'" in result.output
 
 

@@ -129,7 +129,10 @@ def test_a_page_past_the_end_is_empty(client: TestClient, plans: dict[str, str])
 @pytest.mark.parametrize(
     ("query", "message"),
     [
-        ("?state=bogus", "unknown state 'bogus'; use one of planned, running, paused, stopped"),
+        (
+            "?state=bogus",
+            "unknown state 'bogus'; use one of scheduled, planned, running, paused, stopped",
+        ),
         ("?result=fine", "unknown result 'fine'"),
         ("?page=0", "page must be a whole number >= 1, got '0'"),
         ("?page=two", "page must be a whole number >= 1, got 'two'"),

@@ -23,7 +23,7 @@ from .harness import STORAGES, Reader, base_seed, child_worlds, rounds, wait_for
 pytestmark = pytest.mark.slow
 
 #: the bound of a caller's wait on a future that should resolve within a fraction of a second
-FUTURE = 3.0
+FUTURE = 10.0
 #: a loop stops after this many bad rounds (each costs seconds of waiting; three tell enough)
 ENOUGH = 3
 

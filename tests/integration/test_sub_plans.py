@@ -61,6 +61,22 @@ class Unlimited(Parent):
     concurrency = None
 
 
+class Finalizing(Action):
+    def run(self) -> None:
+        self.output["n"] = self.input["n"]
+
+    def finalize(self) -> None:
+        PROBE.record("finalized", self.input["n"])
+
+
+class ParentOfFinalizing(SubPlans, Action):
+    concurrency = 2
+
+    def create_sub_plans(self) -> Any:
+        for n in range(4):
+            yield SubPlan(Finalizing, n=n)
+
+
 class YieldsJunk(SubPlans, Action):
     def create_sub_plans(self) -> Any:
         yield ("not", "a", "SubPlan")
@@ -189,3 +205,9 @@ def test_a_child_that_is_not_a_sub_plan_fails_the_step_naming_it(world: World) -
     (step,) = [s for s in plan.steps if s.state == "error"]
     assert step.error is not None and "must yield dynaflow.SubPlan" in step.error.message
     assert world.count_plans(parent=plan.id) == 0
+
+
+def test_children_that_end_in_their_finalize_phase_wake_the_parent(world: World) -> None:
+    plan = world.trigger(ParentOfFinalizing).wait(WAIT)
+    assert (plan.state, plan.result) == (PlanState.STOPPED, PlanResult.SUCCESS)
+    assert sorted(PROBE.names("finalized")) == [0, 1, 2, 3]

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Connection
+
 from dynaflow.exceptions import UnknownPlan, UnknownStep
 from dynaflow.execution_plan import ExecutionPlan, PlanRecord, StepRecord
 from dynaflow.persistence.base import ALL_PLANS, EventRow, PlanFilter, plan_order
@@ -137,6 +139,33 @@ class SQLReads(SQLTransactions):
         return row.plan_id if row is not None and row.state != PlanState.STOPPED.value else None
 
     @retried
+    def plan_ids_starting_with(self, prefix: str, limit: int) -> list[str]:
+        if not can_hold(prefix):
+            return []
+        upper = _next_string(prefix)
+        params = {"b_lo": prefix, "b_hi": upper, "b_limit": limit}
+        with self._read() as conn:
+            query = self._sql.plan_ids_starting(upper is not None, self._by_code_point(conn))
+            return list(conn.execute(query, params).scalars())
+
+    def _by_code_point(self, conn: Connection) -> bool:
+        """Whether the database compares the plans' ids by code point, as a range of ids on
+        their index needs: SQLite does; PostgreSQL under the C or POSIX locale, C.UTF-8, or
+        its builtin provider (asked once)."""
+        if self._sqlite:
+            return True
+        known: bool | None = getattr(self, "_ids_by_code_point", None)
+        if known is None:
+            database = conn.execute(self._sql.database_locale).scalar_one()
+            provider = database.get("datlocprovider", "c")
+            locale = str(database.get("datcollate") or database.get("datlocale") or "")
+            known = provider == "b" or (
+                provider == "c" and locale.upper().replace("-", "") in {"C", "POSIX", "C.UTF8"}
+            )
+            self._ids_by_code_point = known
+        return known
+
+    @retried
     def find_plans(
         self,
         where: PlanFilter = ALL_PLANS,
@@ -176,3 +205,14 @@ def _can_match(where: PlanFilter) -> bool:
     """Whether a plan could pass ``where`` at all: text holding a NUL character matches
     nothing (PostgreSQL would refuse the query)."""
     return can_hold(where.label) and can_hold(where.action) and can_hold(where.text)
+
+
+def _next_string(prefix: str) -> str | None:
+    """The least string greater than every string starting with ``prefix`` (``None``: there is
+    none): its last character that can be incremented, incremented, past the surrogates."""
+    for index in range(len(prefix) - 1, -1, -1):
+        code = ord(prefix[index]) + 1
+        if code <= 0x10FFFF:
+            code = 0xE000 if 0xD800 <= code <= 0xDFFF else code
+            return prefix[:index] + chr(code)
+    return None

@@ -254,6 +254,10 @@ class Statements:
             self.clock = select(func.strftime("%Y-%m-%d %H:%M:%f", "now"))
         else:
             self.clock = select(func.clock_timestamp())
+            # the database's collation (to_jsonb: the columns differ between versions)
+            self.database_locale = text(
+                "SELECT to_jsonb(d) FROM pg_database d WHERE d.datname = current_database()"
+            )
 
     def columns(self, table: Table, names: tuple[str, ...] | None = None) -> list[Any]:
         """``table``'s columns (all, or ``names``); SQLite's JSON selected as its text, which
@@ -318,6 +322,16 @@ class Statements:
         if limit is not None:
             query = query.limit(limit)
         return query
+
+    def plan_ids_starting(self, bounded: bool, by_code_point: bool) -> Select[Any]:
+        """Plan ids from ``b_lo`` (and below ``b_hi`` when ``bounded``), in order, at most
+        ``b_limit``. ``by_code_point``: the ids' own collation compares by code point, so the
+        range runs on the key's index; otherwise it is compared under "C" (exact, a scan)."""
+        column = P.c.id if by_code_point or self.sqlite else P.c.id.collate("C")
+        query = select(P.c.id).where(column >= bindparam("b_lo", type_=String))
+        if bounded:
+            query = query.where(column < bindparam("b_hi", type_=String))
+        return query.order_by(column).limit(bindparam("b_limit", type_=Integer))
 
     def count_plans(self, where: PlanFilter) -> Select[Any]:
         return select(func.count()).select_from(P).where(*_plan_where(where))

@@ -17,11 +17,21 @@ from dynaflow.persistence.sql.queues import SQLQueues
 from dynaflow.persistence.sql.reads import SQLReads
 from dynaflow.persistence.sql.reports import SQLReports
 from dynaflow.persistence.sql.requests import SQLRequests
+from dynaflow.persistence.sql.retention import SQLRetention
 from dynaflow.persistence.sql.schedules import SQLSchedules
 from dynaflow.persistence.sql.writes import SQLWrites
 
 
-class SQLStorage(SQLWrites, SQLReads, SQLLeases, SQLRequests, SQLQueues, SQLReports, SQLSchedules):
+class SQLStorage(
+    SQLWrites,
+    SQLReads,
+    SQLLeases,
+    SQLRequests,
+    SQLQueues,
+    SQLReports,
+    SQLSchedules,
+    SQLRetention,
+):
     """Plans in SQLite or PostgreSQL. Thread-safe; each thread has its own ambient transaction."""
 
     def __init__(self, url: str | None, *, migrate: bool | None = None, engine: Any = None) -> None:
