@@ -1,10 +1,10 @@
 """Fixtures of the browser tests: Playwright driving Debian's chromium against real processes.
 
-Per test module (:func:`stack`): a PostgreSQL schema of its own, a ``dynaflow worker`` process
-that runs the plans (the cluster tests' harness), ``dynaflow console`` with a token as a real
-process, and a client world in the test process that plans. A module may start more consoles
-on the same database (read-only, say) with :meth:`Stack.console`. Per session: one chromium.
-Per test (:func:`page`): a browser context of its own, signed in to the console as ``alice``.
+Per test module: a PostgreSQL schema of its own with a ``dynaflow worker`` process that runs
+the plans (the cluster tests' harness), ``dynaflow console`` with a token as a real process and a
+client world in the test process that plans (:func:`stack`; :meth:`Stack.console` starts more
+consoles on the same database, a read-only one say); and chromium (:func:`browser`). Per test
+(:func:`page`): a browser context of its own, signed in to the console as ``alice``.
 
 The tests steer the steps with files in :attr:`Stack.files` (see :mod:`.actions`).
 
@@ -234,8 +234,11 @@ def stack(pg_admin: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
             db.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium, for one test module: Playwright's synchronous API keeps an event loop running
+    in this thread while it is started (``asyncio.run`` fails meanwhile), so it must not outlive
+    the browser tests."""
     from playwright.sync_api import expect, sync_playwright
 
     if not os.path.exists(CHROMIUM):
