@@ -12,8 +12,15 @@ from starlette.routing import Route
 
 from dynaflow.console import bulk, graphing, serialize
 from dynaflow.console.auth import check_csrf, safe_next, session
-from dynaflow.console.errors import bad_request, forbidden, not_found
-from dynaflow.console.operations import PLAN_ACTIONS, STEP_ACTIONS, TITLES, describe, perform
+from dynaflow.console.errors import bad_request, conflict, forbidden, not_found
+from dynaflow.console.operations import (
+    PLAN_ACTIONS,
+    STEP_ACTIONS,
+    TITLES,
+    describe,
+    perform,
+    why_not,
+)
 from dynaflow.console.query import parse_query
 from dynaflow.console.rendering import render
 from dynaflow.console.state import actor, console_of, links_of
@@ -152,6 +159,9 @@ def confirm_page(request: Request) -> Response:
         raise forbidden("this console is read-only: it takes no operator actions")
     plan = load_plan(request)
     action, step_id, options = _action_of(request, plan, request.query_params)
+    refused = why_not(action, plan.record, plan.step(step_id) if step_id is not None else None)
+    if refused is not None:  # offered only where it is legal, its confirmation too
+        raise conflict(refused)
     return render(
         request,
         "confirm.html",

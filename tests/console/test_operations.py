@@ -12,6 +12,7 @@ from starlette.testclient import TestClient
 from dynaflow import World
 
 from . import actions
+from .actions import WAIT
 from .conftest import ClientFactory, csrf_of, failed_step, paused_release, wait_for
 
 
@@ -268,3 +269,15 @@ def test_unknown_actions_plans_and_steps(executor: World, client: TestClient) ->
     answer = client.post(f"/api/plans/{plan.id}/steps/abc/retry", json={})
     assert answer.status_code == 400
     assert client.get(f"/plans/{plan.id}/confirm/skip").status_code == 400  # which step?
+
+
+def test_the_confirmation_of_an_action_not_allowed_now_is_refused(
+    executor: World, make_client: ClientFactory
+) -> None:
+    plan = executor.trigger(actions.Release, ["api"]).wait(WAIT)
+    assert plan.state == "stopped"
+    client = make_client()
+    answer = client.get(f"/plans/{plan.id}/confirm/resume")
+    assert answer.status_code == 409
+    assert "is stopped" in answer.text
+    assert 'data-testid="confirm-form"' not in answer.text
