@@ -91,7 +91,9 @@ class Mailbox:
             return
         if self._give_back:
             self._return_failed()
-        if self.spreads and "answers" in looks:
+        # answers come to a world that offered steps, or took over a plan whose earlier owner
+        # had offered them
+        if "answers" in looks and (self.spreads or self.executor.engine.remote):
             self._answers()
         if self.executor.engine.stopping:  # answers only: no new work
             self.executor.run_pending()

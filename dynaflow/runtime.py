@@ -97,6 +97,9 @@ class PlanRuntime:
         #: a sub-plan's parent plan and step (told when this plan stops or pauses)
         self.parent = (plan.parent_id, plan.parent_step_id) if plan.parent_id is not None else None
         self.futures: list[Future[Any]] = []
+        #: run steps another world runs for the plan's earlier owner, with their queue: on
+        #: takeover they stay running, and their answers come to the new owner
+        self.adopted: dict[int, str] = {}
         self.actions = {
             a.id: ActionRuntime(a.id, a.action_class, a.input, a.output, a.parent_id)
             for a in plan.actions

@@ -105,6 +105,14 @@ class Recovery(EngineBase):
         runtime.futures.append(future)
         self.plans[plan_id] = runtime
         it.touched[plan_id] = runtime
+        for step_id, queue in runtime.adopted.items():  # taken over while another world ran it
+            step = runtime.steps[step_id]
+            step.busy = True
+            runtime.busy += 1
+            self.busy += 1
+            self.remote_busy[queue] = self.remote_busy.get(queue, 0) + 1
+            self.remote[(plan_id, step_id)] = runtime
+        runtime.adopted.clear()
         if any(s.state == S.SUSPENDED for s in runtime.steps.values()):
             self.check_events = True
             self.next_due = _earliest(self.next_due, self.storage.next_due(self.world_id))
@@ -148,7 +156,6 @@ class Recovery(EngineBase):
                 changes.later(
                     _taken_over(self.services.world, plan_id, takeover.from_world), plan_id
                 )
-            failed = self._recover_interrupted(runtime, takeover, at, changes)
         elif plan.state in EXECUTABLE:
             runtime = PlanRuntime(plan, rerun)
             fields: dict[str, Any] = {"world_id": self.world_id}
@@ -165,6 +172,8 @@ class Recovery(EngineBase):
         with self.storage.transaction():
             if message.request is not None:
                 self.storage.delete_requests([message.request])
+            if takeover is not None:  # with the claim: steps other worlds run stay theirs
+                failed = self._recover_interrupted(runtime, takeover, at, changes)
             written = changes.write(self.storage)
             if written.plan_conflicts:
                 raise ConcurrentModification(
@@ -192,8 +201,19 @@ class Recovery(EngineBase):
             cause = "its outcome could not be recorded (a scheduler iteration of this world failed)"
         else:
             cause = f"world {gone} stopped while the step ran"
+        taken, dropped = self.storage.adopt_runs(runtime.plan_id, self.world_id)
+        elsewhere = {int(row.args["step_id"]): row for row in taken}
+        never = {int(row.args["step_id"]) for row in dropped}
         for step in runtime.steps.values():
             if step.barrier or step.state != S.RUNNING:
+                continue
+            row = elsewhere.get(step.id)
+            if row is not None:  # another world runs it (or ran it): its answer comes here
+                runtime.adopted[step.id] = row.queue or step.queue
+                continue
+            if step.id in never:  # offered, and nobody took it: it never started
+                reason = f"offered by world {gone}, never taken; it runs now"
+                changes.step(runtime.plan_id, step, S.PENDING, at, None, {"reason": reason})
                 continue
             again = registry.attribute(
                 step.action_class, "idempotent", False, "it is not run again (not idempotent)"

@@ -13,8 +13,10 @@ and the transition checks hold as for local steps.
 Only fresh starts are offered: a suspended step woken by an event, a timer or its cancel()
 runs on the owner's threads. If the world running an offered step dies, the owner is told
 (``Interrupted``): an idempotent step is offered again, any other ends in "abnormal
-termination". If the owner dies, offers nobody took are dropped and its plans are taken over
-as usual.
+termination". If the owner dies, the world that takes its plan over also takes its offers
+(:meth:`Recovery._recover_interrupted`): one nobody took is dropped and its step starts again
+(it never began), one another world took stays with that world, whose answer comes to the new
+owner.
 """
 
 from __future__ import annotations

@@ -205,6 +205,14 @@ class ClusterStore(ABC):
         and nobody took are deleted (its plans are taken over). Returns how many."""
 
     @abstractmethod
+    def adopt_runs(self, plan_id: str, world_id: str) -> tuple[list[RequestRow], list[RequestRow]]:
+        """``world_id`` takes the plan over: the ``"run"`` requests made for its steps (by
+        its earlier owner). Those nobody took are deleted (their steps never started); those
+        another world took are addressed to ``world_id`` (their answers come here). Returns
+        ``(taken, dropped)``. Joins the ambient transaction: the takeover's claim and this
+        stand or fall together."""
+
+    @abstractmethod
     def purge_requests(self, before: datetime) -> int:
         """Delete requests answered before ``before``. Returns how many."""
 

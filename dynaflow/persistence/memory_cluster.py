@@ -212,6 +212,23 @@ class MemoryCluster:
                     count += 1
         return count
 
+    def adopt_runs(self, plan_id: str, world_id: str) -> tuple[list[RequestRow], list[RequestRow]]:
+        taken: list[RequestRow] = []
+        dropped: list[RequestRow] = []
+        with self._write() as undo:
+            for request_id, row in sorted(self._requests.items()):
+                if row.kind != "run" or row.plan_id != plan_id:
+                    continue
+                if row.taken_by is None and row.answered_at is None:
+                    del self._requests[request_id]
+                    undo.append(_restore(self._requests, request_id, row))
+                    dropped.append(replace(row))
+                elif row.taken_by is not None:
+                    undo.append(_restore(self._requests, request_id, replace(row)))
+                    row.requested_by = world_id
+                    taken.append(replace(row))
+        return taken, dropped
+
     def purge_requests(self, before: datetime) -> int:
         with self._lock:
             gone = [

@@ -5,6 +5,7 @@ row) and the plan it ran is ``running`` under its id, with the steps it was runn
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 
 from dynaflow import ConcurrentModification, World
 from dynaflow.clock import now
-from dynaflow.persistence.base import WorldRow
+from dynaflow.persistence.base import RequestRow, WorldRow
 
 from .actions import WAIT, Probe, states, step_of
 from .failing import (
@@ -74,6 +75,68 @@ def test_running_steps_of_a_dead_world_rerun_if_idempotent_else_error(
     repair_and_resume = world.resume(plan.id)  # abnormal termination is an ordinary failure
     assert repair_and_resume.result(timeout=WAIT).result == "success"
     assert [runs(name) for name in ("i", "n", "p", "after")] == [1, 1, 1, 1]
+
+
+def _offer(
+    world: World, plan: Any, name: str, taken_by: str | None = None, queue: str = "default"
+) -> int:
+    """Store the ``"run"`` request :data:`DEAD` made for leaf ``name`` (another world took
+    it, when ``taken_by``); its id."""
+    step = next(s for s in plan.steps if s.id == sid(plan, name))
+    action = next(a for a in plan.actions if a.id == step.action_id)
+    args = {
+        "step_id": step.id,
+        "action_id": action.id,
+        "action_class": action.action_class,
+        "input": action.input,
+        "output": {},
+        "attempt": 1,
+    }
+    row = RequestRow(plan.id, "run", args, now(), None, DEAD, queue=queue)
+    world.storage.add_request(row)
+    if taken_by is not None:
+        (taken,) = world.storage.take_runs(taken_by, {"default": 1}, skip=())
+        assert taken.id == row.id
+    assert row.id is not None
+    return row.id
+
+
+def _ran_elsewhere(value: str) -> dict[str, Any]:
+    """The outcome another world answers for a step it ran."""
+    at = now().isoformat()
+    output = {"value": value}
+    return {"started_at": at, "ended_at": at, "output": output, "error": None, "events": []}
+
+
+def test_steps_another_world_runs_for_a_dead_owner_stay_its_and_untaken_offers_run_here(
+    world_factory: Any, probe: Probe
+) -> None:
+    world = world_factory(lease=30.0)
+    planned = world.plan(Graph, ["seq", ["con", "n", "m", "p"], "after"])  # none idempotent
+    force_running(world, planned, ["n", "m", "p"], DEAD)  # the dead world offered all three
+    running = _offer(world, planned, "n", taken_by="helper")  # still running in "helper"
+    answered = _offer(world, planned, "m", taken_by="helper")
+    world.storage.answer_request(answered, None, _ran_elsewhere("m in helper"))
+    _offer(world, planned, "p", queue="elsewhere")  # nobody took it: it never started
+
+    world.maintain(force=True)
+    deadline = time.monotonic() + WAIT
+    while world.get_plan(planned.id).record.world_id != world.id:
+        assert time.monotonic() < deadline, "the plan was not taken over"
+        time.sleep(0.01)
+    assert states(world.get_plan(planned.id))["n"] == "running"  # not an abnormal termination
+    world.storage.answer_request(running, None, _ran_elsewhere("n in helper"))
+    world.run_pending()  # the inline executor looks at its answers when called
+    plan = world.follow(planned.id).result(timeout=WAIT)
+
+    assert (plan.state, plan.result) == ("stopped", "success")
+    assert [runs(name) for name in ("n", "m", "p", "after")] == [0, 0, 1, 1]
+    outputs = {a.input.get("name"): a.output.get("value") for a in plan.actions}
+    assert (outputs["n"], outputs["m"]) == ("n in helper", "m in helper")
+    pending = [h for h in plan.history if h.event == "step pending" and h.step_id is not None]
+    assert [h.step_id for h in pending] == [sid(plan, "p")]
+    assert "never taken" in pending[0].detail["reason"]
+    assert world.storage.open_requests() == []
 
 
 def test_a_live_world_keeps_its_plans_until_its_lease_expires(

@@ -140,6 +140,16 @@ class RequestStatements:
             R.c.taken_by.is_(None),
             R.c.requested_by == bindparam("b_world"),
         )
+        theirs = (R.c.kind == "run", R.c.plan_id == bindparam("b_plan"))
+        self.drop_plan_offers = (
+            delete(R).where(*OPEN, *theirs, R.c.taken_by.is_(None)).returning(*columns)
+        )
+        self.adopt_runs = (
+            update(R)
+            .where(*theirs, R.c.taken_by.is_not(None))
+            .values(requested_by=bindparam("v_world"))
+            .returning(*columns)
+        )
         self.answer = (
             update(R)
             .where(R.c.id == bindparam("b_id"), R.c.answered_at.is_(None))
@@ -327,6 +337,17 @@ class SQLRequests(SQLTransactions):
                 topics.append("r *")
             self.notify(topics)
         return released + len(owners) + dropped
+
+    def adopt_runs(self, plan_id: str, world_id: str) -> tuple[list[RequestRow], list[RequestRow]]:
+        params = {"b_plan": plan_id, "v_world": world_id}
+        with self.transaction() as conn:
+            # untaken offers go first: one a world takes meanwhile is taken when the update
+            # below looks (never neither dropped nor adopted)
+            dropped = conn.execute(self._rq.drop_plan_offers, params).all()
+            taken = [self._row(r) for r in conn.execute(self._rq.adopt_runs, params).all()]
+            if any(row.answered_at is not None for row in taken):
+                self.notify([f"d {world_id}"])
+        return taken, [self._row(r) for r in dropped]
 
     def purge_requests(self, before: datetime) -> int:
         with self.transaction() as conn:
