@@ -120,9 +120,7 @@ class SubPlansSide:
         if context is not None:  # inside a running step: stored with its outcome
             context.requests.extend(rows)
             return
-        with self.storage.transaction():
-            for row in rows:
-                self.storage.add_request(row)
+        self.storage.add_requests(rows)
         if self.mailbox is not None and executor is not None:
             self.mailbox.wanted("requests")
             executor.run_pending()

@@ -51,19 +51,27 @@ class Recovery(EngineBase):
         missing = [m.plan_id for m in together if m.plan is None]
         loaded = self.storage.load_plans(missing) if missing else {}
         claims: dict[int, PlanRuntime | BaseException] = {}
-        with self.storage.transaction():
-            for message in together:
-                plan = message.plan or loaded.get(message.plan_id)
-                if plan is None:
-                    claims[id(message)] = UnknownPlan(message.plan_id)
-                    continue
-                try:
-                    with self.storage.savepoint():
-                        claims[id(message)] = self._claim_plan(
-                            message.plan_id, replace(message, plan=plan), it
-                        )
-                except (ConcurrentModification, InvalidState, UnknownPlan) as exc:
-                    claims[id(message)] = exc
+        plans = {id(m): m.plan or loaded.get(m.plan_id) for m in together}
+        # only plans that can start: any other goes its own way (and says why)
+        together = [m for m in together if (p := plans[id(m)]) is None or p.state in EXECUTABLE]
+        if len(together) < 2:
+            return messages
+        after = len(it.changes.after)
+        try:
+            with self.storage.transaction():
+                for message in together:
+                    plan = plans[id(message)]
+                    if plan is None:
+                        claims[id(message)] = UnknownPlan(message.plan_id)
+                        continue
+                    claims[id(message)] = self._claim_plan(
+                        message.plan_id, replace(message, plan=plan), it
+                    )
+        except (ConcurrentModification, InvalidState, UnknownPlan):
+            # another world was first for one of them: none is claimed here, and each is
+            # claimed on its own (no savepoint per plan: they cost two round trips each)
+            del it.changes.after[after:]
+            return messages
         # committed: the plans claimed are this world's (kept if the iteration fails later)
         for message in together:
             claim = claims[id(message)]

@@ -16,7 +16,7 @@ Conventions shared by every method:
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from types import EllipsisType
@@ -155,8 +155,10 @@ class Storage(ClusterStore, StepReports, ScheduleStore, RetentionStore):
         :class:`~dynaflow.exceptions.UnknownAction`."""
 
     @abstractmethod
-    def add_history(self, rows: Sequence[HistoryRow]) -> None:
-        """Append history rows."""
+    def add_history(self, rows: Sequence[HistoryRow], exists: Collection[str] = ()) -> None:
+        """Append history rows. ``exists``: plans the caller just wrote in this transaction
+        (not looked up again); a row of any other plan that is missing raises
+        :class:`~dynaflow.exceptions.UnknownPlan`."""
 
     def write(self, batch: Batch) -> BatchResult:
         """Apply a :class:`Batch` in one transaction (the executor's group commit). Each step a
@@ -172,22 +174,24 @@ class Storage(ClusterStore, StepReports, ScheduleStore, RetentionStore):
             if batch.outputs:
                 self.save_outputs(batch.outputs)
             history = list(batch.history)
+            written = {u.plan_id for u in batch.plans} - {u.plan_id for u in result.plan_conflicts}
             for claim in batch.claims:
                 claim = self.room_for(claim, result)
                 for step_id in self.claim_steps(claim):
+                    written.add(claim.plan_id)
                     result.claimed.add((claim.plan_id, step_id))
                     history.append(
                         HistoryRow(claim.plan_id, claim.at, claim.event, step_id, claim.world_id)
                     )
             if history:
-                self.add_history(history)
+                self.add_history(history, exists=written)
             if batch.events:
                 self.add_events(batch.events)
             if batch.drop_events:
                 self.delete_events(batch.drop_events)
             self.add_offers(batch.offers, result.claimed)
-            for _, row in batch.requests:
-                self.add_request(row)
+            if batch.requests:
+                self.add_requests([row for _, row in batch.requests])
         return result
 
     def add_offers(self, offers: Sequence[RequestRow], claimed: set[tuple[str, int]]) -> None:

@@ -149,6 +149,12 @@ class ClusterStore(ABC):
         worlds it is for."""
 
     @abstractmethod
+    def add_requests(self, rows: Sequence[RequestRow]) -> None:
+        """Store several requests in one go (joins the ambient transaction); each gets its
+        ``id``. A request for a plan that does not exist raises
+        :class:`~dynaflow.exceptions.UnknownPlan` and stores none."""
+
+    @abstractmethod
     def take_requests(
         self, world_id: str, limit: int, skip: Collection[int] = ()
     ) -> list[RequestRow]:

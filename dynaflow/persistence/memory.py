@@ -6,7 +6,7 @@ import copy
 import itertools
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -263,7 +263,7 @@ class MemoryStorage(MemoryCluster, MemoryReports, MemorySchedules, MemoryRetenti
                 plan.actions[action_id] = replace(old, output=copy.deepcopy(output))
                 undo.append(_restore(plan.actions, old.id, old))
 
-    def add_history(self, rows: Sequence[HistoryRow]) -> None:
+    def add_history(self, rows: Sequence[HistoryRow], exists: Collection[str] = ()) -> None:
         with self._write() as undo:
             for row in rows:
                 plan = self._plan(row.plan_id)

@@ -92,6 +92,15 @@ class MemoryCluster:
             self._requests[request_id] = replace(row, args=copy.deepcopy(row.args))
             undo.append(_forget(self._requests, request_id))
 
+    def add_requests(self, rows: Sequence[RequestRow]) -> None:
+        with self._write() as undo:
+            for row in rows:
+                self._plan(row.plan_id)
+            for row in rows:
+                row.id = request_id = next(self._request_ids)
+                self._requests[request_id] = replace(row, args=copy.deepcopy(row.args))
+                undo.append(_forget(self._requests, request_id))
+
     def take_requests(
         self, world_id: str, limit: int, skip: Collection[int] = ()
     ) -> list[RequestRow]:

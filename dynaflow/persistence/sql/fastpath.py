@@ -9,16 +9,19 @@ from typing import Any
 from sqlalchemy import Connection
 
 from dynaflow.persistence.base import (
+    PLAN_FIELDS,
     STEP_FIELDS,
     Batch,
     BatchResult,
     HistoryRow,
+    PlanUpdate,
     StepUpdate,
     Storage,
 )
 from dynaflow.persistence.sql import codec
 from dynaflow.persistence.sql.driver import DriverStatement
 from dynaflow.persistence.sql.statements import Statements
+from dynaflow.states import PlanState
 
 
 class SlowPath(Exception):
@@ -48,9 +51,12 @@ class DriverBatchWriter:
         ``storage`` (the exact path, in the same transaction)."""
         result = BatchResult()
         cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        for change in batch.plans:
-            if not storage.update_plan(change.plan_id, change.fields, change.expect, change.owner):
-                result.plan_conflicts.append(change)
+        if batch.plans and not self._plans(conn, cursor, batch.plans):
+            for change in batch.plans:  # in order, one by one
+                if not storage.update_plan(
+                    change.plan_id, change.fields, change.expect, change.owner
+                ):
+                    result.plan_conflicts.append(change)
         if batch.steps:
             self._steps(cursor, batch.steps)
         if batch.outputs:
@@ -82,9 +88,36 @@ class DriverBatchWriter:
             storage.delete_events(batch.drop_events)
         if batch.offers:
             storage.add_offers(batch.offers, result.claimed)
-        for _, row in batch.requests:
-            storage.add_request(row)
+        if batch.requests:
+            storage.add_requests([row for _, row in batch.requests])
         return result
+
+    def _plans(self, conn: Connection, cursor: Any, updates: Sequence[PlanUpdate]) -> bool:
+        """The plans' compare-and-sets, one executemany per shape; the singletons the stopped
+        ones held are released in one statement. ``False`` (nothing written) when they must go
+        one by one: a plan changed twice, or only compared."""
+        groups: dict[Any, list[dict[str, Any]]] = {}
+        seen: set[str] = set()
+        stopped: list[str] = []
+        for u in updates:
+            if u.plan_id in seen or not u.fields:
+                return False
+            if not u.fields.keys() <= PLAN_FIELDS:
+                raise SlowPath  # the exact path says which field is unknown
+            seen.add(u.plan_id)
+            expect = None if u.expect is None else tuple(sorted(codec.val(s) for s in u.expect))
+            key = (tuple(sorted(u.fields)), expect, u.owner is not ...)
+            params: dict[str, Any] = {"b_id": u.plan_id, **codec.field_params(u.fields)}
+            if u.owner is not ...:
+                params["b_owner"] = u.owner
+            groups.setdefault(key, []).append(params)
+            if u.fields.get("state") == PlanState.STOPPED:
+                stopped.append(u.plan_id)
+        for (names, expect, owned), rows in groups.items():
+            self._update(cursor, self._sql.plan_update_many(names, expect, owned), rows)
+        if stopped:
+            conn.execute(self._sql.release_singletons_of, {"b_ids": stopped})
+        return True
 
     def _steps(self, cursor: Any, updates: Sequence[StepUpdate]) -> None:
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}

@@ -170,6 +170,11 @@ class RequestStatements:
                 world_id=bindparam("v_world"),
             )
         )
+        self.insert_returning = (
+            insert(R)
+            .values({c.name: bind(c) for c in R.columns if c.name != "id"})
+            .returning(R.c.id, sort_by_parameter_order=True)
+        )
         self.insert_many = insert(R).values({c.name: bind(c) for c in R.columns if c.name != "id"})
         self.get = self.select.where(R.c.id == bindparam("b_id"))
         self.open = self.select.where(*OPEN).order_by(R.c.id).limit(bindparam("b_limit"))
@@ -212,6 +217,17 @@ class SQLRequests(SQLTransactions):
             self._check_plans(conn, [row.plan_id])
             row.id = conn.execute(self._rq.insert, values).scalar_one()
             self.notify([f"r {row.world_id or '*'}" if row.kind != "run" else f"n {row.queue}"])
+
+    def add_requests(self, rows: Sequence[RequestRow]) -> None:
+        if not rows:
+            return
+        with self.transaction() as conn:
+            self._check_plans(conn, [row.plan_id for row in rows])
+            ids = conn.execute(self._rq.insert_returning, [_new_row(row) for row in rows])
+            for row, request_id in zip(rows, ids.scalars(), strict=True):
+                row.id = request_id
+            topics = {f"r {r.world_id or '*'}" if r.kind != "run" else f"n {r.queue}" for r in rows}
+            self.notify(sorted(topics))
 
     def take_requests(
         self, world_id: str, limit: int, skip: Collection[int] = ()

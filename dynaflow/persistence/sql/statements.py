@@ -71,6 +71,7 @@ class Statements:
         self.sqlite = sqlite = dialect.name == "sqlite"
         self._step_updates: dict[tuple[str, ...], Update] = {}
         self._plan_updates: dict[tuple[tuple[str, ...], bool, bool], Update] = {}
+        self._plan_updates_many: dict[Any, Update] = {}
 
         # -- inserts --
         self.insert_plan = insert(P).values({c.name: bind(c) for c in P.columns})
@@ -100,6 +101,9 @@ class Statements:
 
         # -- updates and deletes --
         self.release_singletons = delete(SG).where(SG.c.plan_id == bindparam("b_id"))
+        self.release_singletons_of = delete(SG).where(
+            SG.c.plan_id.in_(bindparam("b_ids", expanding=True))
+        )
         # a key still recorded for a stopped plan (written by something other than dynaflow)
         self.drop_stale_singleton = delete(SG).where(
             SG.c.key == bindparam("b_key"), SG.c.plan_id == bindparam("b_id")
@@ -304,6 +308,23 @@ class Statements:
                 stmt = stmt.where(P.c.world_id.is_not_distinct_from(bind(P.c.world_id, "b_owner")))
             stmt = stmt.values({name: bind(P.c[name], "v_" + name) for name in names})
             self._plan_updates[(names, cas, owned)] = stmt
+        return stmt
+
+    def plan_update_many(
+        self, names: tuple[str, ...], expect: tuple[str, ...] | None, owned: bool
+    ) -> Update:
+        """:meth:`plan_update` for an executemany: the expected states are written into the
+        statement (an executemany cannot expand an IN list)."""
+        key = (names, expect, owned)
+        stmt = self._plan_updates_many.get(key)
+        if stmt is None:
+            stmt = update(P).where(P.c.id == bindparam("b_id"))
+            if expect is not None:
+                stmt = stmt.where(or_(*(P.c.state == state for state in expect)))
+            if owned:
+                stmt = stmt.where(P.c.world_id.is_not_distinct_from(bind(P.c.world_id, "b_owner")))
+            stmt = stmt.values({name: bind(P.c[name], "v_" + name) for name in names})
+            self._plan_updates_many[key] = stmt
         return stmt
 
     def find_plans(

@@ -4,7 +4,7 @@ checks whether its plan exists, so a missing one raises instead of looking like 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from types import EllipsisType
 from typing import Any
 
@@ -201,11 +201,13 @@ class SQLWrites(SQLTransactions):
                 if conn.execute(query, {"b_plan": plan_id, "b_id": action_id}).first() is None:
                     raise UnknownAction(plan_id, action_id)
 
-    def add_history(self, rows: Sequence[HistoryRow]) -> None:
+    def add_history(self, rows: Sequence[HistoryRow], exists: Collection[str] = ()) -> None:
         if not rows:
             return
         with self.transaction() as conn:
-            self._check_plans(conn, [row.plan_id for row in rows])
+            unknown = [row.plan_id for row in rows if row.plan_id not in exists]
+            if unknown:
+                self._check_plans(conn, unknown)
             self._sql.insert_history(conn, [codec.history_row(row) for row in rows])
 
     def add_events(self, rows: Sequence[EventRow]) -> None:
