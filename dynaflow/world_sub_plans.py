@@ -78,13 +78,15 @@ class SubPlansSide:
             )
         parent = (parent_id, parent_step_id)
         planned: list[tuple[str, BaseException | None]] = []
+        ids = [
+            str(uuid.uuid5(uuid.NAMESPACE_URL, f"{parent_id}/{parent_step_id}/{index}"))
+            for _, _, _, index in children
+        ]
         with self.storage.transaction():
             news: list[NewPlan] = []
-            for action_class, args, kwargs, index in children:
-                plan_id = str(
-                    uuid.uuid5(uuid.NAMESPACE_URL, f"{parent_id}/{parent_step_id}/{index}")
-                )
-                if self.storage.plan_records([plan_id]):  # planned by an earlier run
+            earlier = {record.id for record in self.storage.plan_records(ids)}
+            for (action_class, args, kwargs, _), plan_id in zip(children, ids, strict=True):
+                if plan_id in earlier:  # planned by an earlier run
                     planned.append((plan_id, None))
                     continue
                 planned.append(

@@ -59,14 +59,18 @@ class Recovery(EngineBase):
         after = len(it.changes.after)
         try:
             with self.storage.transaction():
+                answered: list[int] = []  # the requests claimed plans answer: deleted at once
                 for message in together:
                     plan = plans[id(message)]
                     if plan is None:
                         claims[id(message)] = UnknownPlan(message.plan_id)
                         continue
+                    if message.request is not None:
+                        answered.append(message.request)
                     claims[id(message)] = self._claim_plan(
-                        message.plan_id, replace(message, plan=plan), it
+                        message.plan_id, replace(message, plan=plan, request=None), it
                     )
+                self.storage.delete_requests(answered)
         except (ConcurrentModification, InvalidState, UnknownPlan):
             # another world was first for one of them: none is claimed here, and each is
             # claimed on its own (no savepoint per plan: they cost two round trips each)
