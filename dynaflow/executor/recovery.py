@@ -56,7 +56,7 @@ class Recovery(EngineBase):
         together = [m for m in together if (p := plans[id(m)]) is None or p.state in EXECUTABLE]
         if len(together) < 2:
             return messages
-        after = len(it.changes.after)
+        shared = Changes(self.services.world, self.world_id)
         try:
             with self.storage.transaction():
                 answered: list[int] = []  # the requests claimed plans answer: deleted at once
@@ -68,14 +68,17 @@ class Recovery(EngineBase):
                     if message.request is not None:
                         answered.append(message.request)
                     claims[id(message)] = self._claim_plan(
-                        message.plan_id, replace(message, plan=plan, request=None), it
+                        message.plan_id, replace(message, plan=plan, request=None), it, shared
                     )
                 self.storage.delete_requests(answered)
+                written = shared.write(self.storage)
+                if written.plan_conflicts or written.step_conflicts:
+                    raise ConcurrentModification("another world started one of them first")
         except (ConcurrentModification, InvalidState, UnknownPlan):
             # another world was first for one of them: none is claimed here, and each is
-            # claimed on its own (no savepoint per plan: they cost two round trips each)
-            del it.changes.after[after:]
+            # claimed on its own (one write for all of them, no savepoint per plan)
             return messages
+        it.changes.after.extend(shared.after)
         # committed: the plans claimed are this world's (kept if the iteration fails later)
         for message in together:
             claim = claims[id(message)]
@@ -137,15 +140,18 @@ class Recovery(EngineBase):
         if request is not None:
             self.storage.answer_request(request, error_json(error))
 
-    def _claim_plan(self, plan_id: str, message: Execute, it: Iteration) -> PlanRuntime:
+    def _claim_plan(
+        self, plan_id: str, message: Execute, it: Iteration, shared: Changes | None = None
+    ) -> PlanRuntime:
         """Make this world the plan's owner, in its own transaction (which also deletes the
-        request it answers); its signal goes out with the iteration's."""
+        request it answers); its signal goes out with the iteration's. With ``shared`` (not
+        for a takeover) the changes only go there: the caller writes them, with others."""
         takeover, only = message.takeover, message.only
         plan = message.plan
         if plan is None:
             plan = self.storage.load_plan(plan_id, history=False)
         at = now()
-        changes = Changes(self.services.world, self.world_id)
+        changes = shared if shared is not None else Changes(self.services.world, self.world_id)
         rerun: Collection[int] | None = None if only is None else (only,)
         failed: list[tuple[int, str]] = []
         if takeover is not None:
@@ -181,6 +187,9 @@ class Recovery(EngineBase):
                 f"plan {plan_id} is {plan.state}; only planned or paused plans can be "
                 "executed (a stopped plan is finished, a running one is already executing)"
             )
+        if shared is not None:
+            assert takeover is None and message.request is None
+            return runtime
         with self.storage.transaction():
             if message.request is not None:
                 self.storage.delete_requests([message.request])
