@@ -53,6 +53,7 @@ def plan_or_find(
     context = PhaseContext(world, plan_id, "plan", storage)
     planned = False
     state = PlanState.PLANNED
+    inserted = store is None  # insert_plan stores it (else the plan may be elsewhere)
     store = store or storage.insert_plan
 
     def core(context: PhaseContext) -> None:
@@ -69,7 +70,7 @@ def plan_or_find(
         state = new.plan.state
         if hand_off is not None:
             hand_off.plan_id = plan_id
-            storage.add_request(hand_off)
+            storage.add_request(hand_off, new_plan=inserted)
 
     try:
         services.chains.phase("plan_phase", core)(context)

@@ -144,9 +144,11 @@ class ClusterStore(ABC):
     # -- requests between worlds, and notifications ----------------------------------------
 
     @abstractmethod
-    def add_request(self, row: RequestRow) -> None:
+    def add_request(self, row: RequestRow, *, new_plan: bool = False) -> None:
         """Queue a request (joins the ambient transaction); sets ``row.id`` and notifies the
-        worlds it is for."""
+        worlds it is for. A plan that does not exist raises
+        :class:`~dynaflow.exceptions.UnknownPlan`; ``new_plan``: the caller inserted the plan
+        in this transaction (it is not looked up)."""
 
     @abstractmethod
     def add_requests(self, rows: Sequence[RequestRow]) -> None:

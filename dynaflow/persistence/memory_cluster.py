@@ -85,7 +85,7 @@ class MemoryCluster:
 
     # -- requests --------------------------------------------------------------------------
 
-    def add_request(self, row: RequestRow) -> None:
+    def add_request(self, row: RequestRow, *, new_plan: bool = False) -> None:
         with self._write() as undo:
             self._plan(row.plan_id)
             row.id = request_id = next(self._request_ids)

@@ -211,10 +211,11 @@ class SQLRequests(SQLTransactions):
         # PostgreSQL wakes its worlds with NOTIFY; polling only covers a lost notification
         return 0.25 if self._sqlite else 1.0
 
-    def add_request(self, row: RequestRow) -> None:
+    def add_request(self, row: RequestRow, *, new_plan: bool = False) -> None:
         values = _new_row(row)
         with self.transaction() as conn:
-            self._check_plans(conn, [row.plan_id])
+            if not new_plan:
+                self._check_plans(conn, [row.plan_id])
             row.id = conn.execute(self._rq.insert, values).scalar_one()
             self.notify([f"r {row.world_id or '*'}" if row.kind != "run" else f"n {row.queue}"])
 

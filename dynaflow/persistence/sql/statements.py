@@ -30,6 +30,8 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.dml import Update
 
@@ -75,6 +77,13 @@ class Statements:
 
         # -- inserts --
         self.insert_plan = insert(P).values({c.name: bind(c) for c in P.columns})
+        # a plan whose id or key exists already inserts nothing (and returns no row)
+        upsert = sqlite_dialect.insert(P) if sqlite else postgresql.insert(P)
+        self.insert_new_plan = (
+            upsert.values({c.name: bind(c) for c in P.columns})
+            .on_conflict_do_nothing()
+            .returning(P.c.id)
+        )
         self.insert_actions = BulkInsert(A, ACTION_COLUMNS, dialect)
         self.insert_steps = BulkInsert(S, STEP_COLUMNS, dialect)
         self.insert_edges = BulkInsert(E, ("plan_id", "from_step", "to_step"), dialect)

@@ -46,19 +46,14 @@ class SQLWrites(SQLTransactions):
                 f"plan {plan.id} has no created_at; set it (dynaflow.clock.now())"
             )
         with self.transaction() as conn:
-            # a savepoint keeps the transaction usable after a duplicate (PostgreSQL aborts it)
-            savepoint = conn.begin_nested()
+            # a duplicate id or key inserts nothing (and leaves the transaction usable: an
+            # error would abort it on PostgreSQL)
             try:
-                conn.execute(sql.insert_plan, codec.plan_row(plan))
+                inserted = conn.execute(sql.insert_new_plan, codec.plan_row(plan)).first()
             except IntegrityError as exc:
-                savepoint.rollback()
-                params = {"b_id": plan.id, "b_key": plan.key or None}
-                if conn.execute(sql.plan_taken, params).first() is not None:
-                    raise ConcurrentModification(
-                        f"plan {plan.id} (key {plan.key!r}) already exists"
-                    ) from None
                 raise _unstorable(plan.id, exc) from exc
-            savepoint.commit()
+            if inserted is None:
+                raise ConcurrentModification(f"plan {plan.id} (key {plan.key!r}) already exists")
             plan_id = plan.id
             for key in dict.fromkeys(new.singletons):
                 self._take_singleton(conn, key, plan_id)
