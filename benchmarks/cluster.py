@@ -41,6 +41,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -66,6 +67,8 @@ SCENARIOS = ("wide", "slow", "many", "events", "handoff", "sqlite", "children")
 SLOW_STEP = 0.06
 #: worker threads per worker process (and per in-process world): core.py's default
 THREADS = 4
+#: client threads triggering at once in the ``many`` scenario's threaded row
+CLIENT_THREADS = 4
 #: seconds a worker gets after SIGTERM before SIGKILL
 GRACE = 5.0
 
@@ -477,7 +480,9 @@ def many_plans(url: str, plans: int, ctx: Context, how: str = "trigger") -> tupl
       last plan's end;
     * ``execute``: plan them all first, then the same with ``execute()``;
     * ``queued``: plan and ``execute()`` them all before the workers start; timed from the first
-      plan's start to the last one's end (the workers alone).
+      plan's start to the last one's end (the workers alone);
+    * ``threads``: ``trigger()`` them from 4 client threads at once (a web application's
+      request threads), timed as ``trigger``.
     """
     with World(url, executor=None) as client:
         queued = how == "queued"
@@ -487,11 +492,18 @@ def many_plans(url: str, plans: int, ctx: Context, how: str = "trigger") -> tupl
                 workers.start()
                 warm_up(client, workers, ctx.timeout)
             before = client.count_plans(state="stopped", result="success")
-            ids = [client.plan(Chain, 5).id for _ in range(plans)] if how != "trigger" else []
+            ids = (
+                [client.plan(Chain, 5).id for _ in range(plans)]
+                if how in ("execute", "queued")
+                else []
+            )
             start = time.time()
             if ids:
                 for plan_id in ids:
                     client.execute(plan_id)
+            elif how == "threads":
+                with ThreadPoolExecutor(CLIENT_THREADS) as pool:
+                    list(pool.map(lambda _: client.trigger(Chain, 5), range(plans)))
             else:
                 for _ in range(plans):
                     client.trigger(Chain, 5)
@@ -548,6 +560,12 @@ def scenario_many(ctx: Context) -> None:
         f">= 3 x in process {sizes.core_plans}x5 ({3 * core_many:,.0f})",
         rate >= 3 * core_many,
     )
+    rate, took = ctx.median(lambda: many_plans(ctx.pg.reset(), sizes.plans, ctx, "threads"), first)
+    ctx.report.add(
+        f"many: {sizes.plans:,} plans x 5 in sequence, triggered from {CLIENT_THREADS} client "
+        "threads, 2 workers",
+        f"{rate:,.0f} steps/s (the triggers took {took:.1f} s)",
+    )
     rate, took = ctx.median(lambda: many_plans(ctx.pg.reset(), sizes.plans, ctx, "execute"), first)
     ctx.report.add(
         f"many: {sizes.plans:,} plans x 5 in sequence, planned first, 2 workers",
@@ -566,7 +584,8 @@ def scenario_many(ctx: Context) -> None:
         "triggered' has its shape and timing in one process. 'planned first' times the "
         "execute() calls and the execution; 'queued' times the two workers alone, from the "
         "first plan's started_at to the last one's ended_at, every request waiting when they "
-        "start."
+        f"start. '{CLIENT_THREADS} client threads' is the target row's load triggered from that "
+        "many threads of the client at once, as a web application's request threads would."
     )
 
 
