@@ -53,6 +53,9 @@ def scenario(storage: SQLStorage, write: Callable[[Batch], BatchResult]) -> Iter
     p, q = "plan-p", "plan-q"
     storage.insert_plan(make_plan(p, steps=5))
     storage.insert_plan(make_plan(q, steps=3, label="other"))
+    r, s_ = "plan-r", "plan-s"
+    storage.insert_plan(make_plan(r, steps=2))
+    storage.insert_plan(make_plan(s_, steps=2))
     started = T0 + timedelta(seconds=1)
 
     def run(batch: Batch) -> Outcome:
@@ -129,6 +132,16 @@ def scenario(storage: SQLStorage, write: Callable[[Batch], BatchResult]) -> Iter
             history=[HistoryRow(q, T0, f"h{i}", i % 3 or None, None, {"i": i}) for i in range(150)],
             claims=[Claim(q, [3], PENDING, "w-2", T0), Claim(p, [5, 6], PENDING, "w-1", T0)],
             events=[EventRow(q, 3, "event", {"i": i}, T0) for i in range(120)],
+        )
+    )
+    # claims of several plans by one world (one statement on PostgreSQL), a missing step left
+    yield run(
+        Batch(
+            claims=[
+                Claim(r, [1, 2], PENDING, "w-4", T0),
+                Claim(s_, [2, 9], PENDING, "w-4", started),
+                Claim(r, [2], PENDING, "w-4", started),  # claimed already: left
+            ]
         )
     )
     # missed compare-and-sets: a step and a plan in another state, a claim of a running step
@@ -220,11 +233,13 @@ def test_both_write_paths_store_the_same_rows(
         exact.close()
 
     assert by_fast == by_exact
-    assert [kind for kind, _ in by_fast] == ["ok"] * 5 + ["error"] * 4
-    # the fast path wrote the first three batches itself and handed on the conflicts and the
+    assert [kind for kind, _ in by_fast] == ["ok"] * 6 + ["error"] * 4
+    claims = by_fast[3][1]
+    assert claims.claimed == {("plan-r", 1), ("plan-r", 2), ("plan-s", 2)}
+    # the fast path wrote the first four batches itself and handed on the conflicts and the
     # unknown plans (the exact storage never took it)
-    assert taken[:5] == ["fast"] * 3 + ["fell back"] * 2
-    assert len(taken) == 9 and "fast" not in taken[5:]
+    assert taken[:6] == ["fast"] * 4 + ["fell back"] * 2
+    assert len(taken) == 10 and "fast" not in taken[6:]
     fast_rows, exact_rows = dump(fast_url), dump(exact_url)
     for table in ORDER:
         assert fast_rows[table] == exact_rows[table], table

@@ -77,11 +77,10 @@ def test_running_steps_of_a_dead_world_rerun_if_idempotent_else_error(
     assert [runs(name) for name in ("i", "n", "p", "after")] == [1, 1, 1, 1]
 
 
-def _offer(
-    world: World, plan: Any, name: str, taken_by: str | None = None, queue: str = "default"
-) -> int:
+def _offer(world: World, plan: Any, name: str, taken_by: str | None = None) -> int:
     """Store the ``"run"`` request :data:`DEAD` made for leaf ``name`` (another world took
-    it, when ``taken_by``); its id."""
+    it, when ``taken_by``); its id. Its queue is one ``world`` does not serve (so it never
+    takes the request itself)."""
     step = next(s for s in plan.steps if s.id == sid(plan, name))
     action = next(a for a in plan.actions if a.id == step.action_id)
     args = {
@@ -92,10 +91,10 @@ def _offer(
         "output": {},
         "attempt": 1,
     }
-    row = RequestRow(plan.id, "run", args, now(), None, DEAD, queue=queue)
+    row = RequestRow(plan.id, "run", args, now(), None, DEAD, queue="elsewhere")
     world.storage.add_request(row)
     if taken_by is not None:
-        (taken,) = world.storage.take_runs(taken_by, {"default": 1}, skip=())
+        (taken,) = world.storage.take_runs(taken_by, {"elsewhere": 1}, skip=())
         assert taken.id == row.id
     assert row.id is not None
     return row.id
@@ -117,7 +116,7 @@ def test_steps_another_world_runs_for_a_dead_owner_stay_its_and_untaken_offers_r
     running = _offer(world, planned, "n", taken_by="helper")  # still running in "helper"
     answered = _offer(world, planned, "m", taken_by="helper")
     world.storage.answer_request(answered, None, _ran_elsewhere("m in helper"))
-    _offer(world, planned, "p", queue="elsewhere")  # nobody took it: it never started
+    _offer(world, planned, "p")  # nobody took it: it never started
 
     world.maintain(force=True)
     deadline = time.monotonic() + WAIT

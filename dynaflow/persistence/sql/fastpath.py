@@ -13,6 +13,7 @@ from dynaflow.persistence.base import (
     STEP_FIELDS,
     Batch,
     BatchResult,
+    Claim,
     HistoryRow,
     PlanUpdate,
     StepUpdate,
@@ -63,15 +64,7 @@ class DriverBatchWriter:
             rows = [codec.output_params(*output) for output in batch.outputs]
             self._update(cursor, self._sql.save_output, rows)
         history = list(batch.history)
-        claim_sql = self._compiled(self._sql.claim)
-        for claim in batch.claims:
-            claim = storage.room_for(claim, result)
-            if not claim.step_ids:
-                continue
-            claimed: set[int] = set()
-            for params in codec.claim_params(claim):
-                sql, values = claim_sql.prepare(params)
-                claimed.update(row[0] for row in cursor.execute(sql, values).fetchall())
+        for claim, claimed in self._claims(cursor, batch.claims, storage, result):
             if not claimed:  # as claim_steps: a claim of a missing plan raises UnknownPlan
                 storage.get_plan_record(claim.plan_id)
             for step_id in dict.fromkeys(claim.step_ids):
@@ -91,6 +84,74 @@ class DriverBatchWriter:
         if batch.requests:
             storage.add_requests([row for _, row in batch.requests])
         return result
+
+    def _claims(
+        self, cursor: Any, claims: Sequence[Claim], storage: Storage, result: BatchResult
+    ) -> list[tuple[Claim, set[int]]]:
+        """Run the claims: each with the steps it claimed, in the batch's order. On
+        PostgreSQL the claims of queues without a limit wait to go in one statement per
+        expected states and world; one of a limited queue goes on its own (its room counts
+        the claims before it), and a plan claimed again first sends what waits (in order)."""
+        done: dict[int, tuple[Claim, set[int]]] = {}
+        waiting: dict[tuple[Any, ...], list[tuple[int, Claim]]] = {}
+        single = self._compiled(self._sql.claim)
+
+        waiting_plans: set[str] = set()
+
+        def send() -> None:
+            for (expect, world), group in waiting.items():
+                done.update(self._claim_many(cursor, expect, world, group, single))
+            waiting.clear()
+            waiting_plans.clear()
+
+        for index, claim in enumerate(claims):
+            if claim.queue is None and not self._sql.sqlite:
+                if claim.plan_id in waiting_plans:
+                    send()
+                waiting_plans.add(claim.plan_id)
+                key = (tuple(sorted(codec.val(s) for s in claim.expect)), claim.world_id)
+                waiting.setdefault(key, []).append((index, claim))
+                continue
+            claim = storage.room_for(claim, result)
+            if claim.step_ids:
+                done[index] = (claim, self._claim(cursor, single, claim))
+        send()
+        return [done[index] for index in sorted(done)]
+
+    def _claim_many(
+        self,
+        cursor: Any,
+        expect: tuple[str, ...],
+        world: str,
+        group: list[tuple[int, Claim]],
+        single: DriverStatement,
+    ) -> dict[int, tuple[Claim, set[int]]]:
+        """The claims of ``group`` (of different plans) in one statement."""
+        if len(group) == 1:
+            index, claim = group[0]
+            return {index: (claim, self._claim(cursor, single, claim))}
+        plans: list[str] = []
+        ids: list[int] = []
+        ats: list[Any] = []
+        for _, claim in group:
+            at = codec.time_in(claim.at)
+            for step_id in dict.fromkeys(claim.step_ids):
+                plans.append(claim.plan_id)
+                ids.append(step_id)
+                ats.append(at)
+        params = {"b_plans": plans, "b_ids": ids, "b_ats": ats, "b_expect": list(expect)}
+        sql, values = self._compiled(self._sql.claim_many).prepare({**params, "v_world": world})
+        claimed: dict[str, set[int]] = {}
+        for plan_id, step_id in cursor.execute(sql, values).fetchall():
+            claimed.setdefault(plan_id, set()).add(step_id)
+        return {index: (claim, claimed.get(claim.plan_id, set())) for index, claim in group}
+
+    def _claim(self, cursor: Any, statement: DriverStatement, claim: Claim) -> set[int]:
+        claimed: set[int] = set()
+        for params in codec.claim_params(claim):
+            sql, values = statement.prepare(params)
+            claimed.update(row[0] for row in cursor.execute(sql, values).fetchall())
+        return claimed
 
     def _plans(self, conn: Connection, cursor: Any, updates: Sequence[PlanUpdate]) -> bool:
         """The plans' compare-and-sets, one executemany per shape; the singletons the stopped

@@ -141,6 +141,31 @@ class Statements:
             .returning(S.c.id)
         )
 
+        # PostgreSQL: the claims of several plans in one statement, a row per step of
+        # (plan, step, when) in three arrays
+        wanted = select(
+            func.unnest(bindparam("b_plans", type_=ARRAY(S.c.plan_id.type))).label("plan_id"),
+            func.unnest(bindparam("b_ids", type_=ARRAY(S.c.id.type))).label("id"),
+            func.unnest(bindparam("b_ats", type_=ARRAY(S.c.started_at.type))).label("at"),
+        ).subquery("wanted")
+        self.claim_many = (
+            update(S)
+            .where(
+                S.c.plan_id == wanted.c.plan_id,
+                S.c.id == wanted.c.id,
+                S.c.state == any_(bindparam("b_expect", type_=ARRAY(S.c.state.type))),
+            )
+            .values(
+                state=StepState.RUNNING.value,
+                started_at=wanted.c.at,
+                ended_at=null(),
+                duration=null(),
+                error=null(),
+                world_id=bind(S.c.world_id, "v_world"),
+            )
+            .returning(S.c.plan_id, S.c.id)
+        )
+
         # -- reads --
         self.plan_columns = self.columns(P)
         self.select_plan = select(*self.plan_columns).where(P.c.id == bindparam("b_id"))
