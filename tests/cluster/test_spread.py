@@ -53,11 +53,17 @@ def outputs(world: World, plan_id: str) -> dict[int, Any]:
 
 
 def run_everywhere(
-    url: str, tmp_path: Path, specs: list[list[Any]], worker_count: int, **options: Any
+    url: str,
+    tmp_path: Path,
+    specs: list[list[Any]],
+    worker_count: int,
+    spread: bool = True,
+    **options: Any,
 ) -> None:
     """Trigger every spec from a client world, run them on ``worker_count`` workers, and check
     the outcome against an inline run: the same outputs, every run step run once, in one
-    world, every plan's steps in the plan's world; the plans spread over the workers."""
+    world, every plan's steps in the plan's world; with ``spread``, the plans spread over the
+    workers."""
     db = Database(url)
     try:
         with workers(url, tmp_path) as start, World(url, executor=None) as client:
@@ -97,7 +103,7 @@ def run_everywhere(
             assert world in ids, (world, ids)
             plan_worlds[world] += 1
         print("plans per worker:", dict(plan_worlds))
-        assert len(plan_worlds) > 1, f"every plan ran in one worker: {plan_worlds}"
+        assert not spread or len(plan_worlds) > 1, f"every plan ran in one worker: {plan_worlds}"
     finally:
         db.close()
 
@@ -120,4 +126,6 @@ def test_two_workers_on_one_sqlite_file(tmp_path: Path, sqlite_template: Path) -
     assert migrate.current(url) == migrate.head()
     rng = random.Random(base_seed("sqlite"))
     specs = [random_spec(rng) for _ in range(40)]
-    run_everywhere(url, tmp_path, specs, 2, lease=10)
+    # which worker takes which plans is up to polling (every 0.25 s on SQLite, no
+    # notifications): the first to look takes what is there, and may take them all
+    run_everywhere(url, tmp_path, specs, 2, spread=False, lease=10)

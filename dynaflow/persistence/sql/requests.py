@@ -10,9 +10,6 @@ event for another world and the end of a plan's execution are also announced wit
 from __future__ import annotations
 
 import logging
-import os
-import select as io
-import threading
 from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -30,21 +27,17 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
-from sqlalchemy.engine import URL
 from sqlalchemy.sql.elements import BindParameter
 
 from dynaflow.persistence import tables
 from dynaflow.persistence.base import RequestRow, interrupted
 from dynaflow.persistence.sql.codec import bind, corrupt, time_in, time_out
+from dynaflow.persistence.sql.notifications import CHANNEL, Listener, payloads
 from dynaflow.persistence.sql.transactions import SQLTransactions, retried
 
 log = logging.getLogger("dynaflow.storage")
 
 R = tables.requests
-#: the PostgreSQL notification channel of dynaflow's worlds
-CHANNEL = "dynaflow"
-#: longest NOTIFY payload sent at once (PostgreSQL's limit is 8000 bytes)
-PAYLOAD = 7000
 JSON_COLUMNS = ("args", "error", "declined", "outcome")
 OPEN = (R.c.answered_at.is_(None),)
 
@@ -375,11 +368,11 @@ class SQLRequests(SQLTransactions):
     def notify(self, topics: Iterable[str]) -> None:
         if self._sqlite:
             return
-        payloads = _payloads(topics)
-        if not payloads:
+        sent = payloads(topics)
+        if not sent:
             return
         with self.transaction() as conn:
-            for payload in payloads:
+            for payload in sent:
                 conn.execute(self._rq.notify, {"b_payload": payload})
 
     def listen(self, callback: Callable[[str | None], None]) -> Listener | None:
@@ -431,76 +424,3 @@ def _new_row(row: RequestRow) -> dict[str, Any]:
         "queue": row.queue,
         "outcome": None,
     }
-
-
-def _payloads(topics: Iterable[str]) -> list[str]:
-    """Topics joined by newlines into payloads PostgreSQL accepts (each under 8000 bytes)."""
-    payloads: list[str] = []
-    current: list[str] = []
-    size = 0
-    for topic in dict.fromkeys(topics):  # once each, in order
-        if current and size + len(topic) + 1 > PAYLOAD:
-            payloads.append("\n".join(current))
-            current, size = [], 0
-        current.append(topic)
-        size += len(topic) + 1
-    if current:
-        payloads.append("\n".join(current))
-    return payloads
-
-
-class Listener:
-    """``LISTEN`` on a connection of its own, on a thread of its own: each topic notified goes
-    to ``callback``. A lost connection is opened again (with a growing pause); after that,
-    ``callback(None)``: notifications sent meanwhile are lost, so the world looks at
-    everything."""
-
-    def __init__(self, url: URL, callback: Callable[[str | None], None]) -> None:
-        self._conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        self._callback = callback
-        self._stop = threading.Event()
-        self._conn: Any = None
-        self._ready = threading.Event()
-        self._wakeup = os.pipe()
-        self._thread = threading.Thread(target=self._loop, name="dynaflow-listener", daemon=True)
-        self._thread.start()
-        self._ready.wait(5)
-
-    def _loop(self) -> None:
-        import psycopg
-
-        pause = 0.1
-        first = True
-        while not self._stop.is_set():
-            try:
-                with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10) as conn:
-                    self._conn = conn
-                    conn.execute(f"LISTEN {CHANNEL}")
-                    self._ready.set()
-                    if not first:
-                        self._callback(None)
-                    first, pause = False, 0.1
-                    while not self._stop.is_set():
-                        # wait for the connection's socket or for close(), whichever is first
-                        ready, _, _ = io.select([conn.fileno(), self._wakeup[0]], [], [], 5.0)
-                        if self._wakeup[0] in ready:
-                            return
-                        for note in conn.notifies(timeout=0.0):
-                            for topic in note.payload.split("\n"):
-                                self._callback(topic)
-            except Exception as exc:  # a lost connection: open another
-                if self._stop.is_set():
-                    return
-                log.warning("notification listener lost its connection (%s); reconnecting", exc)
-                self._ready.set()
-                self._stop.wait(pause)
-                pause = min(pause * 2, 5.0)
-            finally:
-                self._conn = None
-
-    def close(self) -> None:
-        self._stop.set()
-        os.write(self._wakeup[1], b"x")
-        self._thread.join(timeout=5)
-        for fd in self._wakeup:
-            os.close(fd)

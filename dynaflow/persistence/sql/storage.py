@@ -50,29 +50,29 @@ class SQLStorage(
             if len(batch.plans) >= FAST_IN_SAVEPOINT:
                 try:  # many plans at once (claimed together): worth the savepoint's round trips
                     with self.savepoint() as conn:
-                        mine, fenced = self.fence(batch)
-                        result = self._fast.write(conn, mine, self)
-                        result.fenced = fenced
-                        self._announce(mine, result)
-                        return result
+                        return self._write_fast(conn, batch)
                 except (SlowPath, *INTEGRITY_ERRORS):
                     pass  # rolled back to the savepoint: the exact path says what conflicted
-            result = super().write(batch)
-            self._announce(batch, result)
-            return result
+            return self._write_exact(batch)
         try:
             with self.transaction() as conn:
-                mine, fenced = self.fence(batch)
-                result = self._fast.write(conn, mine, self)
-                result.fenced = fenced
-                self._announce(mine, result)
-                return result
+                return self._write_fast(conn, batch)
         except (SlowPath, *INTEGRITY_ERRORS):
             # a missed compare-and-set or a missing plan: the exact path says which
             with self.transaction():
-                result = super().write(batch)
-                self._announce(batch, result)
-                return result
+                return self._write_exact(batch)
+
+    def _write_fast(self, conn: Any, batch: Batch) -> BatchResult:
+        mine, fenced = self.fence(batch)
+        result = self._fast.write(conn, mine, self)
+        result.fenced = fenced
+        self._announce(mine, result)
+        return result
+
+    def _write_exact(self, batch: Batch) -> BatchResult:
+        result = super().write(batch)
+        self._announce(batch, result)
+        return result
 
     def _announce(self, batch: Batch, result: BatchResult) -> None:
         if not self._sqlite:
