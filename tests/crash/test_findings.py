@@ -139,6 +139,7 @@ def test_a_failed_takeover_does_not_leave_the_plan_stuck(url: str) -> None:
     "two" waits (suspended) for an event, so no step of A's is in flight when that happens."""
     a = World(url, lease=30, world_id="A")
     b = None
+    load_plan = type(a.storage).load_plan
     try:
         plan_id = a.plan(GatedAndWaiting).id
         a.execute(plan_id)
@@ -147,18 +148,21 @@ def test_a_failed_takeover_does_not_leave_the_plan_stuck(url: str) -> None:
 
         # A's heartbeat stalls: its lease (its own, on the database's clock) has run out
         a.storage.heartbeat("A", a.storage.now() - timedelta(seconds=60))
-        b = World(url, lease=1.5, world_id="B")
-        load_plan = b.storage.load_plan
         loaded, proceed = threading.Event(), threading.Event()
+        storage_class = type(a.storage)
 
-        def stale_load_plan(pid: str, **options: Any) -> Any:
-            plan = load_plan(pid, **options)
-            if pid == plan_id and not loaded.is_set():
+        def stale_load_plan(self: Any, pid: str, **options: Any) -> Any:
+            plan = load_plan(self, pid, **options)
+            # B's scheduler takes the plan over (B starts taking over as it opens: the hook
+            # is in place before)
+            takeover = threading.current_thread().name == "dynaflow-scheduler-B"
+            if pid == plan_id and takeover and not loaded.is_set():
                 loaded.set()  # B read step one running; hold its takeover here a moment
                 proceed.wait(10)
             return plan
 
-        b.storage.load_plan = stale_load_plan  # type: ignore[method-assign]
+        storage_class.load_plan = stale_load_plan  # type: ignore[method-assign]
+        b = World(url, lease=1.5, world_id="B")
         wait_for(loaded.is_set, 10, "B to try to take the plan over")
         wait_for(lambda: "A" not in {w.id for w in a.worlds()}, 10, "B to drop A's row")
         gate("one#1").set()  # A, alive, finishes step one meanwhile
@@ -179,6 +183,7 @@ def test_a_failed_takeover_does_not_leave_the_plan_stuck(url: str) -> None:
             f"{[(s.id, s.state) for s in plan.steps if s.kind == 'run']}"
         )
     finally:
+        type(a.storage).load_plan = load_plan  # type: ignore[method-assign]
         for event in list(GATES.values()):
             event.set()
         if b is not None:
