@@ -196,9 +196,7 @@ class Storage(ClusterStore, StepReports, ScheduleStore, RetentionStore):
 
     def add_offers(self, offers: Sequence[RequestRow], claimed: set[tuple[str, int]]) -> None:
         """Store the ``"run"`` requests of the steps whose claim held."""
-        for row in offers:
-            if (row.plan_id, row.args["step_id"]) in claimed:
-                self.add_request(row)
+        self.add_requests([row for row in offers if (row.plan_id, row.args["step_id"]) in claimed])
 
     def room_for(self, claim: Claim, result: BatchResult) -> Claim:
         """``claim`` less the steps its queue has no room for (those go to ``deferred``)."""

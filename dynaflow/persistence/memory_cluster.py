@@ -86,11 +86,7 @@ class MemoryCluster:
     # -- requests --------------------------------------------------------------------------
 
     def add_request(self, row: RequestRow, *, new_plan: bool = False) -> None:
-        with self._write() as undo:
-            self._plan(row.plan_id)
-            row.id = request_id = next(self._request_ids)
-            self._requests[request_id] = replace(row, args=copy.deepcopy(row.args))
-            undo.append(_forget(self._requests, request_id))
+        self.add_requests([row])
 
     def add_requests(self, rows: Sequence[RequestRow]) -> None:
         with self._write() as undo:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -31,7 +30,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster.harness import WAIT, Database, Worker, environment, postgres_schema, wait_until
+from cluster.harness import (
+    WAIT,
+    Database,
+    Worker,
+    environment,
+    postgres_schema,
+    stop,
+    wait_until,
+)
 
 from dynaflow import ExecutionPlan, World
 
@@ -136,13 +143,7 @@ class Console:
             return json.loads(answer.read())
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(WAIT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(WAIT)
+        stop(self.process)
 
 
 @dataclass

@@ -196,13 +196,18 @@ class Worker:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it does not exit in time."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(WAIT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(WAIT)
+        stop(self.process)
+
+
+def stop(process: subprocess.Popen[Any]) -> None:
+    """SIGTERM ``process``, then SIGKILL if it does not exit within :data:`WAIT`."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(WAIT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(WAIT)
 
 
 @contextmanager

@@ -177,7 +177,7 @@ class DriverBatchWriter:
         for (names, expect, owned), rows in groups.items():
             self._update(cursor, self._sql.plan_update_many(names, expect, owned), rows)
         if stopped:
-            conn.execute(self._sql.release_singletons_of, {"b_ids": stopped})
+            conn.execute(self._sql.release_singletons, {"b_ids": stopped})
         return True
 
     def _steps(self, cursor: Any, updates: Sequence[StepUpdate]) -> None:

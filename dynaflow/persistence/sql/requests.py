@@ -46,11 +46,6 @@ class RequestStatements:
     def __init__(self, sqlite: bool) -> None:
         columns = [type_coerce(c, Text) if c.name in JSON_COLUMNS else c for c in R.columns]
         self.select = select(*columns)
-        self.insert = (
-            insert(R)
-            .values({c.name: bind(c) for c in R.columns if c.name != "id"})
-            .returning(R.c.id)
-        )
         candidates = (
             select(R.c.id)
             .where(
@@ -163,7 +158,7 @@ class RequestStatements:
                 world_id=bindparam("v_world"),
             )
         )
-        self.insert_returning = (
+        self.insert = (
             insert(R)
             .values({c.name: bind(c) for c in R.columns if c.name != "id"})
             .returning(R.c.id, sort_by_parameter_order=True)
@@ -205,19 +200,20 @@ class SQLRequests(SQLTransactions):
         return 0.25 if self._sqlite else 1.0
 
     def add_request(self, row: RequestRow, *, new_plan: bool = False) -> None:
-        values = _new_row(row)
-        with self.transaction() as conn:
-            if not new_plan:
-                self._check_plans(conn, [row.plan_id])
-            row.id = conn.execute(self._rq.insert, values).scalar_one()
-            self.notify([f"r {row.world_id or '*'}" if row.kind != "run" else f"n {row.queue}"])
+        self._insert([row], check=not new_plan)
 
     def add_requests(self, rows: Sequence[RequestRow]) -> None:
+        self._insert(rows, check=True)
+
+    def _insert(self, rows: Sequence[RequestRow], check: bool) -> None:
+        """Insert ``rows`` (their plans looked up first with ``check``), set their ids, and
+        notify the worlds they are for."""
         if not rows:
             return
         with self.transaction() as conn:
-            self._check_plans(conn, [row.plan_id for row in rows])
-            ids = conn.execute(self._rq.insert_returning, [_new_row(row) for row in rows])
+            if check:
+                self._check_plans(conn, [row.plan_id for row in rows])
+            ids = conn.execute(self._rq.insert, [_new_row(row) for row in rows])
             for row, request_id in zip(rows, ids.scalars(), strict=True):
                 row.id = request_id
             topics = {f"r {r.world_id or '*'}" if r.kind != "run" else f"n {r.queue}" for r in rows}

@@ -109,8 +109,7 @@ class Statements:
             )
 
         # -- updates and deletes --
-        self.release_singletons = delete(SG).where(SG.c.plan_id == bindparam("b_id"))
-        self.release_singletons_of = delete(SG).where(
+        self.release_singletons = delete(SG).where(
             SG.c.plan_id.in_(bindparam("b_ids", expanding=True))
         )
         # a key still recorded for a stopped plan (written by something other than dynaflow)
@@ -212,12 +211,6 @@ class Statements:
             .where(SG.c.key == bindparam("b_key"))
         )
         self.existing_plans = select(P.c.id).where(P.c.id.in_(bindparam("b_ids", expanding=True)))
-        # a plan with this id, or this key (a NULL key matches nothing)
-        self.plan_taken = (
-            select(P.c.id)
-            .where(or_(P.c.id == bindparam("b_id"), P.c.key == bindparam("b_key")))
-            .limit(1)
-        )
         self.existing_steps = select(S.c.plan_id, S.c.id).where(
             S.c.plan_id.in_(bindparam("b_plans", expanding=True)),
             S.c.id.in_(bindparam("b_ids", expanding=True)),

@@ -121,7 +121,7 @@ class SQLWrites(SQLTransactions):
         with self.transaction() as conn:
             if conn.execute(stmt, params).rowcount:
                 if fields.get("state") == PlanState.STOPPED:
-                    conn.execute(self._sql.release_singletons, {"b_id": plan_id})
+                    conn.execute(self._sql.release_singletons, {"b_ids": [plan_id]})
                 return True
             self._check_plans(conn, [plan_id])
             return False
