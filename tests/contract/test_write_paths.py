@@ -171,6 +171,38 @@ def scenario(storage: SQLStorage, write: Callable[[Batch], BatchResult]) -> Iter
             history=[HistoryRow(p, T0, "step retried", 2)],
         )
     )
+    # several plans changed alike: one statement on PostgreSQL, JSON and NULL among the values
+    yield run(
+        Batch(
+            plans=[
+                PlanUpdate(
+                    plan_id,
+                    frozenset({PlanState.PLANNED}),
+                    {"state": PlanState.RUNNING, "started_at": at, "error": error, "world_id": "w-4"},
+                    owner=None,
+                )
+                for plan_id, at, error in ((r, berlin, ERROR), (s_, T0, None))
+            ],
+            history=[HistoryRow(r, T0, "plan running"), HistoryRow(s_, T0, "plan running")],
+        )
+    )
+    # ... and one of them is not where the batch expects it: the exact path says which
+    yield run(
+        Batch(
+            plans=[
+                PlanUpdate(
+                    plan_id,
+                    frozenset({PlanState.RUNNING}),
+                    {"state": PlanState.STOPPED, "result": result},
+                    owner=owner,
+                )
+                for plan_id, result, owner in (
+                    (r, PlanResult.SUCCESS, "w-4"),
+                    (s_, PlanResult.ERROR, "w-other"),
+                )
+            ],
+        )
+    )
     # unknown plans and actions change nothing
     yield run(Batch(history=[HistoryRow(p, T0, "kept?"), HistoryRow("nope", T0, "lost")]))
     yield run(
@@ -233,13 +265,14 @@ def test_both_write_paths_store_the_same_rows(
         exact.close()
 
     assert by_fast == by_exact
-    assert [kind for kind, _ in by_fast] == ["ok"] * 6 + ["error"] * 4
+    assert [kind for kind, _ in by_fast] == ["ok"] * 8 + ["error"] * 4
     claims = by_fast[3][1]
     assert claims.claimed == {("plan-r", 1), ("plan-r", 2), ("plan-s", 2)}
+    assert [c.plan_id for c in by_fast[7][1].plan_conflicts] == ["plan-s"]
     # the fast path wrote the first four batches itself and handed on the conflicts and the
     # unknown plans (the exact storage never took it)
-    assert taken[:6] == ["fast"] * 4 + ["fell back"] * 2
-    assert len(taken) == 10 and "fast" not in taken[6:]
+    assert taken[:8] == ["fast"] * 4 + ["fell back"] * 2 + ["fast", "fell back"]
+    assert len(taken) == 12 and "fast" not in taken[8:]
     fast_rows, exact_rows = dump(fast_url), dump(exact_url)
     for table in ORDER:
         assert fast_rows[table] == exact_rows[table], table

@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
-from sqlalchemy import JSON, Connection, Table, insert
+from sqlalchemy import JSON, Connection, Table, bindparam, func, insert, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter
@@ -119,8 +120,9 @@ def _same(value: Any) -> Any:
 class BulkInsert:
     """Inserts many rows (tuples in the order of ``columns``) without SQLAlchemy's per-row
     parameter handling, which costs several times the insert itself: each value is converted
-    by its column type's own bind processor. PostgreSQL receives large sets through COPY (one
-    statement per row, even pipelined, is the slow part there)."""
+    by its column type's own bind processor. PostgreSQL receives a few rows as one statement
+    with a parameter array per column and large sets through COPY (one statement per row,
+    even pipelined, is the slow part there)."""
 
     #: fewer rows than this go to PostgreSQL as an executemany (COPY costs two round trips)
     COPY_FROM = 100
@@ -134,6 +136,8 @@ class BulkInsert:
         self._convert: list[tuple[int, Callable[[Any], Any]]]
         if self._postgres:
             self._driver = DriverStatement(self.statement, dialect, columns)
+            rows = unnested(*((name, table.c[name]) for name in columns))
+            self._by_rows = DriverStatement(insert(table).from_select(columns, rows), dialect)
             quote = dialect.identifier_preparer.quote
             names = ", ".join(quote(name) for name in columns)
             self._sql = f"COPY {quote(table.name)} ({names}) FROM STDIN"
@@ -151,7 +155,11 @@ class BulkInsert:
             return
         cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         if self._postgres and len(rows) < self.COPY_FROM:
-            cursor.executemany(*self._driver.prepare_many(rows))
+            if len(rows) == 1:
+                cursor.execute(*self._driver.prepare(rows[0]))
+            else:  # one statement, a parameter array per column
+                arrays = {name: [row[i] for row in rows] for i, name in enumerate(self.columns)}
+                cursor.execute(*self._by_rows.prepare(arrays))
             return
         if self._convert:
             converted = []
@@ -168,3 +176,15 @@ class BulkInsert:
         with cursor, cursor.copy(self._sql) as copy:
             for row in rows:
                 copy.write_row(row)
+
+
+def unnested(*columns: tuple[str, Any]) -> Any:
+    """A subquery of rows sent as one array parameter per column (PostgreSQL's ``unnest``):
+    parameter ``name`` holds the values of ``column``, each converted as :func:`bind`
+    converts one."""
+    return select(
+        *(
+            func.unnest(bindparam(name, type_=ARRAY(bind(column).type))).label(name)
+            for name, column in columns
+        )
+    ).subquery("wanted")

@@ -62,7 +62,7 @@ class DriverBatchWriter:
             self._steps(cursor, batch.steps)
         if batch.outputs:
             rows = [codec.output_params(*output) for output in batch.outputs]
-            self._update(cursor, self._sql.save_output, rows)
+            self._update(cursor, self._sql.save_output, rows, self._sql.save_output_rows)
         history = list(batch.history)
         for claim, claimed in self._claims(cursor, batch.claims, storage, result):
             if not claimed:  # as claim_steps: a claim of a missing plan raises UnknownPlan
@@ -175,7 +175,12 @@ class DriverBatchWriter:
             if u.fields.get("state") == PlanState.STOPPED:
                 stopped.append(u.plan_id)
         for (names, expect, owned), rows in groups.items():
-            self._update(cursor, self._sql.plan_update_many(names, expect, owned), rows)
+            self._update(
+                cursor,
+                self._sql.plan_update_many(names, expect, owned),
+                rows,
+                self._sql.plan_update_rows(names, expect, owned),
+            )
         if stopped:
             conn.execute(self._sql.release_singletons, {"b_ids": stopped})
         return True
@@ -190,11 +195,22 @@ class DriverBatchWriter:
             seen.add(key)
             groups.setdefault(tuple(sorted(u.fields)), []).append(codec.step_update_params(u))
         for names, rows in groups.items():
-            self._update(cursor, self._sql.step_update(names), rows)
+            self._update(
+                cursor, self._sql.step_update(names), rows, self._sql.step_update_rows(names)
+            )
 
-    def _update(self, cursor: Any, statement: Any, rows: list[dict[str, Any]]) -> None:
-        """An executemany of a compare-and-set ``statement``; :class:`SlowPath` if a row missed."""
-        cursor.executemany(*self._compiled(statement).prepare_many(rows))
+    def _update(
+        self, cursor: Any, statement: Any, rows: list[dict[str, Any]], by_rows: Any
+    ) -> None:
+        """A compare-and-set ``statement`` for each of ``rows``; :class:`SlowPath` if a row
+        missed. On PostgreSQL several rows go as one statement, ``by_rows`` (its form with a
+        parameter array per column): one statement per row costs the server and psycopg
+        several times what the update itself does, even pipelined."""
+        if len(rows) > 1 and not self._sql.sqlite:
+            columns = {name: [row[name] for row in rows] for name in rows[0]}
+            cursor.execute(*self._compiled(by_rows).prepare(columns))
+        else:
+            cursor.executemany(*self._compiled(statement).prepare_many(rows))
         if cursor.rowcount != len(rows):
             raise SlowPath
 

@@ -46,7 +46,7 @@ from dynaflow.persistence.sql.codec import (
     bind,
     val,
 )
-from dynaflow.persistence.sql.driver import BulkInsert
+from dynaflow.persistence.sql.driver import BulkInsert, unnested
 from dynaflow.states import PlanState, StepState
 
 P, A, S, E, H = tables.plans, tables.actions, tables.steps, tables.edges, tables.history
@@ -74,6 +74,7 @@ class Statements:
         self._step_updates: dict[tuple[str, ...], Update] = {}
         self._plan_updates: dict[tuple[tuple[str, ...], bool, bool], Update] = {}
         self._plan_updates_many: dict[Any, Update] = {}
+        self._row_updates: dict[Any, Update] = {}
 
         # -- inserts --
         self.insert_plan = insert(P).values({c.name: bind(c) for c in P.columns})
@@ -121,6 +122,12 @@ class Statements:
             update(A)
             .where(A.c.plan_id == bindparam("b_plan"), A.c.id == bindparam("b_id"))
             .values(output=bind(A.c.output, "v_output"))
+        )
+        outputs = unnested(("b_plan", A.c.plan_id), ("b_id", A.c.id), ("v_output", A.c.output))
+        self.save_output_rows = (
+            update(A)
+            .where(A.c.plan_id == outputs.c.b_plan, A.c.id == outputs.c.b_id)
+            .values(output=outputs.c.v_output)
         )
         self.claim = (
             update(S)
@@ -321,6 +328,44 @@ class Statements:
                 .values(values)
             )
             self._step_updates[names] = stmt
+        return stmt
+
+    def step_update_rows(self, names: tuple[str, ...]) -> Update:
+        """:meth:`step_update` of many steps in one statement (PostgreSQL): each parameter an
+        array with an element per step."""
+        key = ("steps", names)
+        stmt = self._row_updates.get(key)
+        if stmt is None:
+            w = unnested(
+                ("b_plan", S.c.plan_id),
+                ("b_id", S.c.id),
+                ("b_expect", S.c.state),
+                ("b_state", S.c.state),
+                *(("v_" + name, S.c[name]) for name in names),
+            )
+            stmt = self._row_updates[key] = (
+                update(S)
+                .where(S.c.plan_id == w.c.b_plan, S.c.id == w.c.b_id, S.c.state == w.c.b_expect)
+                .values({"state": w.c.b_state, **{n: w.c["v_" + n] for n in names}})
+            )
+        return stmt
+
+    def plan_update_rows(
+        self, names: tuple[str, ...], expect: tuple[str, ...] | None, owned: bool
+    ) -> Update:
+        """:meth:`plan_update_many` of many plans in one statement (PostgreSQL): each parameter
+        an array with an element per plan."""
+        key = ("plans", names, expect, owned)
+        stmt = self._row_updates.get(key)
+        if stmt is None:
+            owner = (("b_owner", P.c.world_id),) if owned else ()
+            w = unnested(("b_id", P.c.id), *owner, *(("v_" + name, P.c[name]) for name in names))
+            stmt = update(P).where(P.c.id == w.c.b_id)
+            if expect is not None:
+                stmt = stmt.where(or_(*(P.c.state == state for state in expect)))
+            if owned:
+                stmt = stmt.where(P.c.world_id.is_not_distinct_from(w.c.b_owner))
+            stmt = self._row_updates[key] = stmt.values({n: w.c["v_" + n] for n in names})
         return stmt
 
     def plan_update(self, names: tuple[str, ...], cas: bool, owned: bool) -> Update:
