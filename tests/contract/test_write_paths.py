@@ -178,7 +178,12 @@ def scenario(storage: SQLStorage, write: Callable[[Batch], BatchResult]) -> Iter
                 PlanUpdate(
                     plan_id,
                     frozenset({PlanState.PLANNED}),
-                    {"state": PlanState.RUNNING, "started_at": at, "error": error, "world_id": "w-4"},
+                    {
+                        "state": PlanState.RUNNING,
+                        "started_at": at,
+                        "error": error,
+                        "world_id": "w-4",
+                    },
                     owner=None,
                 )
                 for plan_id, at, error in ((r, berlin, ERROR), (s_, T0, None))
