@@ -193,6 +193,8 @@ class ClusterSide:
             mailbox.wanted(LOOK_AT[kind])
         if topic is None or kind == "e":
             executor.engine.check_events = True
+        if topic is None:  # notifications were lost: a timer may have been queued meanwhile
+            executor.engine.refresh_due = True
         if isinstance(executor, ThreadedExecutor):  # an inline one runs in its caller only
             executor.run_pending()
 

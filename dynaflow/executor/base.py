@@ -91,6 +91,10 @@ class EngineBase:
         self.check_events = False
         #: the earliest due time of a timer of a plan run here
         self.next_due: datetime | None = None
+        #: ask the database for ``next_due`` at the next delivery: timers of the plans run here
+        #: are queued by this world, whose batches move ``next_due`` as they commit them, so it
+        #: is asked only when the known one has come due, on a tick, and at first
+        self.refresh_due = True
         #: futures following plans run elsewhere, by plan id (see ``watching``)
         self.watched: dict[str, list[Future[Any]]] = {}
         #: look at the watched plans' rows in the next iteration

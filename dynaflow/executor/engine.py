@@ -93,6 +93,7 @@ class Engine(Faults, Watching, Recovery, Stopping, Timers, Spreading, Outcomes, 
         the plans followed elsewhere."""
         if self.plans:
             self.check_events = True
+        self.refresh_due = True
         if self.watched:
             self.check_watched = True
         if self.waiting_room:

@@ -44,6 +44,7 @@ class InlineExecutor:
                 self._maintain()
                 engine = self.engine
                 engine.check_watched = bool(engine.watched)
+                engine.refresh_due = True  # (as a threaded executor's tick does)
                 while True:
                     messages = engine.drain()
                     if messages:

@@ -107,7 +107,9 @@ class Timers(EngineBase):
                 step.waiting_events.update(row.id for row in rows if row.id is not None)
         # a timer already due but not deliverable now (its step runs) is looked at again when
         # the step suspends, not on every iteration: only later timers set the next wake-up
-        self.next_due = self.storage.next_due(self.world_id, after=at)
+        if self.refresh_due or (self.next_due is not None and self.next_due <= at):
+            self.refresh_due = False
+            self.next_due = self.storage.next_due(self.world_id, after=at)
 
     def _in_batches(self, step: StepRuntime) -> bool:
         """Whether the step's action class takes its sent events in batches (a list)."""
