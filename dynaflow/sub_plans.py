@@ -13,18 +13,23 @@ Write ``create_sub_plans()``, yielding a :class:`SubPlan` per child::
 The step plans the children in batches, starts at most ``concurrency`` of them at a time (on
 any executor world that serves their queues) and waits suspended, holding no thread. Each child
 that stops or pauses sends the step an event in the transaction that ends it; the step wakes
-(taking every end queued meanwhile at once), counts the ended children in the database (one
-grouped count), starts as many more as there is room for, and plans the next batch when the
-planned ones run out. Every ``sub_plans_check_every`` seconds it also wakes by itself, in case
-an end was missed.
+(taking every end queued meanwhile at once), counts in the database the children it planned
+that have not ended yet (reading only those), starts as many more as there is room for, and
+plans the next batch when the planned ones run out. Every ``sub_plans_check_every`` seconds it
+also wakes by itself, in case an end was missed.
 
 ``create_sub_plans()`` is called again for each batch and must yield the same children in the
 same order each time: the step skips those it has planned already (it keeps counts, not the
 generator). Its state lives in the step's output under ``sub_plans`` (with an ``Output`` model,
 declare ``sub_plans: dict = {}``)::
 
-    {"total": 10000, "planned": 300, "started": 205, "counts": {"success": 198, "error": 2},
-     "failed": {"<child id>": "paused/error", ...}, "queued": ["<child id>", ...], ...}
+    {"total": 10000, "planned": 300, "started": 205, "ended": 200,
+     "counts": {"success": 198, "error": 2}, "failed": {"<child id>": "paused/error", ...},
+     "queued": ["<child id>", ...], ...}
+
+``ended`` (and the step's progress, ended / total) is counted on every wake; ``counts``, the
+ended children per result, reads every ended child, so it is counted when the step starts or
+runs again, on each periodic check, and when every child has ended (it is exact then).
 
 When every child has ended, ``on_sub_plans_finished(counts, failed)`` decides: by default the
 step fails if any child did not succeed (``stopped`` with ``success`` or ``warning``), naming
@@ -59,6 +64,8 @@ GOOD = (PlanResult.SUCCESS, PlanResult.WARNING)
 NAMED = 20
 #: children read at once
 PAGE = 1000
+#: the states of a child that has not ended
+OPEN = (PlanState.SCHEDULED, PlanState.PLANNED, PlanState.RUNNING)
 
 
 class SubPlan:
@@ -128,6 +135,7 @@ class SubPlans(Cancellable):
                 raise InvalidArgument(
                     f"{type(self).__qualname__} waits for its sub-plans; it got the event {item!r}"
                 )
+        recount = event is None  # the first run, or run again: counts per result too
         if state is None:  # the first run
             state = self._start()
         elif event is None:  # run again (resumed, retried, taken over): a new check chain
@@ -135,12 +143,14 @@ class SubPlans(Cancellable):
             self._check_later(state)
         elif any(_check(e) and e.get("token") == state["check"] for e in events):
             self._check_later(state)  # (a check of an earlier run lapses)
+            recount = True
         self._count(state)
         self._fill(state)
-        self.progress(  # type: ignore[attr-defined]
-            sum(state["counts"].values()), state["total"] or None
-        )
-        if self._finished(state):
+        self.progress(state["ended"], state["total"] or None)  # type: ignore[attr-defined]
+        finished = self._finished(state)
+        if recount or finished:
+            self._count_results(state)
+        if finished:
             state["failed"] = self._failed()
             state["deciding"] = True
             self._keep(state)  # the final counts are saved first (a failing decision saves
@@ -175,6 +185,7 @@ class SubPlans(Cancellable):
             "total": None,
             "planned": 0,
             "started": 0,
+            "ended": 0,
             "queued": [],
             "counts": {},
             "failed": {},
@@ -199,7 +210,7 @@ class SubPlans(Cancellable):
             return
         limit = self.concurrency
         while True:
-            ended = sum(state["counts"].values())
+            ended = state["ended"]
             room = (
                 len(state["queued"])
                 if limit is None
@@ -237,6 +248,7 @@ class SubPlans(Cancellable):
                 state["queued"].append(plan_id)
             else:  # stored stopped/error: it has ended already
                 state["started"] += 1
+                state["ended"] += 1
                 key = str(PlanResult.ERROR)
                 state["counts"][key] = state["counts"].get(key, 0) + 1
         state["planned"] = first + len(batch)
@@ -244,8 +256,19 @@ class SubPlans(Cancellable):
             state["total"] = state["planned"]
 
     def _count(self, state: dict[str, Any]) -> None:
-        """The children that ended, per result (``paused`` for those paused), counted in the
-        database: one grouped count, whatever told the step to look."""
+        """How many of the planned children have ended (stopped or paused): those planned less
+        those still to end, counted in the database (which reads only those, whatever told
+        the step to look)."""
+        storage = self.world.storage  # type: ignore[attr-defined]
+        where = PlanFilter(state=OPEN, parent=self.plan_id)  # type: ignore[attr-defined]
+        still = sum(storage.plan_counts(where).values())
+        # (after a crash, a batch planned but not recorded counts as not ended until it is
+        # planned again: the count errs on the side of the limit)
+        state["ended"] = max(0, state["planned"] - still)
+
+    def _count_results(self, state: dict[str, Any]) -> None:
+        """The children that ended, per result (``paused`` for those paused): one grouped
+        count of every child."""
         storage = self.world.storage  # type: ignore[attr-defined]
         parent = self.plan_id  # type: ignore[attr-defined]
         counts: dict[str, int] = {}
@@ -275,8 +298,8 @@ class SubPlans(Cancellable):
         return failed
 
     def _finished(self, state: dict[str, Any]) -> bool:
-        ended = sum(state["counts"].values())
-        return state["total"] is not None and not state["queued"] and ended >= state["total"]
+        total = state["total"]
+        return total is not None and not state["queued"] and state["ended"] >= total
 
 
 def _decide(event: Any) -> bool:

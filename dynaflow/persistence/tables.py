@@ -51,7 +51,8 @@ plans = Table(
     Index(None, "state"),
     Index(None, "created_at"),
     Index(None, "label"),
-    Index(None, "parent_id"),
+    # a parent's children, and those of them still to end
+    Index(None, "parent_id", "state"),
     # retention: the stopped plans that ended first
     Index(None, "state", "ended_at"),
 )

@@ -101,7 +101,7 @@ def test_children_run_at_most_concurrency_at_once_and_the_parent_counts_them(
     assert (plan.state, plan.result) == (PlanState.STOPPED, PlanResult.SUCCESS)
     (output,) = [a.output for a in plan.actions if "sub_plans" in a.output]
     state = output["sub_plans"]
-    assert (state["total"], state["planned"], state["started"]) == (12, 12, 12)
+    assert (state["total"], state["planned"], state["started"], state["ended"]) == (12,) * 4
     assert state["counts"] == {"success": 12} and state["failed"] == {}
     kids = children(world, plan.id)
     assert len(kids) == 12 and world.count_plans(parent=plan.id) == 12
@@ -124,6 +124,9 @@ def test_the_limit_is_reached_and_the_next_batch_waits_for_room(world: World) ->
     # three run, two more are planned and wait (the batch of five); the rest is not planned yet
     assert world.count_plans(parent=triggered.plan_id) == 5
     assert world.count_plans(parent=triggered.plan_id, state="running") == 3
+    parent = world.get_plan(triggered.plan_id)
+    (output,) = [a.output for a in parent.actions if "sub_plans" in a.output]
+    assert (output["sub_plans"]["started"], output["sub_plans"]["ended"]) == (3, 0)
     PROBE.event("release").set()
     plan = triggered.wait(WAIT)
     assert plan.result == PlanResult.SUCCESS

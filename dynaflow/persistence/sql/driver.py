@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any
 
 import psycopg
@@ -72,7 +73,7 @@ class DriverStatement:
 
     def form(self, params: Params) -> tuple[str, Callable[[Params], DriverParams]]:
         """The SQL text and value converter for parameters shaped like ``params``."""
-        key = tuple(len(params[name]) for name in self._expanding)
+        key = tuple(len(params[name]) for name in self._expanding) if self._expanding else ()
         form = self._forms.get(key)
         if form is None:
             form = self._forms[key] = self._build(params)
@@ -91,10 +92,43 @@ class DriverStatement:
             for index, expanded in enumerate(names)
         }
         names = list(state.positiontup or ()) if self._positional else list(state.parameters)
-        getters = [self._getter(name, origin.get(name)) for name in names]
+        if names and not origin and all(self._binds[name].required for name in names):
+            values = self._values(names)  # the common case: each value a parameter as it is
+        else:
+            getters = [self._getter(name, origin.get(name)) for name in names]
+            values = lambda p: [get(p) for get in getters]  # noqa: E731
         if self._positional:
-            return state.statement, lambda p: tuple([get(p) for get in getters])
-        return state.statement, lambda p: {n: get(p) for n, get in zip(names, getters, strict=True)}
+            return state.statement, lambda p: tuple(values(p))
+        return state.statement, lambda p: dict(zip(names, values(p), strict=True))
+
+    def _values(self, names: list[str]) -> Callable[[Params], Any]:
+        """The values of ``names``, each a parameter of its own: taken in one call, then the
+        few with a processor converted (as :meth:`_getter` converts one)."""
+        keys = [self._binds[name].key for name in names]
+        ats: list[Any] = keys if self._index is None else [self._index[key] for key in keys]
+        take: Callable[[Params], Any]
+        if len(ats) > 1:
+            take = itemgetter(*ats)
+        else:
+            only = ats[0]
+            take = lambda p: (p[only],)  # noqa: E731
+        converted = [
+            (i, process, process(None) is None)
+            for i, name in enumerate(names)
+            if (process := self._processors.get(name)) is not None
+        ]
+        if not converted:
+            return take
+
+        def values(p: Params) -> list[Any]:
+            row = list(take(p))
+            for i, process, keeps_null in converted:
+                value = row[i]
+                if value is not None or not keeps_null:
+                    row[i] = process(value)
+            return row
+
+        return values
 
     def _getter(self, name: str, expanded: tuple[str, int] | None) -> Callable[[Params], Any]:
         if expanded is not None:  # the index-th value of an expanded list

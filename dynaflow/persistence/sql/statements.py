@@ -272,18 +272,21 @@ class Statements:
             or_(P.c.world_id.is_(None), P.c.world_id.not_in(alive)),
         )
         # fencing: the plans a world still owns, locked against a takeover (PostgreSQL; a
-        # SQLite writer holds the database's one write lock already)
+        # SQLite writer holds the database's one write lock already). FOR NO KEY UPDATE: a
+        # takeover's update of the owner waits for it, as FOR UPDATE would have it wait, but
+        # the foreign-key checks of rows other worlds add meanwhile (a child's end queued as
+        # an event for its parent) do not
         self.owned_plans = (
             select(P.c.id)
             .where(P.c.id.in_(bindparam("b_ids", expanding=True)))
             .where(P.c.world_id == bindparam("b_owner"))
-            .with_for_update()
+            .with_for_update(key_share=True)
         )
         self.owned_plan = (
             select(P.c.id)
             .where(P.c.id == bindparam("b_id"))
             .where(P.c.world_id == bindparam("b_owner"))
-            .with_for_update()
+            .with_for_update(key_share=True)
         )
         self.event_plans = select(EV.c.id, EV.c.plan_id).where(
             EV.c.id.in_(bindparam("b_ids", expanding=True))
