@@ -111,13 +111,13 @@ class Statements:
 
         # -- updates and deletes --
         self.release_singletons = delete(SG).where(
-            SG.c.plan_id.in_(bindparam("b_ids", expanding=True))
+            self._one_of(SG.c.plan_id, "b_ids")
         )
         # a key still recorded for a stopped plan (written by something other than dynaflow)
         self.drop_stale_singleton = delete(SG).where(
             SG.c.key == bindparam("b_key"), SG.c.plan_id == bindparam("b_id")
         )
-        self.delete_events = delete(EV).where(EV.c.id.in_(bindparam("b_ids", expanding=True)))
+        self.delete_events = delete(EV).where(self._one_of(EV.c.id, "b_ids"))
         self.save_output = (
             update(A)
             .where(A.c.plan_id == bindparam("b_plan"), A.c.id == bindparam("b_id"))
@@ -177,7 +177,7 @@ class Statements:
         self.select_plan = select(*self.plan_columns).where(P.c.id == bindparam("b_id"))
         self.select_by_key = select(*self.plan_columns).where(P.c.key == bindparam("b_key"))
         self.select_plans = select(*self.plan_columns).where(
-            P.c.id.in_(bindparam("b_ids", expanding=True))
+            self._one_of(P.c.id, "b_ids")
         )
         self.select_actions = (
             select(*self.columns(A, ACTION_COLUMNS[1:]))
@@ -198,15 +198,14 @@ class Statements:
             .order_by(E.c.from_step, E.c.to_step)
         )
         # the same for many plans at once: each row with its plan's id first
-        many: Any = bindparam("b_ids", expanding=True)
         self.select_many_actions = select(A.c.plan_id, *self.columns(A, ACTION_COLUMNS[1:])).where(
-            A.c.plan_id.in_(many)
+            self._one_of(A.c.plan_id, "b_ids")
         )
         self.select_many_steps = select(S.c.plan_id, *self.columns(S, STEP_RECORD_COLUMNS)).where(
-            S.c.plan_id.in_(many)
+            self._one_of(S.c.plan_id, "b_ids")
         )
         self.select_many_edges = select(E.c.plan_id, E.c.from_step, E.c.to_step).where(
-            E.c.plan_id.in_(many)
+            self._one_of(E.c.plan_id, "b_ids")
         )
         self.select_history = (
             select(*self.columns(H)).where(H.c.plan_id == bindparam("b_id")).order_by(H.c.id)
@@ -217,10 +216,9 @@ class Statements:
             .select_from(SG.join(P, SG.c.plan_id == P.c.id))
             .where(SG.c.key == bindparam("b_key"))
         )
-        self.existing_plans = select(P.c.id).where(P.c.id.in_(bindparam("b_ids", expanding=True)))
+        self.existing_plans = select(P.c.id).where(self._one_of(P.c.id, "b_ids"))
         self.existing_steps = select(S.c.plan_id, S.c.id).where(
-            S.c.plan_id.in_(bindparam("b_plans", expanding=True)),
-            S.c.id.in_(bindparam("b_ids", expanding=True)),
+            self._one_of(S.c.plan_id, "b_plans"), self._one_of(S.c.id, "b_ids")
         )
         self.action_exists = select(A.c.id).where(
             A.c.plan_id == bindparam("b_plan"), A.c.id == bindparam("b_id")
@@ -278,7 +276,7 @@ class Statements:
         # an event for its parent) do not
         self.owned_plans = (
             select(P.c.id)
-            .where(P.c.id.in_(bindparam("b_ids", expanding=True)))
+            .where(self._one_of(P.c.id, "b_ids"))
             .where(P.c.world_id == bindparam("b_owner"))
             .with_for_update(key_share=True)
         )
@@ -289,7 +287,7 @@ class Statements:
             .with_for_update(key_share=True)
         )
         self.event_plans = select(EV.c.id, EV.c.plan_id).where(
-            EV.c.id.in_(bindparam("b_ids", expanding=True))
+            self._one_of(EV.c.id, "b_ids")
         )
         if self.sqlite:
             self.clock = select(func.strftime("%Y-%m-%d %H:%M:%f", "now"))
