@@ -9,7 +9,7 @@ dicts and row tuples the statements of :mod:`~dynaflow.persistence.sql.statement
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
@@ -79,23 +79,13 @@ EVENT_COLUMNS = ("id", "plan_id", "step_id", "kind", "payload", "created_at", "d
 
 _STEP_KINDS = {kind.value: kind for kind in StepKind}
 _STEP_STATES = {state.value: state for state in StepState}
-_ENUMS = frozenset((StepState, PlanState, PlanResult, StepKind))
 
 
 # -- values in ---------------------------------------------------------------------------------
 
 
-#: the value of each member of the states and kinds stored most often (an enum's ``.value`` is a
-#: slow attribute, and these are stored several times per step)
-_VALUES: dict[Any, Any] = {
-    member: member.value for enum in (StepState, PlanState, PlanResult, StepKind) for member in enum
-}
-
-
 def val(value: Any) -> Any:
     """An enum's value; anything else as it is."""
-    if type(value) in _ENUMS:
-        return _VALUES[value]
     return value.value if isinstance(value, Enum) else value
 
 
@@ -208,30 +198,19 @@ def output_params(plan_id: str, action_id: int, output: Any) -> dict[str, Any]:
     return {"b_plan": plan_id, "b_id": action_id, "v_output": output}
 
 
-def claim_params(claim: Claim) -> list[dict[str, Any]]:
+def claim_params(claim: Claim) -> Iterator[dict[str, Any]]:
     """The parameters of ``Statements.claim``: one set per :data:`CHUNK` of step ids."""
     wanted = list(dict.fromkeys(claim.step_ids))
-    states = claim.expect
-    expect = _EXPECTED.get(states) if isinstance(states, frozenset) else None
-    if expect is None:
-        expect = sorted(val(s) for s in states)
-        if isinstance(states, frozenset) and len(_EXPECTED) < 256:
-            _EXPECTED[states] = expect
+    expect = sorted(val(s) for s in claim.expect)
     at = time_in(claim.at)
-    return [
-        {
+    for i in range(0, len(wanted), CHUNK):
+        yield {
             "b_plan": claim.plan_id,
             "b_ids": wanted[i : i + CHUNK],
             "b_expect": expect,
             "v_at": at,
             "v_world": claim.world_id,
         }
-        for i in range(0, len(wanted), CHUNK)
-    ]
-
-
-#: the expected states of a claim, as stored (claims expect a few sets of states, over and over)
-_EXPECTED: dict[frozenset[Any], list[Any]] = {}
 
 
 # -- values out --------------------------------------------------------------------------------
