@@ -110,9 +110,7 @@ class Statements:
             )
 
         # -- updates and deletes --
-        self.release_singletons = delete(SG).where(
-            self._one_of(SG.c.plan_id, "b_ids")
-        )
+        self.release_singletons = delete(SG).where(self._one_of(SG.c.plan_id, "b_ids"))
         # a key still recorded for a stopped plan (written by something other than dynaflow)
         self.drop_stale_singleton = delete(SG).where(
             SG.c.key == bindparam("b_key"), SG.c.plan_id == bindparam("b_id")
@@ -176,9 +174,7 @@ class Statements:
         self.plan_columns = self.columns(P)
         self.select_plan = select(*self.plan_columns).where(P.c.id == bindparam("b_id"))
         self.select_by_key = select(*self.plan_columns).where(P.c.key == bindparam("b_key"))
-        self.select_plans = select(*self.plan_columns).where(
-            self._one_of(P.c.id, "b_ids")
-        )
+        self.select_plans = select(*self.plan_columns).where(self._one_of(P.c.id, "b_ids"))
         self.select_actions = (
             select(*self.columns(A, ACTION_COLUMNS[1:]))
             .where(A.c.plan_id == bindparam("b_id"))
@@ -286,9 +282,7 @@ class Statements:
             .where(P.c.world_id == bindparam("b_owner"))
             .with_for_update(key_share=True)
         )
-        self.event_plans = select(EV.c.id, EV.c.plan_id).where(
-            self._one_of(EV.c.id, "b_ids")
-        )
+        self.event_plans = select(EV.c.id, EV.c.plan_id).where(self._one_of(EV.c.id, "b_ids"))
         if self.sqlite:
             self.clock = select(func.strftime("%Y-%m-%d %H:%M:%f", "now"))
         else:
