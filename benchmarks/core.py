@@ -5,7 +5,10 @@
     python benchmarks/core.py --observability # step figures also with metrics and tracing on
 
 Prints one table. Figures from one run are comparable with each other (the raw SQLAlchemy
-limit is measured in the same run); absolute numbers depend on the machine.
+limit is measured in the same run); absolute numbers depend on the machine. Each step figure
+also gives the CPU this process spent per step (every thread; the database server's own work
+is not in it): on a shared machine it moves much less between runs than the rate, so it is the
+figure to compare two versions by.
 """
 
 from __future__ import annotations
@@ -102,6 +105,23 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, value
 
 
+class Rate(float):
+    """Steps per second, and ``cpu``: the seconds of CPU this process spent per step meanwhile
+    (every thread: the engine's own work, not the database server's). On a shared, noisy
+    machine the CPU per step moves much less from run to run than the rate does."""
+
+    cpu: float
+
+
+def rate(steps: int, fn: Callable[[], Any]) -> Rate:
+    """Time ``fn`` running ``steps`` steps."""
+    cpu = time.process_time()
+    seconds, _ = timed(fn)
+    figure = Rate(steps / seconds)
+    figure.cpu = (time.process_time() - cpu) / steps
+    return figure
+
+
 def bench_planning(url: str, actions: int) -> float:
     with World(url, executor=None, migrate=True) as world:
         world.plan(Tree, 100)  # warm up
@@ -143,19 +163,20 @@ SETUPS: dict[str, Setup] = {
 }
 
 
-def bench_one_plan(
-    url: str, cls: type[Action], n: int, workers: int, setup: Setup = plain
-) -> float:
+def bench_one_plan(url: str, cls: type[Action], n: int, workers: int, setup: Setup = plain) -> Rate:
     with World(url, workers=workers, migrate=True) as world:
         setup(world)
         world.trigger(cls, 20).wait(120)  # warm up
         plan = world.plan(cls, n)
-        seconds, done = timed(lambda: world.execute(plan.id).result(600))
-        assert (done.state, done.result) == ("stopped", "success"), (done.state, done.result)
-        return n / seconds
+
+        def run() -> None:
+            done = world.execute(plan.id).result(600)
+            assert (done.state, done.result) == ("stopped", "success"), (done.state, done.result)
+
+        return rate(n, run)
 
 
-def bench_many_plans(url: str, plans: int, size: int, workers: int, setup: Setup = plain) -> float:
+def bench_many_plans(url: str, plans: int, size: int, workers: int, setup: Setup = plain) -> Rate:
     with World(url, workers=workers, migrate=True) as world:
         setup(world)
         world.trigger(Wide, size).wait(60)
@@ -166,8 +187,7 @@ def bench_many_plans(url: str, plans: int, size: int, workers: int, setup: Setup
             for future in futures:
                 assert future.result(600).result == "success"
 
-        seconds, _ = timed(run)
-        return plans * size / seconds
+        return rate(plans * size, run)
 
 
 def bench_raw(url: str, n: int, batch: int = 100) -> float:
@@ -231,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    rows: list[tuple[str, str, str, str]] = []
+    rows: list[tuple[str, str, str, str, str]] = []
     tmp = tempfile.mkdtemp(prefix="dynaflow-bench-")
     try:
         for backend in args.backends.split(","):
@@ -244,10 +264,10 @@ def main(argv: list[str] | None = None) -> int:
             raw_single = median(lambda make: bench_raw(make(tmp, "raw1"), args.steps, batch=1))
             planning = median(lambda make: bench_planning(make(tmp, "plan"), args.plan_actions))
             rows.append(
-                (backend, f"planning {args.plan_actions:,} actions", f"{planning:.2f} s", "")
+                (backend, f"planning {args.plan_actions:,} actions", f"{planning:.2f} s", "", "")
             )
             setups = SETUPS if args.observability else {"": plain}
-            measures: list[tuple[str, Callable[[Setup], float]]] = [
+            measures: list[tuple[str, Callable[[Setup], Rate]]] = [
                 (
                     f"1 plan, {args.steps:,} concurrent steps",
                     lambda setup: bench_one_plan(
@@ -281,18 +301,20 @@ def main(argv: list[str] | None = None) -> int:
             ]
             for label, measure in measures:
                 # the variants take turns, so that a slow moment of the machine hits them alike
-                figures: dict[str, list[float]] = {suffix: [] for suffix in setups}
+                figures: dict[str, list[Rate]] = {suffix: [] for suffix in setups}
                 for _ in range(args.repeat):
                     for suffix, setup in setups.items():
                         figures[suffix].append(measure(setup))
                 for suffix in setups:
                     figure = statistics.median(figures[suffix])
+                    cpu = statistics.median(f.cpu for f in figures[suffix])
                     rows.append(
                         (
                             backend,
                             f"{label}, {suffix}" if suffix else label,
                             f"{figure:,.0f} steps/s",
                             f"{figure / raw:.2f}",
+                            f"{cpu * 1e6:,.0f} us",
                         )
                     )
             rows += [
@@ -301,18 +323,20 @@ def main(argv: list[str] | None = None) -> int:
                     "raw SQLAlchemy Core (2 batched updates/step)",
                     f"{raw:,.0f} steps/s",
                     "1.00",
+                    "",
                 ),
                 (
                     backend,
                     "raw SQLAlchemy Core, unbatched (1 transaction per state change)",
                     f"{raw_single:,.0f} steps/s",
                     f"{raw_single / raw:.2f}",
+                    "",
                 ),
             ]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print_table(("backend", "measure", "figure", "x raw"), rows)
+    print_table(("backend", "measure", "figure", "x raw", "CPU/step (this process)"), rows)
     return 0
 
 

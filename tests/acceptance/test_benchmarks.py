@@ -71,3 +71,34 @@ def test_console_graph_benchmark_prints_its_table() -> None:
         (storage, shape) for storage in ("memory", "sqlite") for shape in ("wide", "deep", "mixed")
     }
     assert all(row[2] == "20" for row in rows)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_core_benchmark_prints_rates_and_cpu_per_step() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "core.py"), "--backends", "sqlite"]
+        + ["--steps", "40", "--plan-actions", "200", "--plans", "8"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == [
+        "backend",
+        "measure",
+        "figure",
+        "x",
+        "raw",
+        "CPU/step",
+        "(this",
+        "process)",
+    ]
+    steps = [line for line in lines[2:] if "steps/s" in line and "raw SQLAlchemy" not in line]
+    assert len(steps) == 3, result.stdout
+    # each step figure has its CPU per step, a positive number of microseconds
+    assert all(
+        line.split()[-1] == "us" and int(line.split()[-2].replace(",", "")) > 0 for line in steps
+    )
