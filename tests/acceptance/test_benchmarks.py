@@ -15,6 +15,20 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def run_benchmark(script: str, *args: str, timeout: float) -> list[str]:
+    """``benchmarks/<script> args`` as a user runs it: its output lines (it must exit 0)."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.stdout.splitlines()
+
+
 @pytest.fixture
 def bench_schema_url(pg_admin: Any) -> Iterator[str]:
     """The test server's URL with a schema of this test (the benchmark drops and recreates
@@ -32,39 +46,23 @@ def bench_schema_url(pg_admin: Any) -> Iterator[str]:
 @pytest.mark.postgres
 @pytest.mark.timeout(900)
 def test_cluster_benchmark_quick_run_prints_its_table(bench_schema_url: str) -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "cluster.py"), "--quick"]
-        + ["--url", bench_schema_url, "--timeout", "120"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=840,
+    lines = run_benchmark(
+        "cluster.py", "--quick", "--url", bench_schema_url, "--timeout", "120", timeout=840
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    lines = result.stdout.splitlines()
+    output = "\n".join(lines)
     header = next(i for i, line in enumerate(lines) if line.startswith("scenario"))
     assert lines[header].split() == ["scenario", "figure", "target", "met"]
     assert set(lines[header + 1]) <= {"-", " "}
     table = lines[header + 2 :]
     for scenario in ("wide:", "many:", "events:", "handoff:", "sqlite:"):
-        assert any(line.startswith(scenario) for line in table), (scenario, result.stdout)
-    assert "FAILED" not in result.stdout
-    assert "Traceback" not in result.stderr, result.stderr
+        assert any(line.startswith(scenario) for line in table), (scenario, output)
+    assert "FAILED" not in output
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_console_graph_benchmark_prints_its_table() -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "console_graph.py")]
-        + ["--sizes", "20", "--repeat", "1"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    lines = result.stdout.splitlines()
+    lines = run_benchmark("console_graph.py", "--sizes", "20", "--repeat", "1", timeout=240)
     assert lines[0].split()[:3] == ["storage", "shape", "steps"]
     rows = [line.split() for line in lines[2:]]
     assert {(row[0], row[1]) for row in rows} == {
@@ -76,16 +74,11 @@ def test_console_graph_benchmark_prints_its_table() -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_core_benchmark_prints_rates_and_cpu_per_step() -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "core.py"), "--backends", "sqlite"]
-        + ["--steps", "40", "--plan-actions", "200", "--plans", "8"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    lines = run_benchmark(
+        "core.py",
+        *("--backends", "sqlite", "--steps", "40", "--plan-actions", "200", "--plans", "8"),
         timeout=240,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    lines = result.stdout.splitlines()
     assert lines[0].split() == [
         "backend",
         "measure",
@@ -97,7 +90,7 @@ def test_core_benchmark_prints_rates_and_cpu_per_step() -> None:
         "process)",
     ]
     steps = [line for line in lines[2:] if "steps/s" in line and "raw SQLAlchemy" not in line]
-    assert len(steps) == 3, result.stdout
+    assert len(steps) == 3, lines
     # each step figure has its CPU per step, a positive number of microseconds
     assert all(
         line.split()[-1] == "us" and int(line.split()[-2].replace(",", "")) > 0 for line in steps
