@@ -16,7 +16,7 @@ import pytest
 from dynaflow import World
 
 from .actions import Shape, Value
-from .harness import WAIT, Database, dynaflow, environment, one_line_error, wait_until
+from .harness import WAIT, Database, dynaflow, environment, one_line_error, stop, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -53,13 +53,7 @@ def worker_with_metrics(url: str, tmp_path: Path) -> Iterator[tuple[subprocess.P
     try:
         yield process, port
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(WAIT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(WAIT)
+        stop(process)
 
 
 def test_a_worker_serves_the_metrics_of_the_plans_it_runs(

@@ -353,13 +353,10 @@ class Statements:
         key = ("plans", names, expect, owned)
         stmt = self._row_updates.get(key)
         if stmt is None:
-            owner = (("b_owner", P.c.world_id),) if owned else ()
-            w = unnested(("b_id", P.c.id), *owner, *(("v_" + name, P.c[name]) for name in names))
-            stmt = update(P).where(P.c.id == w.c.b_id)
-            if expect is not None:
-                stmt = stmt.where(or_(*(P.c.state == state for state in expect)))
-            if owned:
-                stmt = stmt.where(P.c.world_id.is_not_distinct_from(w.c.b_owner))
+            owners = (("b_owner", P.c.world_id),) if owned else ()
+            w = unnested(("b_id", P.c.id), *owners, *(("v_" + name, P.c[name]) for name in names))
+            owner = w.c.b_owner if owned else False
+            stmt = _plan_guards(update(P).where(P.c.id == w.c.b_id), expect, owner)
             stmt = self._row_updates[key] = stmt.values({n: w.c["v_" + n] for n in names})
         return stmt
 
@@ -385,11 +382,8 @@ class Statements:
         key = (names, expect, owned)
         stmt = self._plan_updates_many.get(key)
         if stmt is None:
-            stmt = update(P).where(P.c.id == bindparam("b_id"))
-            if expect is not None:
-                stmt = stmt.where(or_(*(P.c.state == state for state in expect)))
-            if owned:
-                stmt = stmt.where(P.c.world_id.is_not_distinct_from(bind(P.c.world_id, "b_owner")))
+            owner = bind(P.c.world_id, "b_owner") if owned else False
+            stmt = _plan_guards(update(P).where(P.c.id == bindparam("b_id")), expect, owner)
             stmt = stmt.values({name: bind(P.c[name], "v_" + name) for name in names})
             self._plan_updates_many[key] = stmt
         return stmt
@@ -464,3 +458,13 @@ def _plan_where(where: PlanFilter) -> list[ColumnElement[bool]]:
     if where.parent is not None:
         clauses.append(P.c.parent_id == where.parent)
     return clauses
+
+
+def _plan_guards(stmt: Update, expect: tuple[str, ...] | None, owner: Any) -> Update:
+    """``stmt`` (an update of plans) only for plans in a state of ``expect`` (written into the
+    statement), and owned by ``owner`` (NULL-safe; ``False``: any owner)."""
+    if expect is not None:
+        stmt = stmt.where(or_(*(P.c.state == state for state in expect)))
+    if owner is not False:
+        stmt = stmt.where(P.c.world_id.is_not_distinct_from(owner))
+    return stmt
