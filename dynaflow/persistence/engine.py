@@ -108,6 +108,66 @@ def connect(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
+class Connections:
+    """Connections of one engine, kept between transactions: up to ``keep`` idle ones.
+
+    Checking a connection out of SQLAlchemy's pool and back in costs about three times what a
+    short SQLite transaction itself does, and the executor commits one for every step of a
+    sequence. A connection that was lost (invalidated) is closed, and the idle ones with it:
+    when the database went away they went with it. Thread-safe: each connection is used by one
+    thread at a time."""
+
+    def __init__(self, engine: Engine, keep: int = 2) -> None:
+        self._engine = engine
+        self._keep = keep
+        self._idle: list[Connection] = []
+        self._closed = False
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A connection; an unreachable database raises
+        :class:`~dynaflow.exceptions.DatabaseUnavailable`."""
+        try:
+            conn = self._idle.pop()
+        except IndexError:
+            with translated(self._engine.url, connecting=True):
+                conn = self._engine.connect()
+        try:
+            yield conn
+        finally:
+            self._put_back(conn)
+
+    def _put_back(self, conn: Connection) -> None:
+        keep = len(self._idle) < self._keep
+        keep = keep and not (self._closed or conn.closed or conn.invalidated)
+        if keep and conn.in_transaction():
+            try:
+                conn.rollback()  # a read's transaction: what the pool does on check-in
+            except Exception:  # the connection is closed below
+                keep = False
+        if conn.invalidated:  # lost: the idle ones most likely went with it
+            self.close_idle()
+            keep = False
+        if keep:
+            self._idle.append(conn)
+        else:
+            conn.close()
+
+    def close_idle(self) -> None:
+        """Close the idle connections (back into the engine's pool)."""
+        while True:
+            try:
+                conn = self._idle.pop()
+            except IndexError:
+                return
+            conn.close()
+
+    def close(self) -> None:
+        """Close the idle connections; those in use close when they are done."""
+        self._closed = True
+        self.close_idle()
+
+
 def _setup_sqlite(engine: Engine, *, wal: bool, timeout: float) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -127,8 +187,11 @@ def _setup_sqlite(engine: Engine, *, wal: bool, timeout: float) -> None:
     def _on_begin(conn: Connection) -> None:
         # a write transaction takes the write lock up front: upgrading a read lock later can
         # fail at once with "database is locked", waiting for it at BEGIN cannot
+        # on the driver's connection: SQLAlchemy's statement machinery costs more than BEGIN
         reader = conn.get_execution_options().get(READER)
-        conn.exec_driver_sql("BEGIN" if reader else "BEGIN IMMEDIATE")
+        conn.connection.dbapi_connection.execute(  # type: ignore[union-attr]
+            "BEGIN" if reader else "BEGIN IMMEDIATE"
+        )
 
 
 def _enable_wal(cursor: sqlite3.Cursor, timeout: float) -> None:

@@ -23,7 +23,13 @@ from sqlalchemy import URL, Connection, Engine, make_url
 from dynaflow.exceptions import ConfigurationError, ConnectionLost, UnknownPlan, UnknownStep
 from dynaflow.persistence import migrate as migrations
 from dynaflow.persistence.base import Storage
-from dynaflow.persistence.engine import READER, check_shared, connect, is_memory, make_engine
+from dynaflow.persistence.engine import (
+    READER,
+    Connections,
+    check_shared,
+    is_memory,
+    make_engine,
+)
 from dynaflow.persistence.errors import translated
 from dynaflow.persistence.sql.codec import CHUNK, Decoder
 from dynaflow.persistence.sql.statements import Statements
@@ -58,10 +64,13 @@ class SQLTransactions(Storage):
         memory = self._sqlite and is_memory(self._engine.url)
         self._serial: AbstractContextManager[Any] = threading.RLock() if memory else nullcontext()
         if self._sqlite:
-            self._reader = self._snapshot = self._engine.execution_options(**{READER: True})
+            reader = snapshot = self._engine.execution_options(**{READER: True})
         else:
-            self._reader = self._engine.execution_options(isolation_level="AUTOCOMMIT")
-            self._snapshot = self._engine.execution_options(isolation_level="REPEATABLE READ")
+            reader = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+            snapshot = self._engine.execution_options(isolation_level="REPEATABLE READ")
+        self._writers = Connections(self._engine)
+        self._reader = Connections(reader)
+        self._snapshot = self._reader if snapshot is reader else Connections(snapshot)
         try:
             migrations.ensure_schema(
                 self._engine, migrate=self._sqlite if migrate is None else migrate
@@ -74,6 +83,8 @@ class SQLTransactions(Storage):
         self._decode = Decoder(json_as_text=self._sqlite)
 
     def close(self) -> None:
+        for connections in (self._writers, self._reader, self._snapshot):
+            connections.close()
         if self._owns_engine:
             self._engine.dispose()
 
@@ -109,7 +120,7 @@ class SQLTransactions(Storage):
         if outer is not None:  # nested: join
             yield outer
             return
-        with self._serial, self._translated, connect(self._engine) as conn:
+        with self._serial, self._translated, self._writers.connect() as conn:
             self._local.conn = conn
             try:
                 with conn.begin():
@@ -139,8 +150,8 @@ class SQLTransactions(Storage):
         if ambient is not None:
             yield ambient
             return
-        engine = self._snapshot if snapshot else self._reader
-        with self._serial, self._translated, connect(engine) as conn:
+        connections = self._snapshot if snapshot else self._reader
+        with self._serial, self._translated, connections.connect() as conn:
             yield conn
 
     def _missing_plans(self, conn: Connection, plan_ids: Sequence[str]) -> list[str]:
