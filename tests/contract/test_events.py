@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from dynaflow.exceptions import CorruptRecord, UnknownPlan, UnknownStep
-from dynaflow.persistence import Batch, HistoryRow, PlanUpdate, StepUpdate, Storage
+from dynaflow.persistence import Batch, Claim, HistoryRow, PlanUpdate, StepUpdate, Storage
 from dynaflow.persistence.base import EventRow
 from dynaflow.persistence.sql import SQLStorage
 from dynaflow.states import PlanState, StepState
@@ -433,6 +433,40 @@ def test_a_batch_updates_a_plan_only_for_its_owner(storage: Storage) -> None:
     result = storage.write(Batch(plans=[PlanUpdate("p", running, stop, owner="w-1")]))
     assert result.plan_conflicts == []
     assert storage.get_plan_record("p").state == PlanState.STOPPED
+
+
+def test_a_batch_leaves_out_the_plans_its_world_no_longer_owns(storage: Storage) -> None:
+    """Fencing: the batch of world w-1 writes to p (still its) and q (taken over by w-2): q's
+    step update, claim, plan update and history do not land, p's do, and ``fenced`` names q."""
+    add_plan(storage, "p", world="w-1")
+    add_plan(storage, "q", world="w-2")
+    pending = frozenset({StepState.PENDING})
+    batch = Batch(owner="w-1")
+    for plan_id in ("p", "q"):
+        batch.steps.append(StepUpdate(plan_id, 1, StepState.PENDING, StepState.SKIPPED))
+        batch.claims.append(Claim(plan_id, [2], pending, "w-1", T0))
+        batch.history.append(HistoryRow(plan_id, T0, "noted", None, "w-1"))
+    batch.plans.append(PlanUpdate("q", None, {"label": "stale"}))
+
+    result = storage.write(batch)
+
+    assert result.fenced == {"q"}
+    assert result.claimed == {("p", 2)}
+    states = {
+        (plan_id, step.id): step.state
+        for plan_id in ("p", "q")
+        for step in storage.load_plan(plan_id).steps
+        if step.id in (1, 2)
+    }
+    assert states == {
+        ("p", 1): StepState.SKIPPED,
+        ("p", 2): StepState.RUNNING,
+        ("q", 1): StepState.PENDING,
+        ("q", 2): StepState.PENDING,
+    }
+    assert storage.get_plan_record("q").label == "demo"
+    assert [h.event for h in storage.load_plan("q").history] == ["planned"]
+    assert [h.event for h in storage.load_plan("p").history][1:] == ["noted", "step running"]
 
 
 # -- SQL only ----------------------------------------------------------------------------------

@@ -241,21 +241,27 @@ def test_both_write_paths_store_the_same_rows(
 ) -> None:
     fast_url, exact_url = twin_urls
     taken: list[str] = []
-    driver_write = DriverBatchWriter.write
 
-    def spy(self: DriverBatchWriter, *args: Any) -> BatchResult:
-        try:
-            result = driver_write(self, *args)
-        except SlowPath:
-            taken.append("fell back")
-            raise
-        except Exception as exc:
-            taken.append(type(exc).__name__)
-            raise
-        taken.append("fast")
-        return result
+    def spy(name: str) -> Any:
+        driver_write = getattr(DriverBatchWriter, name)
 
-    monkeypatch.setattr(DriverBatchWriter, "write", spy)
+        def write(self: DriverBatchWriter, *args: Any) -> BatchResult:
+            try:
+                result = driver_write(self, *args)
+            except SlowPath:
+                taken.append("fell back")
+                raise
+            except Exception as exc:
+                taken.append(type(exc).__name__)
+                raise
+            taken.append("fast")
+            return result
+
+        return write
+
+    # write: on SQLite, and on PostgreSQL for batches a pipeline cannot take
+    for name in ("write", "write_pipelined"):
+        monkeypatch.setattr(DriverBatchWriter, name, spy(name))
     fast, exact = SQLStorage(fast_url, migrate=True), SQLStorage(exact_url, migrate=True)
     try:
 

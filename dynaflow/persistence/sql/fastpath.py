@@ -4,6 +4,7 @@ path of :meth:`SQLStorage.write <dynaflow.persistence.sql.SQLStorage.write>`."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection
@@ -20,13 +21,23 @@ from dynaflow.persistence.base import (
     Storage,
 )
 from dynaflow.persistence.sql import codec
-from dynaflow.persistence.sql.driver import DriverStatement
+from dynaflow.persistence.sql.codec import CHUNK
+from dynaflow.persistence.sql.driver import BulkInsert, DriverStatement
 from dynaflow.persistence.sql.statements import Statements
 from dynaflow.states import PlanState
 
 
 class SlowPath(Exception):
     """A compare-and-set in the fast path missed: redo the batch on the exact path."""
+
+
+@dataclass
+class PlanGroups:
+    """A batch's plan updates for the fast path: the rows of each statement shape (names,
+    expected states, owner compared), and the plans they stop."""
+
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = field(default_factory=dict)
+    stopped: list[str] = field(default_factory=list)
 
 
 class DriverBatchWriter:
@@ -48,33 +59,129 @@ class DriverBatchWriter:
         self._driver: dict[int, DriverStatement] = {}
 
     def write(self, conn: Connection, batch: Batch, storage: Storage) -> BatchResult:
-        """Write ``batch`` in ``conn``'s transaction; plan updates and events go through
-        ``storage`` (the exact path, in the same transaction)."""
+        """Write ``batch`` (fenced already) in ``conn``'s transaction; plan updates that must
+        go one by one, and events, go through ``storage`` (the exact path, in the same
+        transaction)."""
         result = BatchResult()
-        cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        if batch.plans and not self._plans(conn, cursor, batch.plans):
+        dbapi: Any = conn.connection.dbapi_connection
+        plans = self.plan_groups(batch.plans)
+        if plans is None:
+            plans = PlanGroups()
             for change in batch.plans:  # in order, one by one
                 if not storage.update_plan(
                     change.plan_id, change.fields, change.expect, change.owner
                 ):
                     result.plan_conflicts.append(change)
+        claims = self._send(dbapi, batch, plans, storage, result, None)
+        history = self._history(batch, claims, result)
+        if history:
+            self._sql.insert_history(conn, history)
+        self._finish(batch, storage, result, claims)
+        return result
+
+    def pipelines(self, batch: Batch) -> PlanGroups | None:
+        """The plan updates of ``batch`` grouped for :meth:`write_pipelined`, or ``None`` when
+        it cannot take the batch: on SQLite (no pipelines), and when something must be read
+        before the claims are in (plans changed twice, the room of a limited queue, the
+        plans of events to drop) or the plans to fence take more than one statement."""
+        if self._sql.sqlite or batch.drop_events or len(batch.plans) > CHUNK:
+            return None
+        if any(claim.queue is not None for claim in batch.claims):
+            return None
+        if len(batch.plan_ids()) > CHUNK:
+            return None
+        return self.plan_groups(batch.plans)
+
+    def write_pipelined(
+        self, conn: Connection, batch: Batch, storage: Storage, plans: PlanGroups
+    ) -> BatchResult:
+        """PostgreSQL: the fencing check and the writes up to the claims sent as one pipeline
+        (one round trip where they took one each), the history rows in a second. The check
+        goes first, so the plans stay locked against a takeover as with :meth:`Storage.fence`;
+        a plan the batch's ``owner`` no longer owns, like any compare-and-set that missed,
+        raises :class:`SlowPath` (the exact path then fences the batch)."""
+        result = BatchResult()
+        dbapi: Any = conn.connection.dbapi_connection
+        wanted = sorted(batch.plan_ids() - batch.unowned) if batch.owner is not None else []
+        checks: list[tuple[Any, int]] = []
+        with dbapi.pipeline():
+            owned = dbapi.cursor()
+            if wanted:
+                owned.execute(*self._owned(wanted, batch.owner))
+            claims = self._send(dbapi, batch, plans, storage, result, checks)
+            history = self._history(batch, claims, result)
+            if history and len(history) < BulkInsert.COPY_FROM:  # no COPY in a pipeline
+                self._sql.insert_history(conn, history)
+                history = []
+        if wanted and len(owned.fetchall()) != len(wanted):
+            raise SlowPath  # taken over: the exact path fences the batch
+        if any(cursor.rowcount != expected for cursor, expected in checks):
+            raise SlowPath
+        if history:
+            self._sql.insert_history(conn, history)
+        self._finish(batch, storage, result, claims)
+        return result
+
+    def _owned(self, plan_ids: list[str], owner: str | None) -> tuple[str, Any]:
+        if len(plan_ids) == 1:
+            return self._compiled(self._sql.owned_plan).prepare(
+                {"b_id": plan_ids[0], "b_owner": owner}
+            )
+        return self._compiled(self._sql.owned_plans).prepare({"b_ids": plan_ids, "b_owner": owner})
+
+    def _send(
+        self,
+        dbapi: Any,
+        batch: Batch,
+        plans: PlanGroups,
+        storage: Storage,
+        result: BatchResult,
+        checks: list[tuple[Any, int]] | None,
+    ) -> list[tuple[Claim, set[int]]]:
+        """Send the plans', steps' and outputs' updates and the claims; the claims' results."""
+        for (names, expect, owned), rows in plans.groups.items():
+            self._update(
+                dbapi,
+                self._sql.plan_update_many(names, expect, owned),
+                rows,
+                self._sql.plan_update_rows(names, expect, owned),
+                checks,
+            )
+        if plans.stopped:  # the singletons the stopped plans held
+            released = self._compiled(self._sql.release_singletons)
+            dbapi.cursor().execute(*released.prepare({"b_ids": plans.stopped}))
         if batch.steps:
-            self._steps(cursor, batch.steps)
+            self._steps(dbapi, batch.steps, checks)
         if batch.outputs:
             rows = [codec.output_params(*output) for output in batch.outputs]
-            self._update(cursor, self._sql.save_output, rows, self._sql.save_output_rows)
+            self._update(dbapi, self._sql.save_output, rows, self._sql.save_output_rows, checks)
+        return self._claims(dbapi.cursor(), batch.claims, storage, result)
+
+    @staticmethod
+    def _history(
+        batch: Batch, claims: list[tuple[Claim, set[int]]], result: BatchResult
+    ) -> list[tuple[Any, ...]]:
+        """The history rows to insert: the batch's, and one per step claimed."""
         history = list(batch.history)
-        for claim, claimed in self._claims(cursor, batch.claims, storage, result):
-            if not claimed:  # as claim_steps: a claim of a missing plan raises UnknownPlan
-                storage.get_plan_record(claim.plan_id)
+        for claim, claimed in claims:
             for step_id in dict.fromkeys(claim.step_ids):
                 if step_id in claimed:
                     result.claimed.add((claim.plan_id, step_id))
                     history.append(
                         HistoryRow(claim.plan_id, claim.at, claim.event, step_id, claim.world_id)
                     )
-        if history:
-            self._sql.insert_history(conn, [codec.history_row(h) for h in history])
+        return [codec.history_row(h) for h in history]
+
+    @staticmethod
+    def _finish(
+        batch: Batch,
+        storage: Storage,
+        result: BatchResult,
+        claims: list[tuple[Claim, set[int]]],
+    ) -> None:
+        for claim, claimed in claims:
+            if not claimed:  # as claim_steps: a claim of a missing plan raises UnknownPlan
+                storage.get_plan_record(claim.plan_id)
         if batch.events:
             storage.add_events(batch.events)
         if batch.drop_events:
@@ -83,7 +190,6 @@ class DriverBatchWriter:
             storage.add_offers(batch.offers, result.claimed)
         if batch.requests:
             storage.add_requests([row for _, row in batch.requests])
-        return result
 
     def _claims(
         self, cursor: Any, claims: Sequence[Claim], storage: Storage, result: BatchResult
@@ -153,16 +259,16 @@ class DriverBatchWriter:
             claimed.update(row[0] for row in cursor.execute(sql, values).fetchall())
         return claimed
 
-    def _plans(self, conn: Connection, cursor: Any, updates: Sequence[PlanUpdate]) -> bool:
-        """The plans' compare-and-sets, one executemany per shape; the singletons the stopped
-        ones held are released in one statement. ``False`` (nothing written) when they must go
-        one by one: a plan changed twice, or only compared."""
-        groups: dict[Any, list[dict[str, Any]]] = {}
+    @staticmethod
+    def plan_groups(updates: Sequence[PlanUpdate]) -> PlanGroups | None:
+        """The plans' compare-and-sets, grouped by shape (one executemany each), and the plans
+        they stop; ``None`` when they must go one by one: a plan changed twice, or only
+        compared."""
+        plans = PlanGroups()
         seen: set[str] = set()
-        stopped: list[str] = []
         for u in updates:
             if u.plan_id in seen or not u.fields:
-                return False
+                return None
             if not u.fields.keys() <= PLAN_FIELDS:
                 raise SlowPath  # the exact path says which field is unknown
             seen.add(u.plan_id)
@@ -171,21 +277,14 @@ class DriverBatchWriter:
             params: dict[str, Any] = {"b_id": u.plan_id, **codec.field_params(u.fields)}
             if u.owner is not ...:
                 params["b_owner"] = u.owner
-            groups.setdefault(key, []).append(params)
+            plans.groups.setdefault(key, []).append(params)
             if u.fields.get("state") == PlanState.STOPPED:
-                stopped.append(u.plan_id)
-        for (names, expect, owned), rows in groups.items():
-            self._update(
-                cursor,
-                self._sql.plan_update_many(names, expect, owned),
-                rows,
-                self._sql.plan_update_rows(names, expect, owned),
-            )
-        if stopped:
-            conn.execute(self._sql.release_singletons, {"b_ids": stopped})
-        return True
+                plans.stopped.append(u.plan_id)
+        return plans
 
-    def _steps(self, cursor: Any, updates: Sequence[StepUpdate]) -> None:
+    def _steps(
+        self, dbapi: Any, updates: Sequence[StepUpdate], checks: list[tuple[Any, int]] | None
+    ) -> None:
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         seen: set[tuple[str, int]] = set()
         for u in updates:
@@ -196,22 +295,35 @@ class DriverBatchWriter:
             groups.setdefault(tuple(sorted(u.fields)), []).append(codec.step_update_params(u))
         for names, rows in groups.items():
             self._update(
-                cursor, self._sql.step_update(names), rows, self._sql.step_update_rows(names)
+                dbapi,
+                self._sql.step_update(names),
+                rows,
+                self._sql.step_update_rows(names),
+                checks,
             )
 
     def _update(
-        self, cursor: Any, statement: Any, rows: list[dict[str, Any]], by_rows: Any
+        self,
+        dbapi: Any,
+        statement: Any,
+        rows: list[dict[str, Any]],
+        by_rows: Any,
+        checks: list[tuple[Any, int]] | None,
     ) -> None:
         """A compare-and-set ``statement`` for each of ``rows``; :class:`SlowPath` if a row
-        missed. On PostgreSQL several rows go as one statement, ``by_rows`` (its form with a
-        parameter array per column): one statement per row costs the server and psycopg
-        several times what the update itself does, even pipelined."""
+        missed (in a pipeline: added to ``checks``, to look at once the results are in). On
+        PostgreSQL several rows go as one statement, ``by_rows`` (its form with a parameter
+        array per column): one statement per row costs the server and psycopg several times
+        what the update itself does, even pipelined."""
+        cursor = dbapi.cursor()
         if len(rows) > 1 and not self._sql.sqlite:
             columns = {name: [row[name] for row in rows] for name in rows[0]}
             cursor.execute(*self._compiled(by_rows).prepare(columns))
         else:
             cursor.executemany(*self._compiled(statement).prepare_many(rows))
-        if cursor.rowcount != len(rows):
+        if checks is not None:
+            checks.append((cursor, len(rows)))
+        elif cursor.rowcount != len(rows):
             raise SlowPath
 
     def _compiled(self, statement: Any) -> DriverStatement:

@@ -44,8 +44,9 @@ class SQLStorage(
 
     def write(self, batch: Batch) -> BatchResult:
         """The group commit: outside an ambient transaction, straight on the driver's cursor
-        (:mod:`~dynaflow.persistence.sql.fastpath`); else the exact path of the base class.
-        On PostgreSQL the worlds waiting for what it changes are notified."""
+        (:mod:`~dynaflow.persistence.sql.fastpath`; on PostgreSQL in a pipeline with the
+        fencing check when the batch allows); else the exact path of the base class. On
+        PostgreSQL the worlds waiting for what it changes are notified."""
         if self.current_connection() is not None:
             if len(batch.plans) >= FAST_IN_SAVEPOINT:
                 try:  # many plans at once (claimed together): worth the savepoint's round trips
@@ -56,7 +57,12 @@ class SQLStorage(
             return self._write_exact(batch)
         try:
             with self.transaction() as conn:
-                return self._write_fast(conn, batch)
+                plans = self._fast.pipelines(batch)
+                if plans is None:
+                    return self._write_fast(conn, batch)
+                result = self._fast.write_pipelined(conn, batch, self, plans)
+                self._announce(batch, result)
+                return result
         except (SlowPath, *INTEGRITY_ERRORS):
             # a missed compare-and-set or a missing plan: the exact path says which
             with self.transaction():
