@@ -236,9 +236,13 @@ def dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
         engine.dispose()
 
 
+@pytest.mark.parametrize("arrays_from", [DriverBatchWriter.ARRAYS_FROM, 2], ids=["rows", "arrays"])
 def test_both_write_paths_store_the_same_rows(
-    twin_urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+    twin_urls: tuple[str, str], monkeypatch: pytest.MonkeyPatch, arrays_from: int
 ) -> None:
+    """(``arrays``: PostgreSQL gets the updates of two rows and more as one statement with a
+    parameter array per column, as it does from ``ARRAYS_FROM`` rows on.)"""
+    monkeypatch.setattr(DriverBatchWriter, "ARRAYS_FROM", arrays_from)
     fast_url, exact_url = twin_urls
     taken: list[str] = []
 

@@ -53,6 +53,9 @@ class DriverBatchWriter:
     executemany as one pipeline, so a batch costs a few round trips.
     """
 
+    #: rows of one update shape from which PostgreSQL gets one statement with arrays
+    ARRAYS_FROM = 100
+
     def __init__(self, statements: Statements, dialect: Any) -> None:
         self._sql = statements
         self._dialect = dialect
@@ -312,11 +315,11 @@ class DriverBatchWriter:
     ) -> None:
         """A compare-and-set ``statement`` for each of ``rows``; :class:`SlowPath` if a row
         missed (in a pipeline: added to ``checks``, to look at once the results are in). On
-        PostgreSQL several rows go as one statement, ``by_rows`` (its form with a parameter
-        array per column): one statement per row costs the server and psycopg several times
-        what the update itself does, even pipelined."""
+        PostgreSQL, from :attr:`ARRAYS_FROM` rows on they go as one statement, ``by_rows`` (its
+        form with a parameter array per column); fewer go as an executemany, which psycopg
+        pipelines and which costs less than building the arrays."""
         cursor = dbapi.cursor()
-        if len(rows) > 1 and not self._sql.sqlite:
+        if len(rows) >= self.ARRAYS_FROM and not self._sql.sqlite:
             columns = {name: [row[name] for row in rows] for name in rows[0]}
             cursor.execute(*self._compiled(by_rows).prepare(columns))
         else:
