@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from dynaflow import exceptions
-from dynaflow.exceptions import DynaflowError
+from dynaflow.exceptions import DynaflowError, UnknownPlan
 from dynaflow.executor import PlanFuture
-from dynaflow.persistence.base import ENDED_STATES, Storage
+from dynaflow.persistence.base import ENDED_STATES, PlanRecord, RequestRow, Storage
 
 log = logging.getLogger("dynaflow.world")
 
@@ -55,6 +55,8 @@ class Follower:
         #: what notifications named since the last look (plan ids, request ids as "a <id>");
         #: ``None``: look at everything (a new follower, a poll, a lost notification)
         self._named: set[str] | None = None
+        #: followed since the last look (by id): looked at once whatever the notifications
+        self._fresh: set[int] = set()
         self._thread: threading.Thread | None = None
         self._closed = False
 
@@ -69,9 +71,10 @@ class Follower:
         """Resolve ``future`` when the request is answered (with its error, if it failed) and
         then the plan's execution has ended (stopped, or paused). ``uncommitted``: the plan
         and the request may not be visible yet (an application's transaction holds them)."""
+        item = _Followed(future, request, kind, uncommitted)
         with self._lock:
-            self._followed.append(_Followed(future, request, kind, uncommitted))
-            self._named = None
+            self._followed.append(item)
+            self._fresh.add(id(item))  # looked at on the next wake (not everything else)
             if self._thread is None and not self._closed:
                 self._thread = threading.Thread(
                     target=self._loop, name="dynaflow-follower", daemon=True
@@ -114,6 +117,7 @@ class Follower:
                 return
             with self._lock:
                 named, self._named = self._named, set()
+                fresh, self._fresh = self._fresh, set()
                 if time.monotonic() >= next_scan:
                     named = None  # the poll, however busy: look at everything
                 if named is None:
@@ -122,6 +126,7 @@ class Follower:
                     f
                     for f in self._followed
                     if named is None
+                    or id(f) in fresh
                     or f.future.plan_id in named
                     or (f.request is not None and f"a {f.request}" in named)
                 ]
@@ -132,33 +137,58 @@ class Follower:
                         self._thread = None
                         return
                 continue
-            done = set()
-            for item in followed:
-                try:
-                    if self._look(item):
-                        done.add(id(item))
-                except DynaflowError as exc:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
-                    done.add(id(item))
-                except Exception:  # keep following; the next look may work
-                    log.exception("following plan %s failed", item.future.plan_id)
+            try:
+                done = self._look(followed)
+            except Exception:  # keep following; the next look may work
+                log.exception("following plans failed (%d followed)", len(followed))
+                continue
             with self._lock:
                 self._followed = [f for f in self._followed if id(f) not in done]
 
-    def _look(self, item: _Followed) -> bool:
-        """Whether ``item`` is settled now (its future resolved)."""
+    def _look(self, items: list[_Followed]) -> set[int]:
+        """The ids of ``items`` settled now (their futures resolved). Two reads for them all,
+        however many: the requests first, then the plans (so a plan is read after its request's
+        answer was seen)."""
+        done = {id(item) for item in items if item.future.done()}
+        live = [item for item in items if id(item) not in done]
+        if not live:
+            return done
+        wanted = [item.request for item in live if item.request is not None]
+        requests = self.storage.get_requests(wanted) if wanted else {}
+        found = self.storage.plan_records(list({item.future.plan_id for item in live}))
+        records = {record.id: record for record in found}
+        answered: list[int] = []
+        for item in live:
+            try:
+                if self._settle(item, records.get(item.future.plan_id), requests, answered):
+                    done.add(id(item))
+            except DynaflowError as exc:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+                done.add(id(item))
+        if answered:
+            self.storage.delete_requests(answered)
+        return done
+
+    @staticmethod
+    def _settle(
+        item: _Followed,
+        record: PlanRecord | None,
+        requests: dict[int, RequestRow],
+        answered: list[int],
+    ) -> bool:
+        """Whether ``item`` is settled by what was read (its future resolved); the answered
+        requests it read go to ``answered`` (to delete)."""
         future = item.future
-        if future.done():
-            return True
-        if item.uncommitted:
-            found = self.storage.plan_records([future.plan_id])
-            if not found:
+        if record is None:
+            if item.uncommitted:
                 return False  # not committed yet (or rolled back: then this never resolves)
-            item.uncommitted = False
-        record = self.storage.get_plan_record(future.plan_id)
+            raise UnknownPlan(future.plan_id)
         if item.request is not None:
-            request = self.storage.get_request(item.request)
+            request = requests.get(item.request)
+            if request is None and item.uncommitted:
+                item.uncommitted = False
+                return False  # the plan committed after its request was read: read again
             if request is not None and request.answered_at is None:
                 return False  # not taken, or not answered yet
             failed = request is not None and request.error is not None
@@ -168,8 +198,8 @@ class Follower:
                 return True
             item.request = None
             if request is not None:
-                self.storage.delete_requests([request.id or 0])
-            record = self.storage.get_plan_record(future.plan_id)
+                answered.append(request.id or 0)
+        item.uncommitted = False
         if record.state in ENDED_STATES:
             future.set_result(future.plan_id)
             return True

@@ -198,6 +198,10 @@ class ClusterStore(ABC):
         """One request, or ``None`` once it is gone."""
 
     @abstractmethod
+    def get_requests(self, request_ids: Sequence[int]) -> dict[int, RequestRow]:
+        """The requests of ``request_ids`` by id (those gone left out)."""
+
+    @abstractmethod
     def open_requests(self, limit: int = 1000) -> list[RequestRow]:
         """Requests not answered yet, oldest first."""
 

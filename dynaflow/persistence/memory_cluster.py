@@ -183,6 +183,11 @@ class MemoryCluster:
             row = self._requests.get(request_id)
             return None if row is None else replace(row)
 
+    def get_requests(self, request_ids: Sequence[int]) -> dict[int, RequestRow]:
+        with self._lock:
+            found = (self._requests.get(i) for i in request_ids)
+            return {row.id: replace(row) for row in found if row is not None and row.id is not None}
+
     def open_requests(self, limit: int = 1000) -> list[RequestRow]:
         with self._lock:
             rows = [r for _, r in sorted(self._requests.items()) if r.answered_at is None]

@@ -86,6 +86,25 @@ def test_answers_released_and_purged_requests(storage: Storage) -> None:
     assert storage.open_requests() == []
 
 
+def test_requests_are_read_many_at_once(storage: Storage) -> None:
+    plan = make_plan()
+    storage.insert_plan(plan)
+    rows = [request(plan.plan.id, kind) for kind in ("execute", "halt", "cancel")]
+    for row in rows:
+        storage.add_request(row)
+    ids = [row.id or 0 for row in rows]
+    storage.take_requests("w1", 1)
+    storage.answer_request(ids[0], None)
+    storage.delete_requests([ids[2]])
+
+    found = storage.get_requests([ids[1], ids[0], 99999, ids[2], ids[1]])
+
+    assert set(found) == {ids[0], ids[1]}
+    assert found == {i: storage.get_request(i) for i in ids[:2]}
+    assert found[ids[0]].answered_at is not None and found[ids[1]].kind == "halt"
+    assert storage.get_requests([]) == {}
+
+
 def test_a_request_for_an_unknown_plan_is_refused(storage: Storage) -> None:
     with pytest.raises(UnknownPlan):
         storage.add_request(request("no-such-plan"))

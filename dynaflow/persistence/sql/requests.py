@@ -31,7 +31,7 @@ from sqlalchemy.sql.elements import BindParameter
 
 from dynaflow.persistence import tables
 from dynaflow.persistence.base import RequestRow, interrupted
-from dynaflow.persistence.sql.codec import bind, corrupt, time_in, time_out
+from dynaflow.persistence.sql.codec import CHUNK, bind, corrupt, time_in, time_out
 from dynaflow.persistence.sql.notifications import CHANNEL, Listener, payloads
 from dynaflow.persistence.sql.transactions import SQLTransactions, retried
 
@@ -165,6 +165,7 @@ class RequestStatements:
         )
         self.insert_many = insert(R).values({c.name: bind(c) for c in R.columns if c.name != "id"})
         self.get = self.select.where(R.c.id == bindparam("b_id"))
+        self.get_many = self.select.where(R.c.id.in_(bindparam("b_ids", expanding=True)))
         self.open = self.select.where(*OPEN).order_by(R.c.id).limit(bindparam("b_limit"))
         self.delete = delete(R).where(R.c.id.in_(bindparam("b_ids", expanding=True)))
         gone: BindParameter[str] = bindparam("b_world")
@@ -316,6 +317,18 @@ class SQLRequests(SQLTransactions):
         with self._read() as conn:
             row = conn.execute(self._rq.get, {"b_id": request_id}).first()
         return None if row is None else self._row(row)
+
+    @retried
+    def get_requests(self, request_ids: Sequence[int]) -> dict[int, RequestRow]:
+        wanted = list(dict.fromkeys(request_ids))
+        found: dict[int, RequestRow] = {}
+        with self._read() as conn:
+            for start in range(0, len(wanted), CHUNK):
+                params = {"b_ids": wanted[start : start + CHUNK]}
+                for r in conn.execute(self._rq.get_many, params):
+                    row = self._row(r)
+                    found[row.id or 0] = row
+        return found
 
     @retried
     def open_requests(self, limit: int = 1000) -> list[RequestRow]:

@@ -32,6 +32,7 @@ from dynaflow.persistence.engine import (
 )
 from dynaflow.persistence.errors import translated
 from dynaflow.persistence.sql.codec import CHUNK, Decoder
+from dynaflow.persistence.sql.driver import BulkInsert
 from dynaflow.persistence.sql.statements import Statements
 
 log = logging.getLogger("dynaflow.storage")
@@ -137,6 +138,17 @@ class SQLTransactions(Storage):
             return
         with self._translated, outer.begin_nested():
             yield outer
+
+    @contextmanager
+    def _pipeline(self, conn: Connection, rows: int) -> Iterator[None]:
+        """On PostgreSQL the driver's statements sent inside go as one pipeline (one round
+        trip), when each sends fewer than ``BulkInsert.COPY_FROM`` rows (COPY cannot go in a
+        pipeline). Only for statements whose results nothing reads inside."""
+        if self._sqlite or rows >= BulkInsert.COPY_FROM:
+            yield
+            return
+        with conn.connection.dbapi_connection.pipeline():  # type: ignore[union-attr]
+            yield
 
     def current_connection(self) -> Connection | None:
         return getattr(self._local, "conn", None)

@@ -57,15 +57,18 @@ class SQLWrites(SQLTransactions):
             plan_id = plan.id
             for key in dict.fromkeys(new.singletons):
                 self._take_singleton(conn, key, plan_id)
+            own_history = all(row.plan_id == plan_id for row in new.history)
+            rows = max(len(new.actions), len(new.steps), len(new.edges), len(new.history))
             try:
-                sql.insert_actions(conn, [codec.action_row(plan_id, a) for a in new.actions])
-                sql.insert_steps(conn, [codec.step_row(plan_id, s) for s in new.steps])
-                sql.insert_edges(conn, [(plan_id, f, t) for f, t in new.edges])
+                with self._pipeline(conn, rows):  # PostgreSQL: one round trip for the lot
+                    sql.insert_actions(conn, [codec.action_row(plan_id, a) for a in new.actions])
+                    sql.insert_steps(conn, [codec.step_row(plan_id, s) for s in new.steps])
+                    sql.insert_edges(conn, [(plan_id, f, t) for f, t in new.edges])
+                    if own_history:
+                        sql.insert_history(conn, [codec.history_row(h) for h in new.history])
             except INTEGRITY_ERRORS as exc:
                 raise _unstorable(plan_id, exc) from exc
-            if all(row.plan_id == plan_id for row in new.history):
-                sql.insert_history(conn, [codec.history_row(h) for h in new.history])
-            else:
+            if not own_history:
                 self.add_history(new.history)
 
     def insert_plans(self, news: Sequence[NewPlan]) -> set[str]:
