@@ -498,3 +498,49 @@ def test_an_event_that_cannot_be_decoded_is_a_corrupt_record(tmp_path: Path) -> 
                 read()
     finally:
         storage.close()
+
+
+# -- PostgreSQL notifications ------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_a_committed_batch_notifies_its_topics(pg_storage_url: str) -> None:
+    """A batch that ends a plan notifies ``p <plan>``, one that queues an event ``e *``; a
+    batch whose plans were taken over (rolled back, then written without them) notifies only
+    what it wrote. Notifications arrive when the transaction commits."""
+    storage = SQLStorage(pg_storage_url)
+    heard: list[str | None] = []
+    got = threading.Condition()
+
+    def hear(topic: str | None) -> None:
+        with got:
+            heard.append(topic)
+            got.notify_all()
+
+    def wait_for(*topics: str) -> None:
+        with got:
+            assert got.wait_for(lambda: set(topics) <= set(heard), 10), heard
+
+    listener = storage.listen(hear)
+    assert listener is not None
+    try:
+        add_plan(storage, "p", world="w-1")
+        add_plan(storage, "q", world="w-2")
+        add_plan(storage, "r", world="w-1")
+        running = frozenset({PlanState.RUNNING})
+        stop = {"state": PlanState.STOPPED}
+        storage.write(Batch(plans=[PlanUpdate("p", running, stop)], owner="w-1"))
+        wait_for("p p")
+        storage.write(Batch(events=[event("r")], owner="w-1"))
+        wait_for("e *")
+        # q is w-2's: the batch of w-1 ends r only, and says so
+        batch = Batch(
+            plans=[PlanUpdate("q", running, stop), PlanUpdate("r", running, stop)], owner="w-1"
+        )
+        assert storage.write(batch).fenced == {"q"}
+        wait_for("p r")
+        with got:
+            assert "p q" not in heard
+    finally:
+        listener.close()
+        storage.close()

@@ -19,10 +19,12 @@ from dynaflow.persistence.base import (
     PlanUpdate,
     StepUpdate,
     Storage,
+    batch_topics,
 )
 from dynaflow.persistence.sql import codec
 from dynaflow.persistence.sql.codec import CHUNK
 from dynaflow.persistence.sql.driver import BulkInsert, DriverStatement
+from dynaflow.persistence.sql.notifications import payloads
 from dynaflow.persistence.sql.statements import Statements
 from dynaflow.states import PlanState
 
@@ -56,10 +58,12 @@ class DriverBatchWriter:
     #: rows of one update shape from which PostgreSQL gets one statement with arrays
     ARRAYS_FROM = 100
 
-    def __init__(self, statements: Statements, dialect: Any) -> None:
+    def __init__(self, statements: Statements, dialect: Any, notify: Any = None) -> None:
         self._sql = statements
         self._dialect = dialect
         self._driver: dict[int, DriverStatement] = {}
+        #: PostgreSQL's NOTIFY statement (parameter ``b_payload``), sent in the pipeline
+        self._notify = notify
 
     def write(self, conn: Connection, batch: Batch, storage: Storage) -> BatchResult:
         """Write ``batch`` (fenced already) in ``conn``'s transaction; plan updates that must
@@ -99,10 +103,12 @@ class DriverBatchWriter:
         self, conn: Connection, batch: Batch, storage: Storage, plans: PlanGroups
     ) -> BatchResult:
         """PostgreSQL: the fencing check and the writes up to the claims sent as one pipeline
-        (one round trip where they took one each), the history rows in a second. The check
-        goes first, so the plans stay locked against a takeover as with :meth:`Storage.fence`;
-        a plan the batch's ``owner`` no longer owns, like any compare-and-set that missed,
-        raises :class:`SlowPath` (the exact path then fences the batch)."""
+        (one round trip where they took one each), the history rows and the notification of
+        the batch's topics (:func:`batch_topics`; sent when the transaction commits) in a
+        second. The check goes first, so the plans stay locked against a takeover as with
+        :meth:`Storage.fence`; a plan the batch's ``owner`` no longer owns, like any
+        compare-and-set that missed, raises :class:`SlowPath` (the exact path then fences the
+        batch)."""
         result = BatchResult()
         dbapi: Any = conn.connection.dbapi_connection
         wanted = sorted(batch.plan_ids() - batch.unowned) if batch.owner is not None else []
@@ -116,6 +122,10 @@ class DriverBatchWriter:
             if history and len(history) < BulkInsert.COPY_FROM:  # no COPY in a pipeline
                 self._sql.insert_history(conn, history)
                 history = []
+            if self._notify is not None:  # (nothing is fenced here: that raises SlowPath)
+                notify = self._compiled(self._notify)
+                for payload in payloads(batch_topics(batch, result)):
+                    dbapi.cursor().execute(*notify.prepare({"b_payload": payload}))
         if wanted and len(owned.fetchall()) != len(wanted):
             raise SlowPath  # taken over: the exact path fences the batch
         if any(cursor.rowcount != expected for cursor, expected in checks):

@@ -40,7 +40,8 @@ class SQLStorage(
 
     def __init__(self, url: str | None, *, migrate: bool | None = None, engine: Any = None) -> None:
         super().__init__(url, migrate=migrate, engine=engine)
-        self._fast = DriverBatchWriter(self._sql, self._engine.dialect)
+        notify = None if self._sqlite else self._rq.notify
+        self._fast = DriverBatchWriter(self._sql, self._engine.dialect, notify)
 
     def write(self, batch: Batch) -> BatchResult:
         """The group commit: outside an ambient transaction, straight on the driver's cursor
@@ -60,9 +61,7 @@ class SQLStorage(
                 plans = self._fast.pipelines(batch)
                 if plans is None:
                     return self._write_fast(conn, batch)
-                result = self._fast.write_pipelined(conn, batch, self, plans)
-                self._announce(batch, result)
-                return result
+                return self._fast.write_pipelined(conn, batch, self, plans)  # (notifies too)
         except (SlowPath, *INTEGRITY_ERRORS):
             # a missed compare-and-set or a missing plan: the exact path says which
             with self.transaction():
