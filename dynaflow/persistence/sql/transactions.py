@@ -69,9 +69,11 @@ class SQLTransactions(Storage):
         else:
             reader = self._engine.execution_options(isolation_level="AUTOCOMMIT")
             snapshot = self._engine.execution_options(isolation_level="REPEATABLE READ")
-        self._writers = Connections(self._engine)
-        self._reader = Connections(reader)
-        self._snapshot = self._reader if snapshot is reader else Connections(snapshot)
+        # idle connections kept between transactions: fewer of an application's pool
+        keep = 2 if self._owns_engine else 1
+        self._writers = Connections(self._engine, keep)
+        self._reader = Connections(reader, keep)
+        self._snapshot = self._reader if snapshot is reader else Connections(snapshot, keep)
         try:
             migrations.ensure_schema(
                 self._engine, migrate=self._sqlite if migrate is None else migrate
