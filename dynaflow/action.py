@@ -306,7 +306,7 @@ class Action:
     def progress(self, done: float, total: float | None = None) -> None:
         """Say how far this run step got: ``done`` of ``total`` (any unit). Shown by
         ``dynaflow plans show/watch`` and the console, emitted as ``signals.step_progress``,
-        stored at most every half second while the step runs, and at its end."""
+        stored at most every half second while the step runs, and with its outcome at its end."""
         self._context("progress").report().progress(done, total)
 
     def log(self, message: str) -> None:

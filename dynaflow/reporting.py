@@ -104,6 +104,11 @@ class Reporter:
         self._lines.append(StepLogLine(self.step_id, self._seq, at, message))
         self._maybe_flush()
 
+    def take_progress(self) -> dict[str, Any] | None:
+        """The progress reported last and not stored yet (the caller stores it)."""
+        progress, self._progress = self._progress, None
+        return progress
+
     def close(self) -> None:
         """The call ended: write what is left (never raising: a report is not worth a
         step)."""

@@ -44,7 +44,8 @@ def run_offered(services: Services, row: RequestRow) -> tuple[StepOutcome, dict[
     answer is stored, :func:`after_answer` finishes the outcome here."""
     runtime = OfferedRuntime(row)
     step_id, action_id = int(row.args["step_id"]), int(row.args["action_id"])
-    outcome = run_step(services, runtime, step_id, action_id)
+    # (the answer carries no progress: the call stores its own)
+    outcome = run_step(services, runtime, step_id, action_id, progress_in_outcome=False)
     retryable = None
     if outcome.error is not None:
         policy = registry.attribute(str(row.args["action_class"]), "retry", None, "not retried")

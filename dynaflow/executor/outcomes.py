@@ -75,6 +75,8 @@ class Outcomes(EngineBase):
         if error is None and outcome.output is not None:
             runtime.actions[outcome.action_id].output = outcome.output
             it.batch.outputs.append((outcome.plan_id, outcome.action_id, outcome.output))
+        if outcome.progress is not None:
+            fields["progress"] = outcome.progress
         detail = None
         if error is not None:
             fields["error"] = detail = error.to_json()

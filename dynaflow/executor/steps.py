@@ -53,6 +53,8 @@ class StepOutcome:
     #: whether the action's retry policy applies to the error (decided where it ran;
     #: ``None``: decide from ``exception``)
     retryable: bool | None = None
+    #: the progress the call reported last and had not stored yet: stored with the outcome
+    progress: dict[str, Any] | None = None
 
 
 #: "no event": the first call of run()
@@ -94,9 +96,14 @@ def run_step(
     event: Any = NO_EVENT,
     event_id: int | None = None,
     cancel: bool = False,
+    *,
+    progress_in_outcome: bool = True,
 ) -> StepOutcome:
     """Call ``run`` (or ``run(event)``, or ``cancel()``) of one run step through the run
-    middleware chain; never raises: errors and suspensions become the outcome."""
+    middleware chain; never raises: errors and suspensions become the outcome. The progress
+    the call reported last goes with the outcome (``progress_in_outcome``, when the call did
+    not fail: a failed attempt may be retried, which stores no outcome) rather than in a
+    transaction of its own."""
     step = runtime.steps[step_id]
     started = now()  # not the claim's time: a claimed step may wait for a free worker
     saved = runtime.actions[action_id].output
@@ -147,6 +154,8 @@ def run_step(
     finally:
         set_current_context(None)
         if context.reporter is not None:
+            if progress_in_outcome and outcome.error is None:
+                outcome.progress = context.reporter.take_progress()
             context.reporter.close()
     outcome.ended_at = now()
     return outcome

@@ -114,7 +114,9 @@ def run_step(
     resolved = _resolved_input(cls, action_id, given, outputs_of)
     runtime = _runtime(cls, action_id, resolved, output, StepKind.RUN)
     with _world(world) as used:
-        outcome = engine_run_step(used.services, runtime, 1, action_id, event=event)
+        outcome = engine_run_step(
+            used.services, runtime, 1, action_id, event=event, progress_in_outcome=False
+        )
     if outcome.exception is not None:
         raise outcome.exception
     saved = runtime.actions[action_id].output
