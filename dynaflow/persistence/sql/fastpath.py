@@ -91,11 +91,11 @@ class DriverBatchWriter:
         it cannot take the batch: on SQLite (no pipelines), and when something must be read
         before the claims are in (plans changed twice, the room of a limited queue, the
         plans of events to drop) or the plans to fence take more than one statement."""
-        if self._sql.sqlite or batch.drop_events or len(batch.plans) > CHUNK:
+        if self._sql.sqlite or batch.drop_events:
             return None
         if any(claim.queue is not None for claim in batch.claims):
             return None
-        if len(batch.plan_ids()) > CHUNK:
+        if len(batch.plan_ids()) > CHUNK:  # (so are its plan updates, or some change twice)
             return None
         return self.plan_groups(batch.plans)
 
@@ -174,7 +174,8 @@ class DriverBatchWriter:
     def _history(
         batch: Batch, claims: list[tuple[Claim, set[int]]], result: BatchResult
     ) -> list[tuple[Any, ...]]:
-        """The history rows to insert: the batch's, and one per step claimed."""
+        """The history rows to insert: the batch's, and one per step claimed (each also
+        added to ``result.claimed``)."""
         history = list(batch.history)
         for claim, claimed in claims:
             for step_id in dict.fromkeys(claim.step_ids):
